@@ -1,0 +1,166 @@
+"""The command line: `python -m gradviz train|models|data ...`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gradviz.architecture import ZOO_WIDTH
+from gradviz.datasets import DATASETS, DatasetNotFound, download_mnist, load_arrays
+from gradviz.defenses import DEFENSES
+from gradviz.modelstore import ModelFileError, list_models
+
+
+def _add_train(sub, command: str = "train", help_text: str = "train one model of any defense"):
+    p = sub.add_parser(command, help=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", choices=DATASETS, default="mnist")
+    p.add_argument("--defense", choices=DEFENSES, default="normal")
+    p.add_argument("--lam", type=float, default=0.0, help="gradient-penalty weight λ (gradviz units)")
+    p.add_argument("--lam-ref", type=float, default=None,
+                   help="λ in the reference code's units (converted: λ = λ_ref / 512)")
+    p.add_argument("--penalty", choices=("exact", "finite-difference"), default="exact")
+    p.add_argument("--eps", type=float, default=0.3, help="FGSM ε for adversarial training")
+    p.add_argument("--temperature", type=float, default=50.0, help="distillation temperature")
+    p.add_argument("--epochs", type=float, default=5.0)
+    p.add_argument("--steps", type=int, default=None, help="train for this many steps (overrides --epochs)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--width", type=int, default=ZOO_WIDTH, help="FC width (the paper's is 1024)")
+    p.add_argument("--augment", action="store_true", help="random ±2 pixel shifts")
+    p.add_argument("--name", default=None, help="model name (default: dataset-defense[-lamX])")
+    p.add_argument("--out", default=None, help="output folder (default: the user model folder)")
+    p.add_argument("--data-dir", default=None, help="folder with the dataset's IDX files")
+    return p
+
+
+def _config(args, defense: str | None = None):
+    import torch
+
+    from gradviz.penalties import from_reference_lambda
+    from gradviz.training import TrainConfig
+
+    lam = from_reference_lambda(args.lam_ref) if args.lam_ref is not None else args.lam
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but this torch build sees no CUDA device")
+    return TrainConfig(dataset=args.dataset, defense=defense or args.defense, lam=lam, eps=args.eps,
+                       temperature=args.temperature, penalty=args.penalty, epochs=args.epochs,
+                       steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                       device=device, width=args.width, augment=args.augment, name=args.name,
+                       data_dir=args.data_dir)
+
+
+def _train(args) -> int:
+    from gradviz.training import train_and_save
+
+    path, card = train_and_save(_config(args), out=args.out)
+    print(f"saved {path}  clean test accuracy {card['clean_test_accuracy']:.4f} "
+          f"({card['n_test']} images, {card['train_seconds']:.0f} s on {card['device']})")
+    return 0
+
+
+def _sweep(args) -> int:
+    from gradviz.sweep import choose, lambda_sweep, save_sweep, to_markdown
+
+    config = _config(args, defense="normal")
+    defenses = args.defenses.split(",")
+    rows = lambda_sweep(config, defenses, [float(v) for v in args.lams.split(",")], val_size=args.val_size)
+    print(to_markdown(rows))
+    print("chosen:", {d: choose(rows, d)["lam"] for d in defenses})
+    if args.sweep_out:
+        print(f"written to {save_sweep(rows, args.sweep_out, config)}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from gradviz.evaluation import EvalConfig, evaluate, write_results
+    from gradviz.report import write_report
+
+    config = EvalConfig(dataset=args.dataset, models=[m for m in args.models.split(",") if m],
+                        attacks=args.attacks.split(","), eps=[float(e) for e in args.eps.split(",")], n=args.n,
+                        seed=args.seed, target_mode=args.target, batch_size=args.batch_size)
+    if args.device:
+        config.device = args.device
+    result = evaluate(config, cache_dir=Path(args.out) / "cache")
+    write_results(result, args.out)
+    if not args.no_report:
+        write_report(result, args.out, heatmap_eps=args.heatmap_eps)
+    white = result.rows[result.rows.whitebox].pivot_table(index="source", columns=["attack", "eps"],
+                                                          values="accuracy")
+    print(white.round(3).to_string())
+    print(result.masking[["model", "flagged", "reason"]].to_string(index=False))
+    print(f"{result.provenance['seconds']:.1f} s on {result.provenance['device']}; results in {args.out}")
+    return 0
+
+
+def _models(args) -> int:
+    cards = list_models()
+    if args.json:
+        print(json.dumps(cards, indent=2))
+        return 0
+    for c in cards:
+        print(f"{c['origin']:5} {c['name']:36} {c['dataset']:14} {c['defense']:17} "
+              f"acc {c['clean_test_accuracy']:.4f}")
+    if not cards:
+        print("no models found")
+    return 0
+
+
+def _data(args) -> int:
+    if args.action == "download":
+        print(f"downloaded and checked {download_mnist(args.data_dir or 'data')}")
+        return 0
+    for name in DATASETS if args.dataset is None else [args.dataset]:
+        try:
+            a = load_arrays(name, args.data_dir)
+            print(f"{name:14} train {len(a.train_x):6}  test {len(a.test_x):6}  source {a.source}")
+        except DatasetNotFound as exc:
+            print(f"{name:14} not found: {exc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gradviz", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    s = _add_train(sub, "sweep", "choose λ on a validation split by transferred-FGSM accuracy")
+    s.add_argument("--defenses", default="gradreg,gradreg-uniform")
+    s.add_argument("--lams", default="3,10,30,100", help="comma-separated λ values (gradviz units)")
+    s.add_argument("--val-size", type=int, default=1000)
+    s.add_argument("--sweep-out", default=None, help="folder for sweep.json and sweep.md")
+    e = sub.add_parser("evaluate", help="source×target robustness matrix, CSV + JSON + HTML report",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("--dataset", choices=DATASETS, default="mnist")
+    e.add_argument("--models", default="", help="comma-separated model names (default: the dataset's zoo)")
+    e.add_argument("--attacks", default="fgsm,tgsm", help="any of fgsm,tgsm,itgsm,pgd")
+    e.add_argument("--eps", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7")
+    e.add_argument("--n", type=int, default=1000, help="first n test images")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--target", default="next", help="TGSM target: next, least-likely, random or a class")
+    e.add_argument("--device", default=None)
+    e.add_argument("--batch-size", type=int, default=1000)
+    e.add_argument("--heatmap-eps", type=float, default=0.3)
+    e.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    e.add_argument("--out", required=True)
+    m = sub.add_parser("models", help="list the zoo and user models")
+    m.add_argument("--json", action="store_true")
+    d = sub.add_parser("data", help="show where datasets come from, or download MNIST")
+    d.add_argument("action", choices=("info", "download"), nargs="?", default="info")
+    d.add_argument("dataset", nargs="?", choices=DATASETS, default=None)
+    d.add_argument("--data-dir", default=None)
+    return parser
+
+
+COMMANDS = {"train": _train, "sweep": _sweep, "evaluate": _evaluate, "models": _models, "data": _data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, DatasetNotFound, ModelFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,187 @@
+"""The paper's protocol: every source model's adversarial examples evaluated on every model.
+
+Results are one tidy row per (source, target, attack, ε) with a Wilson interval; each (source, attack)
+block is cached on disk under a key of everything it depends on, so a rerun reuses it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from gradviz import __version__
+from gradviz.attacks import run_attack
+from gradviz.datasets import dataset_source, load_dataset
+from gradviz.masking import masking_verdict, vanishing_gradient_share
+from gradviz.modelstore import list_models, load_model
+from gradviz.stats import wilson_interval
+
+PAPER_EPS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+COLUMNS = ["source", "target", "attack", "eps", "accuracy", "correct", "n", "ci_low", "ci_high", "whitebox"]
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class EvalConfig:
+    """One evaluation run; every field is part of the provenance."""
+
+    dataset: str = "mnist"
+    models: list[str] = field(default_factory=list)  # empty: every zoo model of the dataset
+    attacks: list[str] = field(default_factory=lambda: ["fgsm", "tgsm"])
+    eps: list[float] = field(default_factory=lambda: list(PAPER_EPS))
+    n: int = 1000
+    seed: int = 0
+    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+    target_mode: str = "next"
+    batch_size: int = 1000
+    data_dir: str | None = None
+
+
+@dataclass
+class EvalResult:
+    rows: pd.DataFrame
+    masking: pd.DataFrame
+    provenance: dict
+
+
+def default_models(dataset: str) -> list[str]:
+    """The committed zoo's models of one dataset, in a stable order."""
+    return [c["name"] for c in list_models() if c["dataset"] == dataset and c["origin"] == "zoo"]
+
+
+def _block_key(config: EvalConfig, source_card: dict, target_cards: list[dict], attack: str) -> str:
+    payload = {"source": source_card["sha256"], "targets": [c["sha256"] for c in target_cards],
+               "attack": attack, "eps": config.eps, "n": config.n, "seed": config.seed,
+               "target_mode": config.target_mode, "dataset": config.dataset,
+               "data": dataset_source(config.dataset, config.data_dir), "version": __version__}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+@torch.no_grad()
+def correct_counts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> int:
+    return sum(int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+               for i in range(0, len(x), batch_size))
+
+
+def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: torch.Tensor,
+                  y: torch.Tensor, attack: str) -> list[dict]:
+    """Rows of one source model and attack: every ε, every target model."""
+    counts = {(e, t): 0 for e in config.eps for t in models}
+    for i in range(0, len(x), config.batch_size):
+        xb, yb = x[i:i + config.batch_size], y[i:i + config.batch_size]
+        adversarial = run_attack(models[source], xb, yb, attack, config.eps, config.target_mode, config.seed)
+        for e, adv in adversarial.items():
+            for target, model in models.items():
+                counts[(e, target)] += correct_counts(model, adv, yb, config.batch_size)
+    return [_row(source, target, attack, e, c, len(x)) for (e, target), c in counts.items()]
+
+
+def _row(source: str, target: str, attack: str, eps: float, correct: int, n: int) -> dict:
+    low, high = wilson_interval(correct, n)
+    return {"source": source, "target": target, "attack": attack, "eps": eps, "accuracy": correct / n,
+            "correct": correct, "n": n, "ci_low": low, "ci_high": high, "whitebox": source == target}
+
+
+def masking_table(config: EvalConfig, models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor,
+                  rows: pd.DataFrame, at_eps: float = 0.3) -> pd.DataFrame:
+    """Per model: share of vanishing gradients and white-box FGSM vs the strongest other attack."""
+    eps = min(config.eps, key=lambda e: abs(e - at_eps))
+    white = rows[rows.whitebox & (rows.eps == eps)]
+    out = []
+    for name, model in models.items():
+        mine = white[white.source == name].set_index("attack").accuracy
+        share = vanishing_gradient_share(model, x[:config.batch_size], y[:config.batch_size])
+        others = [mine[a] for a in mine.index if a != "fgsm"]
+        flagged, reason = masking_verdict(share, mine.get("fgsm"), min(others) if others else None)
+        out.append({"model": name, "eps": eps, "vanishing_share": share, "fgsm_whitebox": mine.get("fgsm"),
+                    "strongest_other_whitebox": min(others) if others else None, "flagged": flagged,
+                    "reason": reason})
+    return pd.DataFrame(out)
+
+
+def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: bool = True,
+             on_progress: Progress | None = None) -> EvalResult:
+    """Run the source×target matrix for every attack and ε; cached blocks are reused."""
+    started = time.perf_counter()
+    names = config.models or default_models(config.dataset)
+    if not names:
+        raise ValueError(f"no models to evaluate for {config.dataset}")
+    loaded = {n: load_model(n, config.device) for n in names}
+    models = {n: m for n, (m, _) in loaded.items()}
+    cards = {n: c for n, (_, c) in loaded.items()}
+    wrong = [n for n, c in cards.items() if c["dataset"] != config.dataset]
+    if wrong:
+        raise ValueError(f"models {wrong} were trained on another dataset than {config.dataset}")
+    x, y = load_dataset(config.dataset, "test", config.data_dir)
+    if config.n > len(x):
+        raise ValueError(f"--n {config.n} is more than the {len(x)} test images of {config.dataset}")
+    x, y = x[:config.n].to(config.device), y[:config.n].to(config.device)
+    cache = Path(cache_dir) if cache_dir else None
+    blocks = [(s, a) for s in names for a in config.attacks]
+    rows, reused = [], 0
+    bar = tqdm(total=len(blocks), desc="evaluate", disable=not progress, dynamic_ncols=True)
+    for done, (source, attack) in enumerate(blocks, 1):
+        bar.set_postfix_str(f"{source} {attack}")
+        key = _block_key(config, cards[source], list(cards.values()), attack)
+        path = cache / f"{key}.json" if cache else None
+        if path is not None and path.is_file():
+            block, reused = json.loads(path.read_text()), reused + 1
+        else:
+            block = _attack_block(config, source, models, x, y, attack)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(block))
+        rows += block
+        bar.update()
+        if on_progress is not None:
+            on_progress(done, len(blocks), f"{source} · {attack}")
+    bar.close()
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    masking = masking_table(config, models, x, y, frame)
+    provenance = _provenance(config, cards, time.perf_counter() - started, reused, len(blocks))
+    return EvalResult(frame, masking, provenance)
+
+
+def _provenance(config: EvalConfig, cards: dict, seconds: float, reused: int, blocks: int) -> dict:
+    device = (torch.cuda.get_device_name(torch.device(config.device)) if config.device.startswith("cuda")
+              else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)")
+    return {
+        "config": asdict(config), "models": {n: {"sha256": c["sha256"], "defense": c["defense"],
+                                                  "lam": c.get("lam"), "card": c.get("card_path")}
+                                              for n, c in cards.items()},
+        "data_source": dataset_source(config.dataset, config.data_dir), "images": "first n of the test split",
+        "device": device, "seconds": round(seconds, 2), "cached_blocks_reused": f"{reused}/{blocks}",
+        "versions": {"gradviz": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_results(result: EvalResult, out: str | Path) -> Path:
+    """results.csv, masking.csv and provenance.json into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.rows.to_csv(out / "results.csv", index=False)
+    result.masking.to_csv(out / "masking.csv", index=False)
+    (out / "provenance.json").write_text(json.dumps(result.provenance, indent=2, default=str))
+    return out
+
+
+def read_results(folder: str | Path) -> EvalResult:
+    """Load a result folder written by write_results (for the dashboard's Robustness page)."""
+    folder = Path(folder)
+    if not (folder / "results.csv").is_file():
+        raise FileNotFoundError(f"{folder} holds no results.csv")
+    masking = folder / "masking.csv"
+    return EvalResult(pd.read_csv(folder / "results.csv"),
+                      pd.read_csv(masking) if masking.is_file() else pd.DataFrame(),
+                      json.loads((folder / "provenance.json").read_text()))

@@ -1,0 +1,110 @@
+"""Plotly figures of evaluation results; the HTML report and the dashboard draw the same ones."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from gradviz.paper import PAPER_FGSM_FROM_NORMAL
+
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
+
+
+def _colours(names: list[str]) -> dict[str, str]:
+    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+
+
+def accuracy_curves(rows: pd.DataFrame, attack: str, paper_overlay: bool = False) -> go.Figure:
+    """One panel per source model: accuracy vs ε of every evaluated model (the paper's figure)."""
+    rows = rows[rows.attack == attack]
+    sources = list(dict.fromkeys(rows.source))
+    colours = _colours(list(dict.fromkeys(rows.target)))
+    cols = min(3, len(sources))
+    fig = make_subplots(rows=math.ceil(len(sources) / cols), cols=cols, shared_yaxes=True,
+                        subplot_titles=[f"{attack.upper()} made on {s}" for s in sources])
+    for i, source in enumerate(sources):
+        r, c = divmod(i, cols)
+        for target, group in rows[rows.source == source].groupby("target", sort=False):
+            group = group.sort_values("eps")
+            fig.add_trace(go.Scatter(
+                x=group.eps, y=group.accuracy, name=target, legendgroup=target, showlegend=i == 0,
+                line=dict(color=colours[target], width=3 if target == source else 1.5,
+                          dash="solid" if target == source else "dot"),
+                error_y=dict(type="data", symmetric=False, array=group.ci_high - group.accuracy,
+                             arrayminus=group.accuracy - group.ci_low, thickness=1, width=2),
+            ), row=r + 1, col=c + 1)
+        if paper_overlay and attack == "fgsm" and source.endswith("-normal"):
+            for target, values in PAPER_FGSM_FROM_NORMAL.items():
+                fig.add_trace(go.Scatter(x=list(values), y=list(values.values()), mode="markers",
+                                         marker=dict(symbol="x", size=7, color="grey"),
+                                         name=f"paper: {target}", legendgroup="paper", showlegend=i == 0),
+                              row=r + 1, col=c + 1)
+    fig.update_yaxes(range=[0, 1.02], title_text="accuracy", col=1)
+    fig.update_xaxes(title_text="ε")
+    fig.update_layout(height=320 * math.ceil(len(sources) / cols), margin=dict(t=40, b=30))
+    return fig
+
+
+def matrix_at(rows: pd.DataFrame, attack: str, eps: float) -> pd.DataFrame:
+    """Source × target accuracy matrix of one attack at the ε nearest to `eps`."""
+    rows = rows[rows.attack == attack]
+    nearest = min(rows.eps.unique(), key=lambda e: abs(e - eps))
+    sub = rows[rows.eps == nearest]
+    order = list(dict.fromkeys(rows.source))
+    return sub.pivot(index="source", columns="target", values="accuracy").reindex(index=order, columns=order)
+
+
+def transfer_heatmap(rows: pd.DataFrame, attack: str, eps: float) -> go.Figure:
+    """The matrix as a heatmap; the diagonal is white-box."""
+    m = matrix_at(rows, attack, eps)
+    fig = go.Figure(go.Heatmap(z=m.values, x=m.columns, y=m.index, zmin=0, zmax=1, colorscale="Viridis",
+                               text=[[f"{v:.2f}" for v in row] for row in m.values], texttemplate="%{text}",
+                               colorbar=dict(title="accuracy")))
+    fig.update_layout(title=f"{attack.upper()} at ε = {eps:g}: rows made on, columns evaluated on",
+                      xaxis_title="evaluated on (target)", yaxis_title="made on (source)",
+                      yaxis_autorange="reversed", height=420)
+    return fig
+
+
+def whitebox_vs_transfer(rows: pd.DataFrame, attack: str) -> pd.DataFrame:
+    """Per target and ε: white-box accuracy and mean accuracy on examples transferred from the others."""
+    rows = rows[rows.attack == attack]
+    white = rows[rows.whitebox].groupby(["target", "eps"]).accuracy.mean().rename("whitebox")
+    transfer = rows[~rows.whitebox].groupby(["target", "eps"]).accuracy.mean().rename("mean_transfer")
+    return pd.concat([white, transfer], axis=1).reset_index()
+
+
+def whitebox_transfer_figure(rows: pd.DataFrame, attack: str) -> go.Figure:
+    table = whitebox_vs_transfer(rows, attack)
+    colours = _colours(list(dict.fromkeys(table.target)))
+    fig = go.Figure()
+    for target, g in table.groupby("target", sort=False):
+        fig.add_trace(go.Scatter(x=g.eps, y=g.whitebox, name=f"{target} white-box",
+                                 line=dict(color=colours[target])))
+        fig.add_trace(go.Scatter(x=g.eps, y=g.mean_transfer, name=f"{target} transfer (mean)",
+                                 line=dict(color=colours[target], dash="dot")))
+    fig.update_layout(title=f"{attack.upper()}: white-box vs mean transferred accuracy", xaxis_title="ε",
+                      yaxis_title="accuracy", yaxis_range=[0, 1.02], height=420)
+    return fig
+
+
+def norm_boxplot(norms: pd.DataFrame) -> go.Figure:
+    """Distribution of input-gradient norms per model, on one log scale (the paper's box plots)."""
+    fig = go.Figure()
+    for kind, g in norms.groupby("kind", sort=False):
+        fig.add_trace(go.Box(x=g.model, y=g.norm.clip(lower=1e-12), name=kind, boxpoints=False))
+    fig.update_layout(boxmode="group", yaxis_type="log", yaxis_title="‖∇ₓ‖₂ (log scale)", height=420,
+                      title="Input-gradient norms: true-label CE and Σ log p")
+    return fig
+
+
+def deletion_figure(curves: pd.DataFrame) -> go.Figure:
+    """Accuracy as the most salient pixels are deleted; a steeper fall means a more faithful saliency map."""
+    fig = go.Figure()
+    for model, g in curves.groupby("model", sort=False):
+        fig.add_trace(go.Scatter(x=g.fraction, y=g.accuracy, name=model, mode="lines+markers"))
+    fig.update_layout(title="Deletion curves (input-gradient saliency)", xaxis_title="share of pixels deleted",
+                      yaxis_title="accuracy", yaxis_range=[0, 1.02], height=380)
+    return fig

@@ -1,0 +1,67 @@
+"""Choose λ on a validation split of the training data, by robustness to transferred FGSM examples.
+
+The test set is never touched: a normal model trained on the remaining training data makes FGSM
+examples of the held-out images, and each candidate λ is scored by its accuracy on them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from gradviz.attacks import fgsm
+from gradviz.datasets import load_dataset, validation_split
+from gradviz.training import TrainConfig, accuracy, train_model
+
+SWEEP_EPS = (0.1, 0.2, 0.3, 0.4, 0.5)
+SCORE_EPS = (0.2, 0.3, 0.4, 0.5)
+MAX_CLEAN_DROP = 0.01
+
+
+def _robustness(model, x, y, adversarial: dict[float, torch.Tensor]) -> dict:
+    return {"clean": accuracy(model, x, y),
+            **{f"transfer@{e:g}": accuracy(model, adv, y) for e, adv in adversarial.items()},
+            **{f"whitebox@{e:g}": accuracy(model, fgsm(model, x, y, e), y) for e in adversarial}}
+
+
+def lambda_sweep(base: TrainConfig, defenses: list[str], lams: list[float], val_size: int = 1000,
+                 progress: bool = True) -> list[dict]:
+    """Train `base` once as the normal source and once per (defense, λ); score each on the validation split."""
+    x, y = load_dataset(base.dataset, "train", base.data_dir)
+    (fit_x, fit_y), (val_x, val_y) = validation_split(x, y, val_size, seed=base.seed)
+    source, _ = train_model(replace(base, defense="normal", lam=0.0), (fit_x, fit_y), progress=progress)
+    adversarial = {e: fgsm(source, val_x, val_y, e) for e in SWEEP_EPS}
+    rows = [{"defense": "normal", "lam": 0.0, **_robustness(source, val_x, val_y, adversarial)}]
+    for defense in defenses:
+        for lam in lams:
+            model, _ = train_model(replace(base, defense=defense, lam=lam), (fit_x, fit_y), progress=progress)
+            rows.append({"defense": defense, "lam": lam, **_robustness(model, val_x, val_y, adversarial)})
+    return rows
+
+
+def choose(rows: list[dict], defense: str) -> dict:
+    """Best mean transfer accuracy over SCORE_EPS among λ that cost at most one point of clean accuracy."""
+    floor = next(r["clean"] for r in rows if r["defense"] == "normal") - MAX_CLEAN_DROP
+    candidates = [r for r in rows if r["defense"] == defense and r["clean"] >= floor]
+    candidates = candidates or [r for r in rows if r["defense"] == defense]
+    return max(candidates, key=lambda r: sum(r[f"transfer@{e:g}"] for e in SCORE_EPS))
+
+
+def to_markdown(rows: list[dict]) -> str:
+    """The sweep as a Markdown table (validation accuracies)."""
+    keys = ["clean", *[f"transfer@{e:g}" for e in SWEEP_EPS], *[f"whitebox@{e:g}" for e in (0.1, 0.3)]]
+    lines = ["| defense | λ | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for r in rows:
+        lines.append(f"| {r['defense']} | {r['lam']:g} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def save_sweep(rows: list[dict], out: str | Path, config: TrainConfig) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    chosen = {d: choose(rows, d)["lam"] for d in {r["defense"] for r in rows} - {"normal"}}
+    (out / "sweep.json").write_text(json.dumps({"config": vars(config), "rows": rows, "chosen": chosen}, indent=2))
+    (out / "sweep.md").write_text(to_markdown(rows) + f"\n\nChosen: {chosen}\n")
+    return out

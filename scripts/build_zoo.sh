@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Rebuild the committed zoo exactly as it was made: λ sweeps on validation splits, then one model per defense.
+# Usage: bash scripts/build_zoo.sh [OUT=models] [RUNS=runs]   (CPU: about an hour on 2 cores)
+set -euo pipefail
+OUT=${1:-models}
+RUNS=${2:-runs}
+PY=${PYTHON:-python}
+declare -A SWEEP_EPOCHS=([mnist]=8 [fashion-mnist]=1)
+declare -A ZOO_EPOCHS=([mnist]=20 [fashion-mnist]=4)
+declare -A LAMS_Y=([mnist]=0.3,1,3,10 [fashion-mnist]=0.3,1,3)
+declare -A LAMS_K=([mnist]=1,3,10,30 [fashion-mnist]=1,3,10)
+
+chosen() {  # chosen λ of a defense from a sweep folder
+  $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['chosen'][sys.argv[2]])" "$1/sweep.json" "$2"
+}
+
+for ds in ${DATASETS:-mnist fashion-mnist}; do
+  common=(--dataset "$ds" --augment --seed 0)
+  if [ ! -f "$RUNS/sweep-$ds-y/sweep.json" ]; then
+    $PY -m gradviz sweep "${common[@]}" --epochs "${SWEEP_EPOCHS[$ds]}" --defenses gradreg \
+      --lams "${LAMS_Y[$ds]}" --sweep-out "$RUNS/sweep-$ds-y"
+  fi
+  if [ ! -f "$RUNS/sweep-$ds-k/sweep.json" ]; then
+    $PY -m gradviz sweep "${common[@]}" --epochs "${SWEEP_EPOCHS[$ds]}" --defenses gradreg-uniform \
+      --lams "${LAMS_K[$ds]}" --sweep-out "$RUNS/sweep-$ds-k"
+  fi
+  lam_y=$(chosen "$RUNS/sweep-$ds-y" gradreg)
+  lam_k=$(chosen "$RUNS/sweep-$ds-k" gradreg-uniform)
+  train=( $PY -m gradviz train "${common[@]}" --epochs "${ZOO_EPOCHS[$ds]}" --out "$OUT" )
+  "${train[@]}" --defense normal --name "$ds-normal"
+  "${train[@]}" --defense gradreg --lam "$lam_y" --name "$ds-gradreg"
+  "${train[@]}" --defense advtrain --name "$ds-advtrain"
+  "${train[@]}" --defense distilled --name "$ds-distilled"
+  "${train[@]}" --defense gradreg-uniform --lam "$lam_k" --name "$ds-gradreg-uniform"
+  "${train[@]}" --defense gradreg+advtrain --lam "$lam_y" --name "$ds-gradreg-advtrain"
+done

