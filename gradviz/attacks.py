@@ -120,3 +120,24 @@ def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str, 
         return single_step_sweep(model, x, target, eps_values, targeted=True)
     return {e: iterative_tgsm(model, x, target, eps=e, step=max(e / 4, 1e-3) if e else 0.0, steps=steps,
                               project=True) for e in eps_values}
+
+
+def attack_image(model: nn.Module, x: torch.Tensor, label: int, attack: str, eps: float,
+                 target: int | None = None, steps: int = 10, seed: int = 0) -> tuple[torch.Tensor, dict]:
+    """One image [1, 1, 28, 28] attacked live; returns it with the provenance a download needs."""
+    y = torch.tensor([label], device=x.device)
+    t = torch.tensor([(label + 1) % NUM_CLASSES if target is None else target], device=x.device)
+    if attack == "fgsm":
+        adv = fgsm(model, x, y, eps)
+    elif attack == "tgsm":
+        adv = tgsm(model, x, t, eps)
+    elif attack == "itgsm":
+        adv = iterative_tgsm(model, x, t, eps=eps, step=max(eps / 4, 1e-3), steps=steps, project=True)
+    elif attack == "pgd":
+        adv = pgd(model, x, y, eps, seed=seed)
+    else:
+        raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
+    targeted = attack in ("tgsm", "itgsm")
+    return adv, {"attack": attack, "eps": eps, "true_class": label, "target_class": int(t) if targeted else None,
+                 "steps": steps if attack in ("itgsm", "pgd") else 1, "seed": seed,
+                 "linf": float((adv - x).abs().max()), "l2": float((adv - x).norm())}

@@ -216,3 +216,26 @@ def download_mnist(target: str | Path) -> Path:
             tmp.replace(destination)
     _read_idx_dir(target, source="check")  # validate before declaring success
     return target
+
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "samples"
+SAMPLES_PER_CLASS = 10
+
+
+def write_sample(name: str, per_class: int = SAMPLES_PER_CLASS, directory: Path = SAMPLES_DIR) -> Path:
+    """Commit-sized sample of the test split (the first `per_class` images of each class) as .npz."""
+    a = load_arrays(name)
+    index = np.concatenate([np.flatnonzero(a.test_y == c)[:per_class] for c in range(10)])
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.npz"
+    np.savez_compressed(path, x=a.test_x[index], y=a.test_y[index], test_index=index, source=a.source)
+    return path
+
+
+def load_sample(name: str, directory: Path = SAMPLES_DIR) -> tuple[torch.Tensor, torch.Tensor]:
+    """The committed test sample of `name` (works with no dataset installed); falls back to the test split."""
+    path = directory / f"{name}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return to_tensors(z["x"], z["y"])
+    return load_dataset(name, "test")

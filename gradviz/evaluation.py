@@ -185,3 +185,22 @@ def read_results(folder: str | Path) -> EvalResult:
     return EvalResult(pd.read_csv(folder / "results.csv"),
                       pd.read_csv(masking) if masking.is_file() else pd.DataFrame(),
                       json.loads((folder / "provenance.json").read_text()))
+
+
+COMMITTED_RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
+
+
+def user_results_dir() -> Path:
+    """Where evaluations started from the dashboard are written."""
+    from gradviz.modelstore import user_model_dir
+
+    return user_model_dir().parent / "results"
+
+
+def result_folders() -> dict[str, Path]:
+    """Every folder holding a results.csv: the committed reproduction runs, then the user's."""
+    found = {}
+    for root in (COMMITTED_RESULTS, user_results_dir()):
+        for csv in sorted(root.glob("*/results.csv")) if root.is_dir() else []:
+            found[f"{csv.parent.name} ({'committed' if root == COMMITTED_RESULTS else 'yours'})"] = csv.parent
+    return found

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -107,4 +109,57 @@ def deletion_figure(curves: pd.DataFrame) -> go.Figure:
         fig.add_trace(go.Scatter(x=g.fraction, y=g.accuracy, name=model, mode="lines+markers"))
     fig.update_layout(title="Deletion curves (input-gradient saliency)", xaxis_title="share of pixels deleted",
                       yaxis_title="accuracy", yaxis_range=[0, 1.02], height=380)
+    return fig
+
+
+DIVERGING = "RdBu_r"  # ColorBrewer RdBu: colour-blind safe; red = positive, blue = negative
+SEQUENTIAL = "Viridis"
+
+
+def saliency_grid(image: np.ndarray, maps: list[np.ndarray], titles: list[str], signed: bool,
+                  scales: list[float], overlay: bool = False) -> go.Figure:
+    """The input image then one saliency map per model, side by side, each titled with its scale."""
+    n = len(maps) + 1
+    fig = make_subplots(rows=1, cols=n, subplot_titles=["input", *[f"{t}<br><sup>full colour = {s:.2g}</sup>"
+                                                                   for t, s in zip(titles, scales)]],
+                        horizontal_spacing=0.01)
+    fig.add_trace(go.Heatmap(z=image, colorscale="gray", showscale=False, zmin=0, zmax=1,
+                             hovertemplate="pixel %{y},%{x}: %{z:.2f}<extra></extra>"), row=1, col=1)
+    for i, m in enumerate(maps, start=2):
+        if overlay:
+            fig.add_trace(go.Heatmap(z=image, colorscale="gray", showscale=False, zmin=0, zmax=1, hoverinfo="skip"),
+                          row=1, col=i)
+        fig.add_trace(go.Heatmap(z=m, coloraxis="coloraxis", opacity=0.65 if overlay else 1.0,
+                                 hovertemplate="pixel %{y},%{x}: %{z:.3f}<extra></extra>"), row=1, col=i)
+    fig.update_layout(coloraxis=dict(colorscale=DIVERGING if signed else SEQUENTIAL, cmin=-1 if signed else 0,
+                                     cmax=1, colorbar=dict(title="relative", thickness=12)),
+                      height=260, margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    for i in range(2, n + 1):
+        fig.update_yaxes(scaleanchor=f"x{i}", row=1, col=i)
+    return fig
+
+
+def probability_bars(probs: dict[str, np.ndarray], class_names: list[str]) -> go.Figure:
+    """Class probabilities of each model, grouped by class."""
+    colours = _colours(list(probs))
+    fig = go.Figure([go.Bar(x=class_names, y=p, name=n, marker_color=colours[n]) for n, p in probs.items()])
+    fig.update_layout(barmode="group", yaxis_range=[0, 1], yaxis_title="probability", height=260,
+                      margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h"))
+    return fig
+
+
+def image_figure(images: list[np.ndarray], titles: list[str], signed_last: bool = False) -> go.Figure:
+    """A row of grey images (the last one signed, e.g. a perturbation, when asked)."""
+    fig = make_subplots(rows=1, cols=len(images), subplot_titles=titles, horizontal_spacing=0.02)
+    for i, img in enumerate(images, start=1):
+        signed = signed_last and i == len(images)
+        bound = float(abs(img).max()) or 1.0
+        fig.add_trace(go.Heatmap(z=img, colorscale=DIVERGING if signed else "gray", showscale=signed,
+                                 zmin=-bound if signed else 0, zmax=bound if signed else 1,
+                                 hovertemplate="%{z:.3f}<extra></extra>"), row=1, col=i)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed")
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10))
     return fig

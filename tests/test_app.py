@@ -1,28 +1,117 @@
-"""AppTest checks of every page of the dashboard."""
+"""AppTest checks of every dashboard page: renders without exception, and the main controls change the output."""
+import io
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from gradviz.architecture import PaperCNN
+from gradviz.evaluation import EvalConfig, evaluate, user_results_dir, write_results
 from gradviz.modelstore import save_model
+from gradviz.training import TrainConfig, train_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def app():
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+def user_zoo(user_models, tiny_train):
+    """Two small user models, so the pages have something of the user's to show."""
+    for defense, lam in (("normal", 0.0), ("gradreg", 1.0)):
+        model, card = train_model(TrainConfig(defense=defense, lam=lam, steps=10, batch_size=64, width=8,
+                                              device="cpu", name=f"mine-{defense}"), tiny_train, progress=False)
+        save_model(model, card, user_models)
+    return ["mine-normal", "mine-gradreg"]
 
 
-def test_models_page_lists_the_zoo_and_user_models(app, user_models):
-    card = {"name": "my-own", "dataset": "mnist", "defense": "gradreg", "lam": 1.0, "clean_test_accuracy": 0.9,
-            "architecture": {"name": "PaperCNN", "width": 8, "num_classes": 10}}
-    save_model(PaperCNN(width=8), card, user_models)
-    app.run()
-    assert not app.exception
-    frames = [df.value for df in app.dataframe]
-    names = {n for f in frames for n in f["name"]}
-    assert "my-own" in names
-    assert {"mnist-normal", "mnist-gradreg"} <= names
-    assert any("trained by you" in c.value for c in app.caption)
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page(f"app_pages/{name}.py")
+    return at.run()
+
+
+def test_models_page_lists_the_zoo_and_user_models(user_zoo):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    names = {n for df in at.dataframe for n in df.value["name"]}
+    assert set(user_zoo) <= names
+    assert {"mnist-normal", "mnist-gradreg", "fashion-mnist-normal"} <= names
+    assert any("trained by you" in c.value for c in at.caption)
+
+
+def test_saliency_page_controls_change_the_maps(user_zoo):
+    at = page("saliency")
+    assert not at.exception, at.exception
+    assert 2 <= len(at.multiselect(key="models_mnist").value) <= 4
+    before = at.session_state["shared"]
+    at.toggle(key="shared").set_value(False).run()
+    assert not at.exception and at.session_state["shared"] != before
+    assert any("each map scaled by its own maximum" in c.value for c in at.caption)
+    at.selectbox(key="method").set_value("integrated-gradients").run()
+    assert not at.exception
+    at.slider(key="index_mnist_any").set_value(7).run()
+    assert not at.exception and any("#7" in c.value for c in at.caption)
+
+
+def test_saliency_page_with_an_upload_and_a_bad_upload(user_zoo):
+    at = page("saliency")
+    at.radio(key="image_source").set_value("Upload").run()
+    assert any("Upload an image" in i.value for i in at.info)
+    image = Image.new("L", (90, 120), 255)
+    image.paste(0, (40, 10, 52, 110))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    at.file_uploader(key="upload").upload("one.png", buffer.getvalue(), "image/png").run()
+    assert not at.exception and not at.error
+    assert any("upload" in c.value for c in at.caption)
+    at.file_uploader(key="upload").upload("bad.png", b"definitely not an image", "image/png").run()
+    assert not at.exception
+    assert any("not an image" in e.value for e in at.error)
+
+
+def test_attack_lab_changes_with_eps_and_attack(user_zoo):
+    at = page("attack_lab")
+    assert not at.exception, at.exception
+    fooled_at = lambda: list(at.dataframe[0].value["adversarial prediction"])  # noqa: E731
+    at.slider(key="eps").set_value(0.0).run()
+    clean = fooled_at()
+    assert clean == list(at.dataframe[0].value["clean prediction"])
+    at.slider(key="eps").set_value(0.7).run()
+    assert not at.exception and fooled_at() != clean
+    at.radio(key="attack").set_value("itgsm").run()
+    assert not at.exception
+    assert any("generated on" in c.value for c in at.caption)
+    assert len(at.get("download_button")) == 2
+
+
+def test_robustness_page_shows_a_result_folder(user_zoo):
+    config = EvalConfig(dataset="mnist", models=user_zoo, attacks=["fgsm", "tgsm"], eps=[0.0, 0.2, 0.4], n=30,
+                        device="cpu")
+    write_results(evaluate(config, progress=False), user_results_dir() / "mnist-test")
+    at = page("robustness")
+    assert not at.exception, at.exception
+    options = at.selectbox(key="results_mnist").options
+    assert "mnist-test (yours)" in options
+    at.selectbox(key="results_mnist").set_value("mnist-test (yours)").run()
+    assert not at.exception
+    at.radio(key="rob_attack").set_value("tgsm").run()
+    assert not at.exception and len(at.dataframe) >= 2
+
+
+def test_train_page_trains_in_the_background_and_saves(user_models):
+    from app_pages.common import job_runner
+
+    at = page("train")
+    assert not at.exception
+    at.selectbox(key="t_defense").set_value("normal")
+    at.number_input(key="t_epochs").set_value(0.1)
+    at.number_input(key="t_width").set_value(8)
+    at.button(key="t_start").click().run()
+    assert not at.exception, at.exception
+    job = job_runner().jobs[at.session_state["train_job"]]
+    job_runner().wait(job, timeout=300)
+    at.run()
+    assert job.state == "done", job.error
+    assert any("Saved" in s.value for s in at.success)
+    assert (user_models / f"{job.result['name']}.json").is_file()

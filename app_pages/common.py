@@ -1,0 +1,142 @@
+"""View helpers shared by the pages: cached models, the dataset/model/image pickers. No model math here."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from gradviz import list_models, load_model
+from gradviz.datasets import CLASS_NAMES, DATASETS, load_sample
+from gradviz.images import ImageError, prepare_digit
+from gradviz.jobs import JobRunner
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+SOURCES = ("Test sample", "Upload", "Draw")
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=32)
+def cached_model(card_path: str, sha256: str) -> tuple[torch.nn.Module, dict]:
+    """One shared copy per model file (keyed by its hash), weights frozen: pages only need input gradients."""
+    model, card = load_model(card_path, DEVICE)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, card
+
+
+@st.cache_resource
+def job_runner() -> JobRunner:
+    """Process-wide runner: one background job at a time, shared by every session."""
+    return JobRunner()
+
+
+@st.cache_data(max_entries=4)
+def sample(dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    x, y = load_sample(dataset)
+    return x.numpy(), y.numpy()
+
+
+def cards_of(dataset: str) -> dict[str, dict]:
+    return {c["name"]: c for c in list_models() if c.get("dataset") == dataset}
+
+
+def models_named(names: list[str], dataset: str) -> dict[str, torch.nn.Module]:
+    cards = cards_of(dataset)
+    return {n: cached_model(cards[n]["card_path"], cards[n]["sha256"])[0] for n in names if n in cards}
+
+
+def pick_dataset() -> str:
+    return st.sidebar.selectbox("Dataset", DATASETS, key="dataset", persist_state="session")
+
+
+def pick_models(dataset: str, label: str = "Models to compare", key: str = "models",
+                max_selections: int = 6) -> list[str]:
+    names = list(cards_of(dataset))
+    if not names:
+        st.warning(f"No models for {dataset}. Train one on the Train page or with `python -m gradviz train`.")
+        st.stop()
+    preferred = [n for n in names if n.rsplit("-", 1)[-1] in ("normal", "distilled", "advtrain", "gradreg")]
+    st.session_state.setdefault(f"{key}_{dataset}", (preferred or names)[:4])
+    chosen = st.multiselect(label, names, key=f"{key}_{dataset}", max_selections=max_selections,
+                            persist_state="session")
+    if not chosen:
+        st.info("Pick at least one model.")
+        st.stop()
+    return chosen
+
+
+def _from_sample(dataset: str) -> tuple[torch.Tensor, int, str]:
+    x, y = sample(dataset)
+    names = CLASS_NAMES[dataset]
+    cls = st.selectbox("Class", ["any", *names], key=f"class_{dataset}", persist_state="session")
+    index = np.arange(len(y)) if cls == "any" else np.flatnonzero(y == names.index(cls))
+    i = st.slider("Image", 0, len(index) - 1, key=f"index_{dataset}_{cls}", persist_state="session")
+    k = int(index[i])
+    return torch.from_numpy(x[k:k + 1]), int(y[k]), f"test sample #{k} ({names[int(y[k])]})"
+
+
+def _preview(steps: list[tuple[str, np.ndarray]]) -> None:
+    cols = st.columns(len(steps))
+    for col, (name, arr) in zip(cols, steps):
+        col.image((np.clip(arr, 0, 1) * 255).astype(np.uint8), caption=name, width=90, output_format="PNG")
+
+
+def _from_bytes(data: bytes | None, key: str) -> torch.Tensor | None:
+    """Run the upload preprocessing once per new file and keep the 28×28 result for later page visits."""
+    if data is not None:
+        digest = hash(data)
+        if st.session_state.get(f"{key}_hash") != digest:
+            st.session_state[f"{key}_hash"] = digest
+            try:
+                x, steps = prepare_digit(data)
+                st.session_state[key], st.session_state[f"{key}_steps"] = x, steps
+                st.session_state.pop(f"{key}_error", None)
+            except ImageError as exc:
+                st.session_state.pop(key, None)
+                st.session_state[f"{key}_error"] = str(exc)
+    if st.session_state.get(f"{key}_error"):
+        st.error(st.session_state[f"{key}_error"])
+        return None
+    if key in st.session_state:
+        with st.expander("Preprocessing", expanded=False):
+            _preview(st.session_state[f"{key}_steps"])
+        return st.session_state[key]
+    return None
+
+
+def _drawn() -> bytes | None:
+    try:
+        from streamlit_drawable_canvas import st_canvas
+    except ImportError:
+        st.info("Drawing needs the package streamlit-drawable-canvas.")
+        return None
+    result = st_canvas(stroke_width=18, stroke_color="#FFFFFF", background_color="#000000", height=224,
+                       width=224, drawing_mode="freedraw", key="canvas")
+    if result is None or result.image_data is None or result.image_data[..., :3].max() == 0:
+        return None
+    buffer = io.BytesIO()
+    Image.fromarray(result.image_data.astype(np.uint8)).convert("L").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def pick_image(dataset: str) -> tuple[torch.Tensor, int, str]:
+    """An image [1, 1, 28, 28] on the app's device, its label (asked for when unknown) and a caption."""
+    source = st.radio("Image source", SOURCES, horizontal=True, key="image_source", persist_state="session")
+    names = CLASS_NAMES[dataset]
+    if source == "Test sample":
+        x, label, caption = _from_sample(dataset)
+        return x.to(DEVICE), label, caption
+    if source == "Upload":
+        file = st.file_uploader("PNG, JPEG, GIF, WebP, BMP or TIFF", key="upload",
+                                type=["png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"])
+        x = _from_bytes(file.getvalue() if file is not None else None, "uploaded_digit")
+    else:
+        x = _from_bytes(_drawn(), "drawn_digit")
+    if x is None:
+        st.info("Upload an image or draw a digit to continue.")
+        st.stop()
+    label = st.selectbox("True class of this image", range(10), format_func=lambda c: names[c],
+                         key=f"label_{source}", persist_state="session")
+    return x.to(DEVICE), int(label), f"{source.lower()} (labelled {names[int(label)]})"

@@ -1,0 +1,84 @@
+"""Robustness page: accuracy-vs-ε curves, the source×target matrix, white-box vs transfer, masking flags."""
+from datetime import datetime
+
+import streamlit as st
+
+from app_pages.common import DEVICE, job_runner, pick_dataset
+from gradviz import figures
+from gradviz.evaluation import EvalConfig, default_models, evaluate, read_results, result_folders, \
+    user_results_dir, write_results
+
+st.title("Robustness")
+dataset = pick_dataset()
+
+with st.expander("Run a new evaluation", expanded=False):
+    with st.form("evaluate"):
+        attacks = st.multiselect("Attacks", ["fgsm", "tgsm", "itgsm", "pgd"], default=["fgsm", "tgsm"])
+        eps_text = st.text_input("ε values", "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7")
+        n = st.number_input("Test images", 10, 10000, 256, step=10)
+        submitted = st.form_submit_button("Start in the background")
+    if submitted:
+        try:
+            eps = [float(v) for v in eps_text.split(",") if v.strip()]
+            if not eps or not attacks or any(e < 0 or e > 1 for e in eps):
+                raise ValueError("choose at least one attack and ε values between 0 and 1")
+        except ValueError as exc:
+            st.error(f"Cannot start: {exc}")
+        else:
+            config = EvalConfig(dataset=dataset, models=default_models(dataset), attacks=attacks, eps=eps,
+                                n=int(n), device=DEVICE)
+            out = user_results_dir() / f"{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
+
+            def work(job, config=config, out=out):
+                result = evaluate(config, cache_dir=user_results_dir() / "cache", progress=False,
+                                  on_progress=lambda d, t, m: job.report(d, t, m))
+                return write_results(result, out)
+
+            st.session_state["eval_job"] = job_runner().submit(f"evaluate {dataset}", work).id
+
+
+@st.fragment(run_every=1.0)
+def job_status() -> None:
+    job = job_runner().jobs.get(st.session_state.get("eval_job", ""))
+    if job is None:
+        return
+    if job.state in ("queued", "running"):
+        st.progress(job.fraction, text=f"Evaluating: {job.message or 'starting…'} ({job.done}/{job.total} blocks)")
+    elif job.state == "done":
+        st.success(f"Evaluation finished: {job.result}")
+    else:
+        st.error(f"Evaluation {job.state}: {job.error}")
+
+
+job_status()
+
+folders = {k: v for k, v in result_folders().items() if k.startswith(dataset)}
+if not folders:
+    st.info(f"No evaluation results for {dataset} yet: run one above or with `python -m gradviz evaluate`.")
+    st.stop()
+choice = st.selectbox("Results", list(folders), key=f"results_{dataset}", persist_state="session")
+result = read_results(folders[choice])
+rows = result.rows
+prov = result.provenance
+st.caption(f"{prov['config']['n']} test images · {len(prov['models'])} models · device {prov['device']} · "
+           f"{prov['seconds']:.0f} s · finished {prov['finished']}")
+attack = st.radio("Attack", list(rows.attack.unique()), horizontal=True, key="rob_attack")
+st.plotly_chart(figures.accuracy_curves(rows, attack, paper_overlay=dataset == "mnist"), width="stretch",
+                key="curves")
+if dataset == "mnist" and attack == "fgsm":
+    st.caption("Grey crosses: the paper's accuracies on FGSM examples made on its normal model (256 images).")
+eps_values = sorted(rows.eps.unique())
+eps = st.select_slider("ε for the matrix", eps_values, value=min(eps_values, key=lambda e: abs(e - 0.3)),
+                       key="matrix_eps")
+c1, c2 = st.columns(2)
+c1.plotly_chart(figures.transfer_heatmap(rows, attack, eps), width="stretch", key="heatmap")
+c2.plotly_chart(figures.whitebox_transfer_figure(rows, attack), width="stretch", key="wb")
+st.subheader("Gradient masking")
+if result.masking.empty:
+    st.write("This result folder has no masking check.")
+else:
+    st.dataframe(result.masking, hide_index=True, width="stretch")
+with st.expander("All rows"):
+    st.dataframe(rows, hide_index=True, width="stretch")
+    st.download_button("Download results.csv", rows.to_csv(index=False), "results.csv", "text/csv",
+                       on_click="ignore")

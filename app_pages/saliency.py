@@ -1,0 +1,63 @@
+"""Saliency page: several models' predictions and saliency maps of one image, on one scale or each its own."""
+import streamlit as st
+
+from app_pages.common import cards_of, models_named, pick_dataset, pick_image, pick_models, sample
+from gradviz import figures
+from gradviz.datasets import CLASS_NAMES
+from gradviz.interpretability import gradient_norms
+from gradviz.saliency import METHODS, explain, normalise
+
+st.title("Saliency")
+st.caption("Input gradients are what the paper regularizes. On one shared scale the regularized models' "
+           "maps are visibly smaller and smoother; scaled each on its own (as captum shows them) that "
+           "difference disappears.")
+dataset = pick_dataset()
+names = CLASS_NAMES[dataset]
+left, right = st.columns([1, 2])
+with left:
+    x, label, caption = pick_image(dataset)
+with right:
+    chosen = pick_models(dataset)
+    method = st.selectbox("Method", list(METHODS), format_func=METHODS.get, key="method", persist_state="session")
+    cls = label
+    if method in ("gradient-logp", "saliency", "integrated-gradients", "smoothgrad", "guided-backprop",
+                  "input-x-gradient"):
+        cls = st.selectbox("Explain class", range(10), index=label, format_func=lambda c: names[c], key="explain")
+    c1, c2, c3 = st.columns(3)
+    signed = c1.toggle("Signed", value=True, key="signed", persist_state="session",
+                       help="Signed: red raises the objective, blue lowers it. Off: absolute values.")
+    shared = c2.toggle("One shared scale", value=True, key="shared", persist_state="session")
+    overlay = c3.toggle("Overlay on image", value=False, key="overlay", persist_state="session")
+
+models = models_named(chosen, dataset)
+views = explain(models, x, label, method, cls)
+maps, scales = normalise([v["map"] for v in views.values()], shared=shared, signed=signed)
+st.plotly_chart(figures.saliency_grid(x[0, 0].cpu().numpy(), maps, list(views), signed, scales, overlay),
+                width="stretch", key="grid")
+st.caption(f"{caption}; {METHODS[method]}; "
+           + ("one shared scale: equal colours mean equal gradient values across models."
+              if shared else "each map scaled by its own maximum."))
+preds = {n: names[int(v["probs"].argmax())] for n, v in views.items()}
+st.plotly_chart(figures.probability_bars({n: v["probs"] for n, v in views.items()}, names), width="stretch",
+                key="probs")
+st.write(" · ".join(f"**{n}** → {p} ({views[n]['probs'].max():.0%})" for n, p in preds.items()))
+
+st.subheader("Gradient norms on the test sample")
+
+
+@st.cache_data(max_entries=16, show_spinner="Computing gradient norms…")
+def norms_for(dataset: str, hashes: tuple[tuple[str, str], ...]):
+    xs, ys = sample(dataset)
+    import torch
+
+    from app_pages.common import DEVICE
+
+    chosen_models = models_named([n for n, _ in hashes], dataset)
+    return gradient_norms(chosen_models, torch.from_numpy(xs).to(DEVICE), torch.from_numpy(ys).to(DEVICE))
+
+
+cards = cards_of(dataset)
+norms = norms_for(dataset, tuple((n, cards[n]["sha256"]) for n in chosen))
+st.plotly_chart(figures.norm_boxplot(norms), width="stretch", key="norms")
+st.caption("‖∇ₓ‖₂ per image of the committed test sample (100 images), log scale. "
+           "Regularized models' gradients are smaller and far more uniform.")
