@@ -96,6 +96,14 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _reproduce(args) -> int:
+    from gradviz.reproduction import write_reproduction
+
+    preamble = Path(args.preamble).read_text() if args.preamble else ""
+    print(f"written {write_reproduction(args.mnist, args.fashion, args.out, preamble)}")
+    return 0
+
+
 def _models(args) -> int:
     cards = list_models()
     if args.json:
@@ -145,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--heatmap-eps", type=float, default=0.3)
     e.add_argument("--no-report", action="store_true", help="skip the HTML report")
     e.add_argument("--out", required=True)
+    r = sub.add_parser("reproduce", help="write docs/REPRODUCTION.md from evaluation result folders")
+    r.add_argument("--mnist", required=True, help="result folder of an mnist evaluate run")
+    r.add_argument("--fashion", default=None, help="result folder of a fashion-mnist evaluate run")
+    r.add_argument("--preamble", default=None, help="Markdown file with the prose that precedes the tables")
+    r.add_argument("--out", default="docs/REPRODUCTION.md")
     m = sub.add_parser("models", help="list the zoo and user models")
     m.add_argument("--json", action="store_true")
     d = sub.add_parser("data", help="show where datasets come from, or download MNIST")
@@ -154,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": _train, "sweep": _sweep, "evaluate": _evaluate, "models": _models, "data": _data}
+COMMANDS = {"train": _train, "sweep": _sweep, "evaluate": _evaluate, "reproduce": _reproduce, "models": _models, "data": _data}
 
 
 def main(argv: list[str] | None = None) -> int:

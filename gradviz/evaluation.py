@@ -74,16 +74,22 @@ def correct_counts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 
 def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: torch.Tensor,
-                  y: torch.Tensor, attack: str) -> list[dict]:
-    """Rows of one source model and attack: every ε, every target model."""
-    counts = {(e, t): 0 for e in config.eps for t in models}
-    for i in range(0, len(x), config.batch_size):
+                  y: torch.Tensor, attack: str, clean: dict[str, int] | None = None) -> list[dict]:
+    """Rows of one source model and attack: every ε, every target model.
+
+    ε = 0 leaves the images unchanged, so `clean` (correct counts per target) stands in for it.
+    """
+    clean = clean if clean is not None else {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
+    attacked = [e for e in config.eps if e != 0]
+    counts = {(e, t): 0 for e in attacked for t in models}
+    for i in range(0, len(x), config.batch_size) if attacked else []:
         xb, yb = x[i:i + config.batch_size], y[i:i + config.batch_size]
-        adversarial = run_attack(models[source], xb, yb, attack, config.eps, config.target_mode, config.seed)
+        adversarial = run_attack(models[source], xb, yb, attack, attacked, config.target_mode, config.seed)
         for e, adv in adversarial.items():
             for target, model in models.items():
                 counts[(e, target)] += correct_counts(model, adv, yb, config.batch_size)
-    return [_row(source, target, attack, e, c, len(x)) for (e, target), c in counts.items()]
+    counts.update({(0.0, t): c for t, c in clean.items()} if len(attacked) < len(config.eps) else {})
+    return [_row(source, target, attack, e, counts[(e, target)], len(x)) for e in config.eps for target in models]
 
 
 def _row(source: str, target: str, attack: str, eps: float, correct: int, n: int) -> dict:
@@ -128,7 +134,7 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
     x, y = x[:config.n].to(config.device), y[:config.n].to(config.device)
     cache = Path(cache_dir) if cache_dir else None
     blocks = [(s, a) for s in names for a in config.attacks]
-    rows, reused = [], 0
+    rows, reused, clean = [], 0, None
     bar = tqdm(total=len(blocks), desc="evaluate", disable=not progress, dynamic_ncols=True)
     for done, (source, attack) in enumerate(blocks, 1):
         bar.set_postfix_str(f"{source} {attack}")
@@ -137,7 +143,9 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
         if path is not None and path.is_file():
             block, reused = json.loads(path.read_text()), reused + 1
         else:
-            block = _attack_block(config, source, models, x, y, attack)
+            if clean is None:
+                clean = {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
+            block = _attack_block(config, source, models, x, y, attack, clean)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(block))

@@ -74,6 +74,9 @@ class TrainConfig:
 
 
 def _seed_everything(seed: int) -> None:
+    # Strongly regularized models drive second-order terms into denormal floats, which run up to 5× slower
+    # on CPUs; flushing them to zero changes nothing measurable in the result.
+    torch.set_flush_denormal(True)
     torch.manual_seed(seed)
     np.random.seed(seed)
 

@@ -7,11 +7,11 @@ RUNS=${2:-runs}
 PY=${PYTHON:-python}
 declare -A SWEEP_EPOCHS=([mnist]=8 [fashion-mnist]=1)
 declare -A ZOO_EPOCHS=([mnist]=20 [fashion-mnist]=4)
-declare -A LAMS_Y=([mnist]=0.3,1,3,10 [fashion-mnist]=0.3,1,3)
-declare -A LAMS_K=([mnist]=1,3,10,30 [fashion-mnist]=1,3,10)
+declare -A LAMS_Y=([mnist]=0.3,1,3,10 [fashion-mnist]=0.01,0.03,0.1,0.3)
+declare -A LAMS_K=([mnist]=1,3,10,30 [fashion-mnist]=0.03,0.1,0.3,1)
 
-chosen() {  # chosen λ of a defense from a sweep folder
-  $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['chosen'][sys.argv[2]])" "$1/sweep.json" "$2"
+chosen() {  # chosen λ of a defense from a sweep folder (gradviz.sweep.choose applied to its rows)
+  $PY -c "import json,sys; from gradviz.sweep import choose; print(choose(json.load(open(sys.argv[1]))['rows'], sys.argv[2])['lam'])" "$1/sweep.json" "$2"
 }
 
 for ds in ${DATASETS:-mnist fashion-mnist}; do

@@ -1,0 +1,35 @@
+"""Timing helpers shared by the benchmarks: interleaved repeats, medians, device sync."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+
+def timed(fn: Callable[[], object], device: str) -> float:
+    start = time.perf_counter()
+    fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def compare(variants: dict[str, Callable[[], object]], device: str, repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds of each variant, run interleaved so machine noise hits all alike."""
+    for _ in range(warmup):
+        for fn in variants.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            times[name].append(timed(fn, device))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def report(medians: dict[str, float], baseline: str, header: str) -> None:
+    print(header)
+    base = medians[baseline]
+    for name, t in medians.items():
+        print(f"  {name:44} {1000 * t:9.1f} ms   {t / base:6.2f}x {baseline}")

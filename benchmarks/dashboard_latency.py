@@ -1,0 +1,46 @@
+"""What one slider move costs on the Saliency/Attack pages: saliency + FGSM + predictions of one image on 4 models.
+
+The baseline, measured in the same run, is one forward pass of one model on the image.
+Usage: python -m benchmarks.dashboard_latency [--repeats 30] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from benchmarks.common import compare, report
+from gradviz.architecture import ZOO_WIDTH, PaperCNN
+from gradviz.attacks import attack_image
+from gradviz.saliency import explain
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    models = {f"m{i}": PaperCNN(width=ZOO_WIDTH).to(args.device).eval() for i in range(4)}
+    for m in models.values():
+        for p in m.parameters():
+            p.requires_grad_(False)
+    x = torch.rand(1, 1, 28, 28, device=args.device)
+
+    def slider_move():
+        adv, _ = attack_image(models["m0"], x, 3, "fgsm", 0.3)
+        explain(models, adv, 3, "gradient-ce")
+
+    with torch.no_grad():
+        forward = lambda: models["m0"](x)  # noqa: E731
+        medians = compare({"one forward pass": forward}, args.device, args.repeats)
+    medians.update(compare({
+        "saliency of 4 models (+ predictions)": lambda: explain(models, x, 3, "gradient-ce"),
+        "FGSM + saliency + predictions, 4 models": slider_move,
+        "integrated gradients, 4 models": lambda: explain(models, x, 3, "integrated-gradients"),
+    }, args.device, args.repeats))
+    report(medians, "one forward pass", f"one image, device {args.device}, {torch.get_num_threads()} threads")
+
+
+if __name__ == "__main__":
+    main()

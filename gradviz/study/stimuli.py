@@ -1,0 +1,154 @@
+"""Build a stimulus set from the attack pipeline: random class-balanced images, every condition, provenance.
+
+A condition is (source model, attack, ε); an item is (test image, target class). Every item is attacked in
+every condition, so the Latin-square lists can show each participant each item once, in one condition.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+from sqlalchemy import Engine, select
+
+from gradviz.attacks import fgsm, iterative_tgsm, tgsm
+from gradviz.datasets import load_dataset
+from gradviz.images import to_png16
+from gradviz.modelstore import list_models, load_model
+from gradviz.study.db import insert_ignore, stimuli
+
+DEFAULT_DEFENSES = ("normal", "distilled", "advtrain", "gradreg")
+
+
+@dataclass
+class StimulusConfig:
+    dataset: str = "mnist"
+    models: list[str] = field(default_factory=list)  # empty: the zoo's normal, distilled, advtrain, gradreg
+    attacks: list[str] = field(default_factory=lambda: ["itgsm", "tgsm"])
+    eps: list[float] = field(default_factory=lambda: [0.3])
+    items_per_class: int = 2
+    attention_checks: int = 4
+    itgsm_steps: int = 20
+    seed: int = 0
+
+    def model_names(self) -> list[str]:
+        if self.models:
+            return self.models
+        zoo = {c["defense"]: c["name"] for c in list_models() if c["dataset"] == self.dataset and c["origin"] == "zoo"}
+        missing = [d for d in DEFAULT_DEFENSES if d not in zoo]
+        if missing:
+            raise ValueError(f"the zoo has no {', '.join(missing)} model for {self.dataset}; pass models explicitly")
+        return [zoo[d] for d in DEFAULT_DEFENSES]
+
+    def set_id(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _attack(model, x, y, target, attack: str, eps: float, steps: int) -> torch.Tensor:
+    if attack == "tgsm":
+        return tgsm(model, x, target, eps)
+    if attack == "itgsm":
+        return iterative_tgsm(model, x, target, eps=eps, step=eps / 8, steps=steps, project=True)
+    if attack == "fgsm":
+        return fgsm(model, x, y, eps)
+    raise ValueError(f"unknown attack {attack!r} for stimuli; use itgsm, tgsm or fgsm")
+
+
+def _sample_items(y: torch.Tensor, per_class: int, rng: np.random.Generator, exclude: set[int]) -> list[int]:
+    chosen = []
+    for c in range(10):
+        pool = [i for i in np.flatnonzero(y.numpy() == c) if int(i) not in exclude]
+        chosen += [int(i) for i in rng.choice(pool, size=per_class, replace=False)]
+    return chosen
+
+
+def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(structural_similarity(a.reshape(28, 28).cpu().numpy(), b.reshape(28, 28).cpu().numpy(),
+                                       data_range=1.0))
+
+
+def build_stimuli(config: StimulusConfig) -> list[dict]:
+    """Rows for the stimuli table: one per (item, condition) plus the attention-check items."""
+    names = config.model_names()
+    models = {n: load_model(n) for n in names}
+    x, y = load_dataset(config.dataset, "test")
+    rng = np.random.default_rng(config.seed)
+    set_id = config.set_id()
+    items = _sample_items(y, config.items_per_class, rng, exclude=set())
+    rows = []
+    xi, yi = x[items], y[items]
+    ti = (yi + 1) % 10
+    for name, (model, card) in models.items():
+        for attack in config.attacks:
+            for eps in config.eps:
+                adv = _attack(model, xi, yi, ti, attack, eps, config.itgsm_steps)
+                with torch.no_grad():
+                    preds = {n: m(adv).argmax(1).tolist() for n, (m, _) in models.items()}
+                condition = f"{name}|{attack}|{eps:g}"
+                for k, index in enumerate(items):
+                    provenance = {"set_id": set_id, "dataset": config.dataset, "test_index": index,
+                                  "source_model": name, "source_sha256": card["sha256"], "attack": attack,
+                                  "eps": eps, "steps": config.itgsm_steps if attack == "itgsm" else 1,
+                                  "true_class": int(yi[k]), "target_class": int(ti[k]), "seed": config.seed,
+                                  "predictions": {n: p[k] for n, p in preds.items()},
+                                  "png": "16-bit grey, value / 65535"}
+                    rows.append({"stimulus_id": f"{set_id}-{index}-{hashlib.sha1(condition.encode()).hexdigest()[:8]}",
+                                 "set_id": set_id, "item_id": f"{index}>{int(ti[k])}", "condition": condition,
+                                 "kind": "adversarial", "source_model": name, "source_sha256": card["sha256"],
+                                 "attack": attack, "eps": eps, "true_class": int(yi[k]),
+                                 "target_class": int(ti[k]), "l2": float((adv[k] - xi[k]).norm()),
+                                 "ssim": _ssim(adv[k], xi[k]), "png": to_png16(adv[k]),
+                                 "provenance": json.dumps(provenance)})
+    rows += _attention_items(config, models, x, y, rng, set(items), set_id)
+    return rows
+
+
+def _attention_items(config, models, x, y, rng, exclude, set_id) -> list[dict]:
+    """Clean test digits every model classifies correctly with ≥ 99% confidence: an obvious answer."""
+    with torch.no_grad():
+        probs = torch.stack([torch.softmax(m(x[:2000]), 1) for m, _ in models.values()])
+    confident = (probs.argmax(2) == y[:2000]).all(0) & (probs.max(2).values > 0.99).all(0)
+    pool = [i for i in torch.nonzero(confident).flatten().tolist() if i not in exclude]
+    rows = []
+    for index in rng.choice(pool, size=config.attention_checks, replace=False).tolist():
+        provenance = {"set_id": set_id, "dataset": config.dataset, "test_index": index, "kind": "attention",
+                      "true_class": int(y[index])}
+        rows.append({"stimulus_id": f"{set_id}-attention-{index}", "set_id": set_id, "item_id": f"attention-{index}",
+                     "condition": "attention", "kind": "attention", "source_model": None, "source_sha256": None,
+                     "attack": None, "eps": 0.0, "true_class": int(y[index]), "target_class": None, "l2": 0.0,
+                     "ssim": 1.0, "png": to_png16(x[index]), "provenance": json.dumps(provenance)})
+    return rows
+
+
+def store_stimuli(engine: Engine, rows: list[dict]) -> int:
+    """Insert a stimulus set (idempotent: rebuilding the same set stores nothing twice)."""
+    with engine.begin() as conn:
+        return sum(conn.execute(insert_ignore(stimuli, engine, ["stimulus_id"]), row).rowcount for row in rows)
+
+
+def load_set(engine: Engine, set_id: str) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(stimuli).where(stimuli.c.set_id == set_id).order_by(stimuli.c.stimulus_id))
+        return [dict(r._mapping) for r in rows]
+
+
+def stimulus_sets(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(stimuli.c.set_id).distinct()).scalars())
+
+
+def stimulus_zip(engine: Engine, set_id: str) -> bytes:
+    """The whole set as a zip: one PNG per stimulus and a manifest with every provenance record."""
+    buffer = io.BytesIO()
+    rows = load_set(engine, set_id)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for r in rows:
+            z.writestr(f"stimuli/{r['stimulus_id']}.png", r["png"])
+        manifest = [{k: v for k, v in r.items() if k != "png"} for r in rows]
+        z.writestr("manifest.json", json.dumps(manifest, indent=2))
+    return buffer.getvalue()
