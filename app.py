@@ -1,15 +1,25 @@
-"""gradviz dashboard entry point: `streamlit run app.py`. A router only; pages live in app_pages/."""
+"""gradviz dashboard entry point: `streamlit run app.py`. A router only; pages live in app_pages/.
+
+Participants (a URL with ?PROLIFIC_PID=, ?pid= or ?participant) see the study page alone, with no
+navigation: the researcher page is not even routed for them, and it checks its password itself.
+"""
 import streamlit as st
 
 st.set_page_config(page_title="gradviz", page_icon="🧭", layout="wide")
 
-pages = {
-    "Explore": [
-        st.Page("app_pages/models.py", title="Models", icon="🗂️", default=True),
-        st.Page("app_pages/saliency.py", title="Saliency", icon="🔥"),
-        st.Page("app_pages/attack_lab.py", title="Attack lab", icon="⚔️"),
-        st.Page("app_pages/robustness.py", title="Robustness", icon="🛡️"),
-        st.Page("app_pages/train.py", title="Train", icon="🏋️"),
-    ],
-}
-st.navigation(pages).run()
+study = st.Page("app_pages/study.py", title="Study", icon="📝", url_path="study")
+qp = st.query_params
+if any(k in qp for k in ("PROLIFIC_PID", "pid", "participant")) or st.session_state.get("participant_mode"):
+    st.session_state["participant_mode"] = True
+    st.navigation([study], position="hidden").run()
+else:
+    st.navigation({
+        "Explore": [
+            st.Page("app_pages/models.py", title="Models", icon="🗂️", default=True),
+            st.Page("app_pages/saliency.py", title="Saliency", icon="🔥"),
+            st.Page("app_pages/attack_lab.py", title="Attack lab", icon="⚔️"),
+            st.Page("app_pages/robustness.py", title="Robustness", icon="🛡️"),
+            st.Page("app_pages/train.py", title="Train", icon="🏋️"),
+        ],
+        "Human study": [study, st.Page("app_pages/researcher.py", title="Researcher", icon="🔒")],
+    }).run()

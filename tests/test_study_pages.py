@@ -1,0 +1,130 @@
+"""AppTest checks of the participant and researcher pages."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from gradviz.study import sessions
+from gradviz.study.db import make_engine, set_setting
+from study_helpers import install_set, synthetic_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def study_db(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    monkeypatch.setenv("GRADVIZ_DB_URL", url)
+    engine = make_engine(url)
+    install_set(engine, synthetic_rows(n_items=4, n_attention=1))
+    set_setting(engine, "completion_code", "C0DE42")
+    return engine
+
+
+def participant(pid: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["pid"] = pid
+    return at.run()
+
+
+def test_participant_flow_consent_to_completion_code(study_db):
+    at = participant("alice")
+    assert not at.exception
+    assert at.title[0].value == "Consent"
+    assert at.button(key="start").disabled
+    at.checkbox(key="agree").check().run()
+    at.button(key="start").click().run()
+    assert at.title[0].value == "Instructions"
+    at.button(key="begin").click().run()
+    p = sessions.find(study_db, "alice")
+    for _ in range(len(p.trials)):
+        assert not at.exception, at.exception
+        pair_buttons = [b for b in at.button if b.key and b.key.startswith("pair_")]
+        if pair_buttons:
+            pair_buttons[0].click().run()
+        else:
+            at.segmented_control[0].set_value(3)
+            at.radio[0].set_value(5)
+            at.button[0].click().run()
+    assert any("C0DE42" in s.value for s in at.success)
+    assert sessions.progress(study_db)["completed"] == 1
+
+
+def test_rating_needs_both_answers_and_a_new_session_resumes(study_db):
+    at = participant("bob")
+    at.checkbox(key="agree").check().run()
+    at.button(key="start").click().run()
+    at.button(key="begin").click().run()
+    p = sessions.find(study_db, "bob")
+    for trial in p.trials[:2]:
+        if trial["kind"] == "pair":
+            [b for b in at.button if b.key and b.key.startswith("pair_")][0].click().run()
+            continue
+        at.button[0].click().run()
+        assert any("answer both" in e.value for e in at.error)
+        assert trial["trial_index"] not in sessions.answered(study_db, "bob")
+        at.segmented_control[0].set_value(1)
+        at.radio[0].set_value(2)
+        at.button[0].click().run()
+    assert sessions.answered(study_db, "bob") == {0, 1}
+    again = participant("bob")  # a refresh: a brand-new session with the same id
+    assert not again.exception
+    texts = [el.proto.text for el in again.get("progress")]
+    assert texts == [f"Image 3 of {len(p.trials)}"]
+
+
+def test_decline_stores_nothing(study_db):
+    at = participant("carol")
+    at.button(key="decline").click().run()
+    assert any("Nothing was stored" in i.value for i in at.info)
+    assert sessions.find(study_db, "carol") is None
+
+
+def test_participants_never_see_the_navigation(study_db):
+    at = participant("dave")
+    assert "Researcher" not in str(at.sidebar) and not at.exception
+
+
+def researcher(monkeypatch) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("app_pages/researcher.py")
+    return at.run()
+
+
+def test_researcher_page_is_shut_without_a_password(study_db, monkeypatch):
+    monkeypatch.delenv("GRADVIZ_RESEARCHER_PASSWORD", raising=False)
+    at = researcher(monkeypatch)
+    assert any("closed" in e.value for e in at.error) and not at.get("metric")
+
+
+def test_researcher_login_throttle_and_dashboard(study_db, monkeypatch):
+    from streamlit import cache_resource
+
+    cache_resource.clear()  # the login throttle lives in a process-wide cache
+    monkeypatch.setenv("GRADVIZ_RESEARCHER_PASSWORD", "s3cret-pass")
+    p = sessions.register(study_db, "erin")
+    for t in p.trials[:3]:
+        if t["kind"] == "pair":
+            sessions.record_answer(study_db, p, t["trial_index"], pair_choice=1)
+        else:
+            sessions.record_answer(study_db, p, t["trial_index"], chosen_class=2, rating=4)
+    at = researcher(monkeypatch)
+    at.text_input(key="password").input("wrong")
+    at.button[0].click().run()
+    assert any("Wrong password" in e.value for e in at.error) and not at.get("metric")
+    at.text_input(key="password").input("s3cret-pass")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.get("metric")}
+    assert metrics["Participants started"] == "1" and metrics["Answers stored"] == "3"
+    # Five failures from fresh sessions lock everyone out, even with the right password.
+    cache_resource.clear()
+    for _ in range(5):
+        fresh = researcher(monkeypatch)
+        fresh.text_input(key="password").input("guess")
+        fresh.button[0].click().run()
+    locked = researcher(monkeypatch)
+    locked.text_input(key="password").input("s3cret-pass")
+    locked.button[0].click().run()
+    assert any("Too many failed attempts" in e.value for e in locked.error)
