@@ -11,7 +11,12 @@ study = st.Page("app_pages/study.py", title="Study", icon="📝", url_path="stud
 qp = st.query_params
 if any(k in qp for k in ("PROLIFIC_PID", "pid", "participant")) or st.session_state.get("participant_mode"):
     st.session_state["participant_mode"] = True
-    st.navigation([study], position="hidden").run()
+    # A hidden default page that forwards to /study: the study keeps its URL and nothing else is routed.
+    def to_study() -> None:
+        st.switch_page(study, query_params=st.query_params.to_dict())
+
+    st.navigation([st.Page(to_study, title="Study", default=True, visibility="hidden"), study],
+                  position="hidden").run()
 else:
     st.navigation({
         "Explore": [

@@ -1,4 +1,4 @@
-"""The command line: `python -m gradviz train|models|data ...`."""
+"""gradviz on the command line: train, sweep λ, evaluate, write the reproduction report, run the study."""
 from __future__ import annotations
 
 import argparse
@@ -104,6 +104,42 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _study(args) -> int:
+    from gradviz.study import sessions
+    from gradviz.study.analysis import export_frame, responses_frame
+    from gradviz.study.auth import hash_password
+    from gradviz.study.db import make_engine, set_setting
+    from gradviz.study.stimuli import StimulusConfig, build_stimuli, store_stimuli, stimulus_zip
+
+    if args.action == "hash-password":
+        print(hash_password(args.password))
+        return 0
+    engine = make_engine(args.db_url)
+    if args.action == "build":
+        config = StimulusConfig(dataset=args.dataset, models=[m for m in args.models.split(",") if m],
+                                attacks=args.attacks.split(","), eps=[float(e) for e in args.eps.split(",")],
+                                items_per_class=args.items_per_class, attention_checks=args.attention_checks,
+                                seed=args.seed)
+        stored = store_stimuli(engine, build_stimuli(config))
+        set_setting(engine, "active_set", config.set_id())
+        set_setting(engine, "active_dataset", config.dataset)
+        print(f"stimulus set {config.set_id()}: {stored} new stimuli stored and activated")
+    elif args.action == "export":
+        frame = export_frame(responses_frame(engine))
+        if args.out.endswith(".parquet"):
+            frame.to_parquet(args.out, index=False)
+        elif args.out.endswith(".zip"):
+            from gradviz.study.sessions import active_set
+
+            Path(args.out).write_bytes(stimulus_zip(engine, active_set(engine)))
+        else:
+            frame.to_csv(args.out, index=False)
+        print(f"wrote {args.out} ({len(frame)} answers)")
+    else:
+        print(sessions.progress(engine))
+    return 0
+
+
 def _models(args) -> int:
     cards = list_models()
     if args.json:
@@ -158,6 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fashion", default=None, help="result folder of a fashion-mnist evaluate run")
     r.add_argument("--preamble", default=None, help="Markdown file with the prose that precedes the tables")
     r.add_argument("--out", default="docs/REPRODUCTION.md")
+    st = sub.add_parser("study", help="human study: build stimuli, status, export answers, hash a password",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    st.add_argument("action", choices=("build", "status", "export", "hash-password"))
+    st.add_argument("--db-url", default=None, help="database URL (default: GRADVIZ_DB_URL or a local SQLite file)")
+    st.add_argument("--dataset", choices=DATASETS, default="mnist")
+    st.add_argument("--models", default="", help="source models (default: zoo normal,distilled,advtrain,gradreg)")
+    st.add_argument("--attacks", default="itgsm,tgsm")
+    st.add_argument("--eps", default="0.3")
+    st.add_argument("--items-per-class", type=int, default=2)
+    st.add_argument("--attention-checks", type=int, default=4)
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--out", default="answers.csv", help="export: .csv, .parquet, or .zip for the stimulus set")
+    st.add_argument("--password", default="", help="hash-password: the password to hash")
     m = sub.add_parser("models", help="list the zoo and user models")
     m.add_argument("--json", action="store_true")
     d = sub.add_parser("data", help="show where datasets come from, or download MNIST")
@@ -167,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": _train, "sweep": _sweep, "evaluate": _evaluate, "reproduce": _reproduce, "models": _models, "data": _data}
+COMMANDS = {"train": _train, "sweep": _sweep, "evaluate": _evaluate, "reproduce": _reproduce, "study": _study, "models": _models, "data": _data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,10 +27,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+PASSWORD = "researcher-pass-1"
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def study_url(tmp_path_factory) -> str:
+    """A study database holding a small synthetic stimulus set (4 items × 4 models, 1 attention check)."""
+    from gradviz.study.db import make_engine, set_setting
+    from study_helpers import install_set, synthetic_rows
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('study') / 'study.sqlite'}"
+    engine = make_engine(url)
+    install_set(engine, synthetic_rows(n_items=4, n_attention=1))
+    set_setting(engine, "completion_code", "BROWSER42")
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, study_url):
     port = _free_port()
-    env = {**os.environ, "GRADVIZ_HOME": str(tmp_path_factory.mktemp("home"))}
+    env = {**os.environ, "GRADVIZ_HOME": str(tmp_path_factory.mktemp("home")), "GRADVIZ_DB_URL": study_url,
+           "GRADVIZ_RESEARCHER_PASSWORD": PASSWORD}
     env.pop("GRADVIZ_USER_MODELS", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
@@ -100,3 +118,74 @@ def test_navigation_keeps_the_selected_image(server, browser):
     wait_for_app(page)
     page.get_by_text("test sample #3").first.wait_for(timeout=30_000)
     page.close()
+
+
+def _answer_one(page) -> None:
+    """Answer whatever trial is on screen, like a person would, and wait for the next one to appear."""
+    shown = page.get_by_test_id("stProgress").inner_text()
+    number, total = (int(v) for v in shown.split("Image ")[1].split(" of "))
+    if page.get_by_text("Which looks more like").count():
+        page.get_by_role("button", name="This one (left)").click()
+    else:
+        page.get_by_test_id("stButtonGroup").get_by_text("3", exact=True).click()
+        page.get_by_test_id("stRadio").get_by_text("5", exact=True).click()
+        page.get_by_role("button", name="Next").click()
+    following = f"Image {number + 1} of {total}" if number < total else "BROWSER42"
+    page.get_by_text(following).first.wait_for(timeout=30_000)
+    wait_for_app(page)
+
+
+def _start(page, server: str, pid: str) -> None:
+    page.goto(f"{server}/study?pid={pid}", wait_until="domcontentloaded")
+    wait_for_app(page)
+    page.get_by_text("I have read the above").click()
+    wait_for_app(page)
+    page.get_by_role("button", name="Start").click()
+    wait_for_app(page)
+    page.get_by_role("button", name="Begin").click()
+    wait_for_app(page)
+
+
+def _finish(page) -> None:
+    for _ in range(30):
+        if page.get_by_text("BROWSER42").count():
+            return
+        _answer_one(page)
+    raise AssertionError("the study did not end")
+
+
+def test_two_participants_one_refresh_then_researcher_exports(server, browser, study_url, tmp_path):
+    import pandas as pd
+
+    first, second = browser.new_context(), browser.new_context()
+    a, b = first.new_page(), second.new_page()
+    _start(a, server, "browser-a")
+    _start(b, server, "browser-b")
+    for _ in range(3):
+        _answer_one(b)
+    b.reload(wait_until="domcontentloaded")  # a refresh mid-study resumes at the first unanswered trial
+    wait_for_app(b)
+    b.get_by_text("Image 4 of 9").wait_for(timeout=30_000)
+    _finish(a)
+    _finish(b)
+    first.close()
+    second.close()
+
+    r = browser.new_page()
+    r.goto(f"{server}/researcher", wait_until="domcontentloaded")
+    wait_for_app(r)
+    r.get_by_test_id("stTextInput").locator("input").fill(PASSWORD)
+    r.get_by_role("button", name="Log in").click()
+    wait_for_app(r)
+    r.get_by_text("Participants started").wait_for(timeout=30_000)
+    with r.expect_download() as download:
+        r.get_by_role("button", name="Download raw answers (CSV)").click()
+    path = tmp_path / "answers.csv"
+    download.value.save_as(path)
+    answers = pd.read_csv(path)
+    assert len(answers) == 18 and set(answers.participant_id) == {"browser-a", "browser-b"}
+    assert not answers.duplicated(["participant_id", "trial_index"]).any()
+    assert set(answers.kind) == {"rating", "pair", "attention"}
+    assert answers.loc[answers.kind == "rating", "rating"].eq(5).all()
+    assert answers.completed_at.notna().all() and answers.source_model.notna().sum() == 16
+    r.close()
