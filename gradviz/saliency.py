@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -58,17 +59,9 @@ def saliency_map(model: nn.Module, x: torch.Tensor, method: str, label: torch.Te
     elif method == "gradient-logp":
         out = input_gradient(model, x, cls, "logp")
     else:
-        with _locks[id(model)] if method in HOOKED else _nullcontext():
+        with _locks[id(model)] if method in HOOKED else nullcontext():
             out = _captum(model, x.detach().clone(), method, cls, seed)
     return out.detach()[:, 0]
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def normalise(maps: list[np.ndarray], shared: bool = True, signed: bool = True,

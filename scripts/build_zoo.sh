@@ -7,6 +7,9 @@ RUNS=${2:-runs}
 PY=${PYTHON:-python}
 declare -A SWEEP_EPOCHS=([mnist]=8 [fashion-mnist]=1)
 declare -A ZOO_EPOCHS=([mnist]=20 [fashion-mnist]=4)
+# FGSM ε for adversarial training: the paper's 0.3 on MNIST; 0.1 on Fashion-MNIST, where 0.3 costs far more
+# than the 88% clean-accuracy floor allows.
+declare -A ADV_EPS=([mnist]=0.3 [fashion-mnist]=0.1)
 declare -A LAMS_Y=([mnist]=0.3,1,3,10 [fashion-mnist]=0.01,0.03,0.1,0.3)
 declare -A LAMS_K=([mnist]=1,3,10,30 [fashion-mnist]=0.03,0.1,0.3,1)
 
@@ -29,8 +32,8 @@ for ds in ${DATASETS:-mnist fashion-mnist}; do
   train=( $PY -m gradviz train "${common[@]}" --epochs "${ZOO_EPOCHS[$ds]}" --out "$OUT" )
   "${train[@]}" --defense normal --name "$ds-normal"
   "${train[@]}" --defense gradreg --lam "$lam_y" --name "$ds-gradreg"
-  "${train[@]}" --defense advtrain --name "$ds-advtrain"
+  "${train[@]}" --defense advtrain --eps "${ADV_EPS[$ds]}" --name "$ds-advtrain"
   "${train[@]}" --defense distilled --name "$ds-distilled"
   "${train[@]}" --defense gradreg-uniform --lam "$lam_k" --name "$ds-gradreg-uniform"
-  "${train[@]}" --defense gradreg+advtrain --lam "$lam_y" --name "$ds-gradreg-advtrain"
+  "${train[@]}" --defense gradreg+advtrain --lam "$lam_y" --eps "${ADV_EPS[$ds]}" --name "$ds-gradreg-advtrain"
 done

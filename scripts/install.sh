@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 apt_packages=(dataset-fashion-mnist python3-venv npm)
+# The test suite also drives Debian's Chromium and a local PostgreSQL server.
+[ "${1:-}" = "--dev" ] && apt_packages+=(chromium postgresql)
 missing=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

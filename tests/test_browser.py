@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -44,12 +45,9 @@ def study_url(tmp_path_factory) -> str:
     return url
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, study_url):
-    port = _free_port()
-    env = {**os.environ, "GRADVIZ_HOME": str(tmp_path_factory.mktemp("home")), "GRADVIZ_DB_URL": study_url,
-           "GRADVIZ_RESEARCHER_PASSWORD": PASSWORD}
-    env.pop("GRADVIZ_USER_MODELS", None)
+def start_server(env: dict, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on a free localhost port; returns once /_stcore/health answers ok."""
+    port = port or _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
          "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none",
@@ -60,12 +58,23 @@ def server(tmp_path_factory, study_url):
     while time.time() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
+                return proc, url
         except OSError:
             time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail(f"streamlit did not start: {proc.stderr.read().decode()[-2000:]}")
+    proc.kill()
+    pytest.fail(f"streamlit did not start: {proc.stderr.read().decode()[-2000:]}")
+
+
+def server_env(home: Path, study_url: str) -> dict:
+    env = {**os.environ, "GRADVIZ_HOME": str(home), "GRADVIZ_DB_URL": study_url,
+           "GRADVIZ_RESEARCHER_PASSWORD": PASSWORD}
+    env.pop("GRADVIZ_USER_MODELS", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, study_url):
+    proc, url = start_server(server_env(tmp_path_factory.mktemp("home"), study_url))
     yield url
     proc.terminate()
     proc.wait(timeout=20)
@@ -189,3 +198,34 @@ def test_two_participants_one_refresh_then_researcher_exports(server, browser, s
     assert answers.loc[answers.kind == "rating", "rating"].eq(5).all()
     assert answers.completed_at.notna().all() and answers.source_model.notna().sum() == 16
     r.close()
+
+
+def test_sigkill_of_the_server_mid_study_loses_nothing(browser, study_url, tmp_path):
+    from sqlalchemy import text
+
+    from gradviz.study.db import make_engine
+
+    env = server_env(tmp_path, study_url)
+    proc, url = start_server(env)
+    port = int(url.rsplit(":", 1)[1])
+    page = browser.new_page()
+    _start(page, url, "browser-crash")
+    for _ in range(3):
+        _answer_one(page)
+    proc.send_signal(signal.SIGKILL)  # no shutdown handlers, no flush: the process just disappears
+    proc.wait(timeout=10)
+    proc, url = start_server(env, port)
+    try:
+        page.reload(wait_until="domcontentloaded")
+        wait_for_app(page)
+        page.get_by_text("Image 4 of 9").wait_for(timeout=30_000)
+        engine = make_engine(study_url)
+        with engine.connect() as conn:
+            stored = conn.execute(text("SELECT trial_index FROM responses WHERE participant_id = 'browser-crash' "
+                                       "ORDER BY trial_index")).scalars().all()
+            assert stored == [0, 1, 2]
+            assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+    finally:
+        page.close()
+        proc.terminate()
+        proc.wait(timeout=20)

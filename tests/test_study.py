@@ -228,3 +228,40 @@ def test_cluster_bootstrap_interval_covers_the_mean():
                           for i in range(70)])
     out = cluster_bootstrap(frame, "rating").iloc[0]
     assert out["mean"] == pytest.approx(4.0) and out.ci_low < 4.0 < out.ci_high and out.n == 70
+
+
+def test_build_stimuli_from_real_models(tmp_path, tiny_train, user_models):
+    import json
+
+    from gradviz.images import from_png16
+    from gradviz.modelstore import save_model
+    from gradviz.study.stimuli import StimulusConfig, build_stimuli, load_set, store_stimuli, stimulus_zip
+    from gradviz.training import TrainConfig, train_model
+
+    names = []
+    for defense in ("normal", "gradreg"):
+        model, card = train_model(TrainConfig(defense=defense, lam=1.0, steps=5, batch_size=64, width=8,
+                                              device="cpu", name=f"s-{defense}"), tiny_train, progress=False)
+        save_model(model, card, user_models)
+        names.append(card["name"])
+    config = StimulusConfig(models=names, attacks=["itgsm", "tgsm"], eps=[0.2], items_per_class=1,
+                            attention_checks=2, itgsm_steps=5, seed=3)
+    rows = build_stimuli(config)
+    adversarial = [r for r in rows if r["kind"] == "adversarial"]
+    assert len(adversarial) == 10 * 2 * 2 and sum(r["kind"] == "attention" for r in rows) == 2
+    assert sorted(Counter(r["true_class"] for r in adversarial).values()) == [4] * 10  # balanced over classes
+    for r in adversarial:
+        p = json.loads(r["provenance"])
+        assert p["target_class"] == (p["true_class"] + 1) % 10 and set(p["predictions"]) == set(names)
+        assert len(p["source_sha256"]) == 64 and 0 < r["l2"] and r["ssim"] <= 1
+        assert float(from_png16(r["png"]).max()) <= 1.0
+    assert build_stimuli(config)[0]["stimulus_id"] == rows[0]["stimulus_id"]  # seeded: the same set again
+    engine = make_engine(f"sqlite:///{tmp_path / 's.sqlite'}")
+    assert store_stimuli(engine, rows) == len(rows) and store_stimuli(engine, rows) == 0
+    assert len(load_set(engine, config.set_id())) == len(rows)
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(stimulus_zip(engine, config.set_id()))) as z:
+        assert len([n for n in z.namelist() if n.endswith(".png")]) == len(rows)
+        assert len(json.loads(z.read("manifest.json"))) == len(rows)

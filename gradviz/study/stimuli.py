@@ -109,15 +109,21 @@ def build_stimuli(config: StimulusConfig) -> list[dict]:
 
 
 def _attention_items(config, models, x, y, rng, exclude, set_id) -> list[dict]:
-    """Clean test digits every model classifies correctly with ≥ 99% confidence: an obvious answer."""
+    """Clean test digits with an obvious answer: drawn at random from those every model classifies correctly
+    with ≥ 99% confidence, topped up with the most confidently classified ones if too few qualify."""
     with torch.no_grad():
         probs = torch.stack([torch.softmax(m(x[:2000]), 1) for m, _ in models.values()])
-    confident = (probs.argmax(2) == y[:2000]).all(0) & (probs.max(2).values > 0.99).all(0)
-    pool = [i for i in torch.nonzero(confident).flatten().tolist() if i not in exclude]
+    sure = probs.gather(2, y[:2000].view(1, -1, 1).expand(len(models), -1, 1)).squeeze(2).min(0).values
+    order = [i for i in sure.argsort(descending=True).tolist() if i not in exclude]
+    confident = [i for i in order if sure[i] > 0.99]
+    if len(confident) >= config.attention_checks:
+        chosen = rng.choice(confident, size=config.attention_checks, replace=False).tolist()
+    else:
+        chosen = order[:config.attention_checks]
     rows = []
-    for index in rng.choice(pool, size=config.attention_checks, replace=False).tolist():
+    for index in chosen:
         provenance = {"set_id": set_id, "dataset": config.dataset, "test_index": index, "kind": "attention",
-                      "true_class": int(y[index])}
+                      "true_class": int(y[index]), "min_confidence": float(sure[index])}
         rows.append({"stimulus_id": f"{set_id}-attention-{index}", "set_id": set_id, "item_id": f"attention-{index}",
                      "condition": "attention", "kind": "attention", "source_model": None, "source_sha256": None,
                      "attack": None, "eps": 0.0, "true_class": int(y[index]), "target_class": None, "l2": 0.0,

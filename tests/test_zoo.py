@@ -1,0 +1,28 @@
+"""The committed zoo: every model loads through gradviz.load_model and really has the accuracy its card claims."""
+import pytest
+
+from gradviz import list_models, load_dataset, load_model
+from gradviz.datasets import dataset_source
+from gradviz.defenses import DEFENSES
+from gradviz.modelstore import ZOO_DIR
+from gradviz.training import accuracy
+
+FLOOR = {"mnist": 0.98, "fashion-mnist": 0.88}
+ZOO = [c for c in list_models([ZOO_DIR])]
+
+
+def test_the_zoo_has_every_defense_for_both_datasets_and_fits_in_25_mb():
+    have = {(c["dataset"], c["defense"]) for c in ZOO}
+    assert {(d, f) for d in FLOOR for f in DEFENSES} <= have
+    assert sum(p.stat().st_size for p in ZOO_DIR.iterdir()) < 25_000_000
+
+
+@pytest.mark.parametrize("card", ZOO, ids=[c["name"] for c in ZOO])
+def test_zoo_model_matches_its_card(card):
+    model, loaded = load_model(card["name"])
+    x, y = load_dataset(card["dataset"], "test")
+    measured = accuracy(model, x, y)
+    assert measured == pytest.approx(card["clean_test_accuracy"], abs=1e-3)
+    assert measured >= FLOOR[card["dataset"]], f"{card['name']}: {measured:.4f}"
+    assert loaded["data_source"] == dataset_source(card["dataset"])  # same split: no test leakage
+    assert loaded["versions"]["torch"] and loaded["train_seconds"] > 0
