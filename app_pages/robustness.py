@@ -66,7 +66,8 @@ attack = st.radio("Attack", list(rows.attack.unique()), horizontal=True, key="ro
 st.plotly_chart(figures.accuracy_curves(rows, attack, paper_overlay=dataset == "mnist"), width="stretch",
                 key="curves")
 if dataset == "mnist" and attack == "fgsm":
-    st.caption("Grey crosses: the paper's accuracies on FGSM examples made on its normal model (256 images).")
+    st.caption("Crosses: the paper's accuracies on FGSM examples made on its normal model (256 images), "
+               "in the colour of our model with the same defense.")
 eps_values = sorted(rows.eps.unique())
 eps = st.select_slider("ε for the matrix", eps_values, value=min(eps_values, key=lambda e: abs(e - 0.3)),
                        key="matrix_eps")

@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
     torch.manual_seed(0)
     models = {f"m{i}": PaperCNN(width=ZOO_WIDTH).to(args.device).eval() for i in range(args.models)}
@@ -32,7 +33,7 @@ def main() -> None:
     x = torch.rand(args.n, 1, 28, 28, device=args.device)
     y = torch.randint(0, 10, (args.n,), device=args.device)
     config = EvalConfig(models=list(models), attacks=["fgsm", "tgsm"], eps=EPS, n=args.n, device=args.device,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, precision=args.precision)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     correct_counts(models["m0"], x, y, args.batch_size)  # warm-up
     sync()
@@ -46,7 +47,7 @@ def main() -> None:
     sync()
     total = time.perf_counter() - start
     print(f"matrix {args.models} models × 2 attacks × {len(EPS)} ε × {args.n} images on {args.device} "
-          f"({torch.get_num_threads()} threads): {total:.1f} s, {len(rows)} rows")
+          f"({torch.get_num_threads()} threads, {args.precision}): {total:.1f} s, {len(rows)} rows")
     print(f"  one forward pass over {args.n} images: {forward * 1000:.0f} ms; matrix = {total / forward:.0f}x that")
 
 

@@ -81,7 +81,8 @@ def _evaluate(args) -> int:
 
     config = EvalConfig(dataset=args.dataset, models=[m for m in args.models.split(",") if m],
                         attacks=args.attacks.split(","), eps=[float(e) for e in args.eps.split(",")], n=args.n,
-                        seed=args.seed, target_mode=args.target, batch_size=args.batch_size)
+                        seed=args.seed, target_mode=args.target, batch_size=args.batch_size,
+                        precision=args.precision)
     if args.device:
         config.device = args.device
     result = evaluate(config, cache_dir=Path(args.out) / "cache")
@@ -186,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--target", default="next", help="TGSM target: next, least-likely, random or a class")
     e.add_argument("--device", default=None)
     e.add_argument("--batch-size", type=int, default=1000)
+    e.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: faster accuracy counting under autocast (attack gradients stay fp32)")
     e.add_argument("--heatmap-eps", type=float, default=0.3)
     e.add_argument("--no-report", action="store_true", help="skip the HTML report")
     e.add_argument("--out", required=True)

@@ -44,6 +44,7 @@ class EvalConfig:
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
     target_mode: str = "next"
     batch_size: int = 1000
+    precision: str = "fp32"  # "bf16": faster target forward passes; attacks always use fp32 gradients
     data_dir: str | None = None
 
 
@@ -62,15 +63,20 @@ def default_models(dataset: str) -> list[str]:
 def _block_key(config: EvalConfig, source_card: dict, target_cards: list[dict], attack: str) -> str:
     payload = {"source": source_card["sha256"], "targets": [c["sha256"] for c in target_cards],
                "attack": attack, "eps": config.eps, "n": config.n, "seed": config.seed,
-               "target_mode": config.target_mode, "dataset": config.dataset,
+               "target_mode": config.target_mode, "dataset": config.dataset, "precision": config.precision,
                "data": dataset_source(config.dataset, config.data_dir), "version": __version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
 @torch.no_grad()
-def correct_counts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> int:
-    return sum(int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-               for i in range(0, len(x), batch_size))
+def correct_counts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                   precision: str = "fp32") -> int:
+    """Correctly classified images; `precision="bf16"` runs the forward passes under bf16 autocast
+    (AMX/tensor cores), which may flip a prediction that sits on a decision boundary."""
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    with autocast:
+        return sum(int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+                   for i in range(0, len(x), batch_size))
 
 
 def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: torch.Tensor,
@@ -87,7 +93,7 @@ def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module],
         adversarial = run_attack(models[source], xb, yb, attack, attacked, config.target_mode, config.seed)
         for e, adv in adversarial.items():
             for target, model in models.items():
-                counts[(e, target)] += correct_counts(model, adv, yb, config.batch_size)
+                counts[(e, target)] += correct_counts(model, adv, yb, config.batch_size, config.precision)
     counts.update({(0.0, t): c for t, c in clean.items()} if len(attacked) < len(config.eps) else {})
     return [_row(source, target, attack, e, counts[(e, target)], len(x)) for e in config.eps for target in models]
 

@@ -39,8 +39,9 @@ def accuracy_curves(rows: pd.DataFrame, attack: str, paper_overlay: bool = False
             ), row=r + 1, col=c + 1)
         if paper_overlay and attack == "fgsm" and source.endswith("-normal"):
             for target, values in PAPER_FGSM_FROM_NORMAL.items():
+                ours = next((t for t in colours if t.endswith(f"-{target}")), None)
                 fig.add_trace(go.Scatter(x=list(values), y=list(values.values()), mode="markers",
-                                         marker=dict(symbol="x", size=7, color="grey"),
+                                         marker=dict(symbol="x", size=8, color=colours.get(ours, "grey")),
                                          name=f"paper: {target}", legendgroup="paper", showlegend=i == 0),
                               row=r + 1, col=c + 1)
     fig.update_yaxes(range=[0, 1.02], title_text="accuracy", col=1)

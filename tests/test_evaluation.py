@@ -97,3 +97,14 @@ class _Scale(nn.Module):
 
     def forward(self, x):
         return x * self.factor
+
+
+def test_bf16_counting_agrees_with_fp32(two_models, mnist_test):
+    from gradviz import load_model
+    from gradviz.evaluation import correct_counts
+
+    model, _ = load_model(two_models[0])
+    x, y = mnist_test
+    fp32 = correct_counts(model, x[:500], y[:500], 250)
+    bf16 = correct_counts(model, x[:500], y[:500], 250, precision="bf16")
+    assert abs(fp32 - bf16) <= 10  # at most 2% of predictions sit close enough to a boundary to flip
