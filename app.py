@@ -5,9 +5,9 @@ navigation: the researcher page is not even routed for them, and it checks its p
 """
 import streamlit as st
 
-st.set_page_config(page_title="gradviz", page_icon="🧭", layout="wide")
+st.set_page_config(page_title="gradviz", page_icon=":material/insights:", layout="wide")
 
-study = st.Page("app_pages/study.py", title="Study", icon="📝", url_path="study")
+study = st.Page("app_pages/study.py", title="Study", icon=":material/edit_note:", url_path="study")
 qp = st.query_params
 if any(k in qp for k in ("PROLIFIC_PID", "pid", "participant")) or st.session_state.get("participant_mode"):
     st.session_state["participant_mode"] = True
@@ -20,11 +20,11 @@ if any(k in qp for k in ("PROLIFIC_PID", "pid", "participant")) or st.session_st
 else:
     st.navigation({
         "Explore": [
-            st.Page("app_pages/models.py", title="Models", icon="🗂️", default=True),
-            st.Page("app_pages/saliency.py", title="Saliency", icon="🔥"),
-            st.Page("app_pages/attack_lab.py", title="Attack lab", icon="⚔️"),
-            st.Page("app_pages/robustness.py", title="Robustness", icon="🛡️"),
-            st.Page("app_pages/train.py", title="Train", icon="🏋️"),
+            st.Page("app_pages/models.py", title="Models", icon=":material/table_view:", default=True),
+            st.Page("app_pages/saliency.py", title="Saliency", icon=":material/gradient:"),
+            st.Page("app_pages/attack_lab.py", title="Attack lab", icon=":material/bolt:"),
+            st.Page("app_pages/robustness.py", title="Robustness", icon=":material/shield:"),
+            st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
         ],
-        "Human study": [study, st.Page("app_pages/researcher.py", title="Researcher", icon="🔒")],
+        "Human study": [study, st.Page("app_pages/researcher.py", title="Researcher", icon=":material/lock:")],
     }).run()

@@ -53,11 +53,13 @@ def pick_dataset() -> str:
 
 def pick_models(dataset: str, label: str = "Models to compare", key: str = "models",
                 max_selections: int = 6) -> list[str]:
-    names = list(cards_of(dataset))
+    cards = cards_of(dataset)
+    names = list(cards)
     if not names:
         st.warning(f"No models for {dataset}. Train one on the Train page or with `python -m gradviz train`.")
         st.stop()
-    preferred = [n for n in names if n.rsplit("-", 1)[-1] in ("normal", "distilled", "advtrain", "gradreg")]
+    by_defense = {c["defense"]: n for n, c in reversed(cards.items())}  # first model of each defense
+    preferred = [by_defense[d] for d in ("normal", "distilled", "advtrain", "gradreg") if d in by_defense]
     st.session_state.setdefault(f"{key}_{dataset}", (preferred or names)[:4])
     chosen = st.multiselect(label, names, key=f"{key}_{dataset}", max_selections=max_selections,
                             persist_state="session")

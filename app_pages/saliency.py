@@ -1,16 +1,17 @@
 """Saliency page: several models' predictions and saliency maps of one image, on one scale or each its own."""
 import streamlit as st
+import torch
 
-from app_pages.common import cards_of, models_named, pick_dataset, pick_image, pick_models, sample
+from app_pages.common import DEVICE, cards_of, models_named, pick_dataset, pick_image, pick_models, sample
 from gradviz import figures
 from gradviz.datasets import CLASS_NAMES
 from gradviz.interpretability import gradient_norms
 from gradviz.saliency import METHODS, explain, normalise
 
 st.title("Saliency")
-st.caption("Input gradients are what the paper regularizes. On one shared scale the regularized models' "
-           "maps are visibly smaller and smoother; scaled each on its own (as captum shows them) that "
-           "difference disappears.")
+st.caption("Input gradients are what the paper regularizes. On one shared scale equal colours mean equal "
+           "gradient values, so models can be compared in magnitude as well as in shape; scaled each on its own "
+           "(as captum shows them) the magnitude is normalized away.")
 dataset = pick_dataset()
 names = CLASS_NAMES[dataset]
 left, right = st.columns([1, 2])
@@ -48,10 +49,6 @@ st.subheader("Gradient norms on the test sample")
 @st.cache_data(max_entries=16, show_spinner="Computing gradient norms…")
 def norms_for(dataset: str, hashes: tuple[tuple[str, str], ...]):
     xs, ys = sample(dataset)
-    import torch
-
-    from app_pages.common import DEVICE
-
     chosen_models = models_named([n for n, _ in hashes], dataset)
     return gradient_norms(chosen_models, torch.from_numpy(xs).to(DEVICE), torch.from_numpy(ys).to(DEVICE))
 

@@ -17,8 +17,8 @@ from torch import nn
 from gradviz.interpretability import input_gradient
 
 METHODS = {
-    "gradient-ce": "Input gradient of the true-label cross-entropy (paper)",
     "gradient-logsum": "Input gradient of Σₖ log pₖ (the paper's figures)",
+    "gradient-ce": "Input gradient of the true-label cross-entropy (the paper's penalty)",
     "gradient-logp": "Input gradient of the chosen class's log-probability",
     "saliency": "captum Saliency (gradient of the class logit)",
     "integrated-gradients": "captum IntegratedGradients (black baseline)",

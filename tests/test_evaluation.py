@@ -51,6 +51,13 @@ def test_matrix_schema_intervals_and_cache(two_models, tmp_path):
     text = report.read_text()
     assert "plotly" in text and "Gradient masking" in text and "Deletion" in text
 
+    from gradviz.reproduction import write_reproduction
+
+    doc = write_reproduction(tmp_path / "out", tmp_path / "out", tmp_path / "REPRODUCTION.md", "preamble text").read_text()
+    assert "preamble text" in doc and doc.count("### Which claims held") == 2
+    assert "Claim 1 (transfer robustness), gradreg vs normal" in doc
+    assert "| t-gradreg | fgsm |" in doc and "(0.992)" not in doc.split("## Fashion")[1]
+
 
 def test_wrong_dataset_and_too_many_images(two_models):
     with pytest.raises(ValueError, match="another dataset"):
