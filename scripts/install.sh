@@ -5,11 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-apt_packages=(dataset-fashion-mnist python3-venv npm)
-# The test suite also drives Debian's Chromium and a local PostgreSQL server.
-[ "${1:-}" = "--dev" ] && apt_packages+=(chromium postgresql)
+# System packages, each only when what it provides is missing (Node's own npm may stand in for Debian's).
 missing=()
-for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+[ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
+python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
+command -v npm >/dev/null || missing+=(npm)
+if [ "${1:-}" = "--dev" ]; then  # the tests also drive Debian's Chromium and a local PostgreSQL server
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
