@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from gradviz.modelstore import list_models
+from gradviz.cards import list_models
 
 COLUMNS = ["name", "origin", "dataset", "defense", "lam", "eps", "temperature", "penalty",
            "clean_test_accuracy", "n_test", "width", "size_mb", "train_seconds", "device", "data_source"]

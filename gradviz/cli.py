@@ -9,7 +9,7 @@ from pathlib import Path
 from gradviz.architecture import ZOO_WIDTH
 from gradviz.datasets import DATASETS, DatasetNotFound, download_mnist, load_arrays
 from gradviz.defenses import DEFENSES
-from gradviz.modelstore import ModelFileError, list_models
+from gradviz.cards import ModelFileError, list_models
 
 
 def _add_train(sub, command: str = "train", help_text: str = "train one model of any defense"):
@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": _train, "sweep": _sweep, "evaluate": _evaluate, "reproduce": _reproduce, "study": _study, "models": _models, "data": _data}
+COMMANDS = {"train": _train, "sweep": _sweep, "evaluate": _evaluate, "reproduce": _reproduce, "study": _study,
+            "models": _models, "data": _data}
 
 
 def main(argv: list[str] | None = None) -> int:

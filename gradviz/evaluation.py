@@ -23,7 +23,8 @@ from gradviz import __version__
 from gradviz.attacks import run_attack
 from gradviz.datasets import dataset_source, load_dataset
 from gradviz.masking import masking_verdict, vanishing_gradient_share
-from gradviz.modelstore import list_models, load_model
+from gradviz.cards import list_models
+from gradviz.modelstore import load_model
 from gradviz.stats import wilson_interval
 
 PAPER_EPS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -206,7 +207,7 @@ COMMITTED_RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 
 def user_results_dir() -> Path:
     """Where evaluations started from the dashboard are written."""
-    from gradviz.modelstore import user_model_dir
+    from gradviz.cards import user_model_dir
 
     return user_model_dir().parent / "results"
 

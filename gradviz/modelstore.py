@@ -17,22 +17,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gradviz.architecture import build_model
+from gradviz.cards import CARD_SUFFIX, ModelFileError, list_models, read_card
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ZOO_DIR = REPO_ROOT / "models"
-CARD_SUFFIX = ".json"
 WEIGHTS_SUFFIX = ".safetensors"
 _PICKLE_MAGICS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
-
-
-class ModelFileError(ValueError):
-    """A model file is missing, tampered with, or not safetensors."""
-
-
-def user_model_dir() -> Path:
-    """Where models trained by a user (CLI default or browser) go; never the committed zoo."""
-    home = Path(os.environ.get("GRADVIZ_HOME", Path.home() / ".gradviz"))
-    return Path(os.environ.get("GRADVIZ_USER_MODELS", home / "models"))
 
 
 def sha256_file(path: Path) -> str:
@@ -70,29 +58,6 @@ def save_model(model: nn.Module, card: dict, directory: str | Path) -> Path:
     return card_path
 
 
-def _read_card(path: Path) -> dict:
-    try:
-        card = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: not a readable model card ({exc})") from exc
-    if not isinstance(card, dict) or "weights_file" not in card:
-        raise ModelFileError(f"{path}: not a gradviz model card (no weights_file)")
-    return {**card, "card_path": str(path)}
-
-
-def list_models(directories: list[str | Path] | None = None) -> list[dict]:
-    """Cards of every model in the zoo and the user model folder, zoo first, sorted by name."""
-    directories = directories or [ZOO_DIR, user_model_dir()]
-    cards = []
-    for origin, directory in zip(("zoo", "user", *["extra"] * 8), map(Path, directories)):
-        for path in sorted(directory.glob(f"*{CARD_SUFFIX}")) if directory.is_dir() else []:
-            try:
-                cards.append({**_read_card(path), "origin": origin})
-            except ModelFileError:
-                continue  # a stray JSON file is not a model; load_model names the problem when asked
-    return cards
-
-
 def _resolve_card(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.suffix == WEIGHTS_SUFFIX:
@@ -121,7 +86,7 @@ def _check_weights_file(path: Path, card: dict) -> None:
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """A model in eval mode and its card, from a zoo name, a user model name, or a card/weights path."""
-    card = _read_card(_resolve_card(name_or_path))
+    card = read_card(_resolve_card(name_or_path))
     weights = Path(card["card_path"]).parent / card["weights_file"]
     _check_weights_file(weights, card)
     try:

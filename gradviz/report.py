@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from gradviz import figures
 from gradviz.datasets import load_dataset

@@ -18,7 +18,8 @@ from gradviz import __version__
 from gradviz.architecture import ZOO_WIDTH, PaperCNN, describe
 from gradviz.datasets import dataset_source, load_dataset
 from gradviz.defenses import ADVERSARIAL, DEFENSES, REGULARIZED, LossSettings, batch_loss
-from gradviz.modelstore import save_model, user_model_dir
+from gradviz.cards import user_model_dir
+from gradviz.modelstore import save_model
 from gradviz.penalties import NORMALISATION, to_reference_lambda
 
 StepCallback = Callable[[int, int, dict], None]

@@ -5,7 +5,8 @@ import torch
 
 from gradviz import list_models, load_model
 from gradviz.architecture import PaperCNN
-from gradviz.modelstore import ModelFileError, save_model
+from gradviz.cards import ModelFileError
+from gradviz.modelstore import save_model
 
 
 def _card(name="tiny"):

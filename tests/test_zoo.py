@@ -4,7 +4,7 @@ import pytest
 from gradviz import list_models, load_dataset, load_model
 from gradviz.datasets import dataset_source
 from gradviz.defenses import DEFENSES
-from gradviz.modelstore import ZOO_DIR
+from gradviz.cards import ZOO_DIR
 from gradviz.training import accuracy
 
 FLOOR = {"mnist": 0.98, "fashion-mnist": 0.88}

@@ -19,7 +19,8 @@ from sqlalchemy import Engine, select
 from gradviz.attacks import fgsm, iterative_tgsm, tgsm
 from gradviz.datasets import load_dataset
 from gradviz.images import to_png16
-from gradviz.modelstore import list_models, load_model
+from gradviz.cards import list_models
+from gradviz.modelstore import load_model
 from gradviz.study.db import insert_ignore, stimuli
 
 DEFAULT_DEFENSES = ("normal", "distilled", "advtrain", "gradreg")
