@@ -25,8 +25,9 @@ with left:
     x, label, caption = pick_image(dataset)
 with right:
     chosen = pick_models(dataset, label="Models that see the adversarial image")
-    source = st.selectbox("Source model (the attack uses its gradient)", list(cards), key=f"source_{dataset}",
-                          persist_state="session")
+    normal = next((i for i, c in enumerate(cards.values()) if c["defense"] == "normal"), 0)
+    source = st.selectbox("Source model (the attack uses its gradient)", list(cards), index=normal,
+                          key=f"source_{dataset}", persist_state="session")
     attack = st.radio("Attack", list(ATTACK_NAMES), format_func=ATTACK_NAMES.get, horizontal=True,
                       key="attack", persist_state="session")
     eps = st.slider("ε (L∞ budget)", 0.0, 0.7, 0.3, 0.01, key="eps", persist_state="session")
