@@ -7,6 +7,8 @@ RUNS=${2:-runs}
 PY=${PYTHON:-python}
 declare -A SWEEP_EPOCHS=([mnist]=8 [fashion-mnist]=1)
 declare -A ZOO_EPOCHS=([mnist]=20 [fashion-mnist]=4)
+# Fashion-MNIST's distilled and both-defenses models stay under the 88% floor at 4 epochs (87.7%, 87.8%).
+declare -A MORE_EPOCHS=([fashion-mnist/distilled]=8 [fashion-mnist/gradreg+advtrain]=6)
 # FGSM ε for adversarial training: the paper's 0.3 on MNIST; 0.1 on Fashion-MNIST, where 0.3 costs far more
 # than the 88% clean-accuracy floor allows.
 declare -A ADV_EPS=([mnist]=0.3 [fashion-mnist]=0.1)
@@ -29,11 +31,15 @@ for ds in ${DATASETS:-mnist fashion-mnist}; do
   fi
   lam_y=$(chosen "$RUNS/sweep-$ds-y" gradreg)
   lam_k=$(chosen "$RUNS/sweep-$ds-k" gradreg-uniform)
-  train=( $PY -m gradviz train "${common[@]}" --epochs "${ZOO_EPOCHS[$ds]}" --out "$OUT" )
-  "${train[@]}" --defense normal --name "$ds-normal"
-  "${train[@]}" --defense gradreg --lam "$lam_y" --name "$ds-gradreg"
-  "${train[@]}" --defense advtrain --eps "${ADV_EPS[$ds]}" --name "$ds-advtrain"
-  "${train[@]}" --defense distilled --name "$ds-distilled"
-  "${train[@]}" --defense gradreg-uniform --lam "$lam_k" --name "$ds-gradreg-uniform"
-  "${train[@]}" --defense gradreg+advtrain --lam "$lam_y" --eps "${ADV_EPS[$ds]}" --name "$ds-gradreg-advtrain"
+  train() {  # train DEFENSE NAME [flags…]: one zoo model of this dataset
+    local defense=$1 name=$2; shift 2
+    $PY -m gradviz train "${common[@]}" --epochs "${MORE_EPOCHS[$ds/$defense]:-${ZOO_EPOCHS[$ds]}}" \
+      --out "$OUT" --defense "$defense" --name "$name" "$@"
+  }
+  train normal "$ds-normal"
+  train gradreg "$ds-gradreg" --lam "$lam_y"
+  train advtrain "$ds-advtrain" --eps "${ADV_EPS[$ds]}"
+  train distilled "$ds-distilled"
+  train gradreg-uniform "$ds-gradreg-uniform" --lam "$lam_k"
+  train gradreg+advtrain "$ds-gradreg-advtrain" --lam "$lam_y" --eps "${ADV_EPS[$ds]}"
 done

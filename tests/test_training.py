@@ -57,3 +57,17 @@ def test_random_shift_moves_whole_pixels():
     shifted = random_shift(x, torch.Generator().manual_seed(0))
     assert torch.equal(shifted.flatten(1).sum(1), torch.ones(64))  # one pixel lit, moved not blurred
     assert (shifted[:, 0, 14, 14] == 0).any()
+
+
+def test_sweep_choice_rule():
+    from gradviz.sweep import choose
+
+    def row(defense, lam, clean, transfer):
+        return {"defense": defense, "lam": lam, "clean": clean,
+                **{f"transfer@{e:g}": transfer for e in (0.1, 0.2, 0.3, 0.4, 0.5)}}
+
+    rows = [row("normal", 0, 0.99, 0.1), row("gradreg", 1, 0.985, 0.3), row("gradreg", 3, 0.981, 0.5),
+            row("gradreg", 10, 0.95, 0.9)]
+    assert choose(rows, "gradreg")["lam"] == 3  # most robust within one point of clean accuracy
+    costly = [row("normal", 0, 0.99, 0.1), row("gradreg", 1, 0.97, 0.3), row("gradreg", 3, 0.96, 0.5)]
+    assert choose(costly, "gradreg")["lam"] == 1  # none within a point: the cheapest in accuracy
