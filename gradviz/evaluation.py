@@ -172,7 +172,8 @@ def _provenance(config: EvalConfig, cards: dict, seconds: float, reused: int, bl
               else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)")
     return {
         "config": asdict(config), "models": {n: {"sha256": c["sha256"], "defense": c["defense"],
-                                                  "lam": c.get("lam"), "card": c.get("card_path")}
+                                                  "lam": c.get("lam"), "eps": c.get("eps"),
+                                                  "card": c.get("card_path")}
                                               for n, c in cards.items()},
         "data_source": dataset_source(config.dataset, config.data_dir), "images": "first n of the test split",
         "device": device, "seconds": round(seconds, 2), "cached_blocks_reused": f"{reused}/{blocks}",

@@ -115,3 +115,13 @@ def test_bf16_counting_agrees_with_fp32(two_models, mnist_test):
     fp32 = correct_counts(model, x[:500], y[:500], 250)
     bf16 = correct_counts(model, x[:500], y[:500], 250, precision="bf16")
     assert abs(fp32 - bf16) <= 10  # at most 2% of predictions sit close enough to a boundary to flip
+
+
+def test_claim_verdicts_ignore_noise_and_chance_level():
+    from gradviz.reproduction import _compare
+    eps = (0.3, 0.4, 0.5)
+    assert _compare({0.3: 0.7, 0.4: 0.5, 0.5: 0.3}, {0.3: 0.4, 0.4: 0.2, 0.5: 0.1}, eps)[0] == "held"
+    verdict, detail = _compare({0.3: 0.28, 0.4: 0.10, 0.5: 0.09}, {0.3: 0.09, 0.4: 0.09, 0.5: 0.09}, eps)
+    assert verdict == "partly held" and "chance at ε = 0.4, 0.5" in detail
+    assert _compare({0.3: 0.41}, {0.3: 0.40}, eps)[0] == "did not hold"  # inside the noise margin
+    assert _compare({0.3: 0.11}, {0.3: 0.03}, eps)[0] == "did not hold"  # both at chance
