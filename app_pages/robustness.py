@@ -5,8 +5,15 @@ import streamlit as st
 
 from app_pages.common import DEVICE, job_runner, pick_dataset
 from gradviz import figures
-from gradviz.evaluation import EvalConfig, default_models, evaluate, read_results, result_folders, \
-    user_results_dir, write_results
+from gradviz.evaluation import (
+    EvalConfig,
+    default_models,
+    evaluate,
+    read_results,
+    result_folders,
+    user_results_dir,
+    write_results,
+)
 
 st.title("Robustness")
 dataset = pick_dataset()

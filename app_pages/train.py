@@ -4,8 +4,8 @@ import plotly.express as px
 import streamlit as st
 
 from app_pages.common import DEVICE, job_runner, pick_dataset
-from gradviz.defenses import DEFENSES, REGULARIZED
 from gradviz.cards import user_model_dir
+from gradviz.defenses import DEFENSES, REGULARIZED
 from gradviz.training import TrainConfig, train_and_save
 
 st.title("Train")

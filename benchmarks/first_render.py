@@ -30,7 +30,7 @@ def time_to_render(script: Path, port: int, text: str) -> float:
                 try:
                     page.goto(f"http://127.0.0.1:{port}/", timeout=2000)
                     break
-                except Exception:  # noqa: BLE001 - server not listening yet
+                except Exception:
                     time.sleep(0.1)
             page.get_by_text(text).first.wait_for(timeout=60_000)
             page.locator("[data-test-script-state='notRunning']").wait_for(state="attached", timeout=60_000)

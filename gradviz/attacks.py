@@ -6,7 +6,7 @@ loop of such steps; L∞ PGD with a random start comes from captum.robust.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from gradviz.architecture import ZOO_WIDTH
+from gradviz.cards import ModelFileError, list_models
 from gradviz.datasets import DATASETS, DatasetNotFound, download_mnist, load_arrays
 from gradviz.defenses import DEFENSES
-from gradviz.cards import ModelFileError, list_models
 
 
 def _add_train(sub, command: str = "train", help_text: str = "train one model of any defense"):
@@ -110,7 +110,7 @@ def _study(args) -> int:
     from gradviz.study.analysis import export_frame, responses_frame
     from gradviz.study.auth import hash_password
     from gradviz.study.db import make_engine, set_setting
-    from gradviz.study.stimuli import StimulusConfig, build_stimuli, store_stimuli, stimulus_zip
+    from gradviz.study.stimuli import StimulusConfig, build_stimuli, stimulus_zip, store_stimuli
 
     if args.action == "hash-password":
         print(hash_password(args.password))

@@ -9,10 +9,10 @@ import hashlib
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 
 from gradviz import __version__
 from gradviz.attacks import run_attack
+from gradviz.cards import list_models
 from gradviz.datasets import dataset_source, load_dataset
 from gradviz.masking import masking_verdict, vanishing_gradient_share
-from gradviz.cards import list_models
 from gradviz.modelstore import load_model
 from gradviz.stats import wilson_interval
 
@@ -178,7 +178,7 @@ def _provenance(config: EvalConfig, cards: dict, seconds: float, reused: int, bl
         "data_source": dataset_source(config.dataset, config.data_dir), "images": "first n of the test split",
         "device": device, "seconds": round(seconds, 2), "cached_blocks_reused": f"{reused}/{blocks}",
         "versions": {"gradviz": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -9,9 +9,10 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass
@@ -76,7 +77,7 @@ class JobRunner:
         def run() -> None:
             try:
                 handle.result = fn(handle)
-            except BaseException as exc:  # noqa: BLE001 - reported to the UI, never raised into a page
+            except BaseException as exc:
                 handle.error = f"{type(exc).__name__}: {exc}"
                 handle.message = handle.error
                 if not handle.cancelled:

@@ -6,7 +6,7 @@ example's loss. The reference TensorFlow code instead adds λ_ref·½·‖∇ₓ
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

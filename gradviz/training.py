@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -16,9 +16,9 @@ from tqdm.auto import tqdm
 
 from gradviz import __version__
 from gradviz.architecture import ZOO_WIDTH, PaperCNN, describe
+from gradviz.cards import user_model_dir
 from gradviz.datasets import dataset_source, load_dataset
 from gradviz.defenses import ADVERSARIAL, DEFENSES, REGULARIZED, LossSettings, batch_loss
-from gradviz.cards import user_model_dir
 from gradviz.modelstore import save_model
 from gradviz.penalties import NORMALISATION, to_reference_lambda
 
@@ -201,7 +201,7 @@ def _card(config: TrainConfig, model: PaperCNN, final: dict, seconds: float, tes
         "train_seconds": round(seconds, 1),
         "device": _device_name(config.device),
         "versions": _versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -4,7 +4,15 @@ from captum.robust import FGSM
 from torch import nn
 
 from gradviz.attacks import (
-    choose_targets, fgsm, logit_cross_entropy, iterative_tgsm, loss_gradient_sign, pgd, run_attack, single_step_sweep, tgsm,
+    choose_targets,
+    fgsm,
+    iterative_tgsm,
+    logit_cross_entropy,
+    loss_gradient_sign,
+    pgd,
+    run_attack,
+    single_step_sweep,
+    tgsm,
 )
 
 

@@ -34,8 +34,9 @@ PASSWORD = "researcher-pass-1"
 @pytest.fixture(scope="module")
 def study_url(tmp_path_factory) -> str:
     """A study database holding a small synthetic stimulus set (4 items × 4 models, 1 attention check)."""
-    from gradviz.study.db import make_engine, set_setting
     from study_helpers import install_set, synthetic_rows
+
+    from gradviz.study.db import make_engine, set_setting
 
     url = f"sqlite:///{tmp_path_factory.mktemp('study') / 'study.sqlite'}"
     engine = make_engine(url)

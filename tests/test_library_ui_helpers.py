@@ -52,7 +52,7 @@ def _digit(mode: str, size=(120, 160), ink=0, paper=255) -> Image.Image:
 @pytest.mark.parametrize("data", [
     _encode(_digit("RGB")), _encode(_digit("RGBA")), _encode(_digit("P")), _encode(_digit("L"), "JPEG"),
     _encode(_digit("L", ink=255, paper=0)), _encode(_digit("L", size=(3000, 2000))),
-    _encode(Image.fromarray((np.asarray(_digit("L"), dtype=np.uint16) * 257)).convert("I;16")),
+    _encode(Image.fromarray(np.asarray(_digit("L"), dtype=np.uint16) * 257).convert("I;16")),
     _encode(_digit("RGB"), "GIF", save_all=True, append_images=[_digit("RGB")]),
     _encode(_digit("CMYK"), "TIFF"), _encode(_digit("RGB"), "WEBP"),
 ])

@@ -3,8 +3,12 @@ import torch
 from torch import nn
 
 from gradviz.penalties import (
-    exact_penalty, finite_difference_penalty, from_reference_lambda, input_gradient_penalty,
-    to_reference_lambda, uniform_losses,
+    exact_penalty,
+    finite_difference_penalty,
+    from_reference_lambda,
+    input_gradient_penalty,
+    to_reference_lambda,
+    uniform_losses,
 )
 
 

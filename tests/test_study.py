@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from study_helpers import MODELS, engine_for_backend, install_set, synthetic_rows
 
 from gradviz.study import sessions
 from gradviz.study.analysis import agreement, analyse, cluster_bootstrap, paired_permutation, responses_frame
 from gradviz.study.db import make_engine, responses
 from gradviz.study.design import latin_assignment, make_trials
-from study_helpers import MODELS, engine_for_backend, install_set, synthetic_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ["sqlite", "postgresql"]
@@ -84,7 +85,7 @@ def test_bad_answers_and_ids_are_refused(engine):
     rating_trial = next(t for t in p.trials if t["kind"] == "rating")
     with pytest.raises(ValueError):
         sessions.record_answer(engine, p, rating_trial["trial_index"], chosen_class=3, rating=None)
-    with pytest.raises(Exception):
+    with pytest.raises(IntegrityError):  # the database CHECK constraint
         sessions.record_answer(engine, p, rating_trial["trial_index"], chosen_class=3, rating=9)
     assert sessions.valid_participant_id("5f1e2d3c4b5a69788796a5b4") and sessions.valid_participant_id("pid_7")
     assert sessions.valid_participant_id("x' OR 1=1 --") is None and sessions.valid_participant_id("") is None
@@ -109,7 +110,7 @@ def test_20_concurrent_participants_store_exactly_1000_answers(backend, tmp_path
             for t in p.trials[:50]:
                 _answer(engine, p, t)
                 _answer(engine, p, t, rating=1)  # the impatient double click
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=participant, args=(k,)) for k in range(20)]
@@ -235,7 +236,7 @@ def test_build_stimuli_from_real_models(tmp_path, tiny_train, user_models):
 
     from gradviz.images import from_png16
     from gradviz.modelstore import save_model
-    from gradviz.study.stimuli import StimulusConfig, build_stimuli, load_set, store_stimuli, stimulus_zip
+    from gradviz.study.stimuli import StimulusConfig, build_stimuli, load_set, stimulus_zip, store_stimuli
     from gradviz.training import TrainConfig, train_model
 
     names = []

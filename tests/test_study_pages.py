@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from study_helpers import install_set, synthetic_rows
 
 from gradviz.study import sessions
 from gradviz.study.db import make_engine, set_setting
-from study_helpers import install_set, synthetic_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 

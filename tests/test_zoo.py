@@ -2,9 +2,9 @@
 import pytest
 
 from gradviz import list_models, load_dataset, load_model
+from gradviz.cards import ZOO_DIR
 from gradviz.datasets import dataset_source
 from gradviz.defenses import DEFENSES
-from gradviz.cards import ZOO_DIR
 from gradviz.training import accuracy
 
 FLOOR = {"mnist": 0.98, "fashion-mnist": 0.88}

@@ -6,13 +6,25 @@ ON CONFLICT DO NOTHING), never by read-then-write in Python, so concurrent sessi
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import (
-    CheckConstraint, Column, Engine, Float, Integer, LargeBinary, MetaData, String, Table, Text, create_engine,
-    event, select, text,
+    CheckConstraint,
+    Column,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
+    text,
 )
 
 SCHEMA_VERSION = 1
@@ -74,7 +86,7 @@ responses = Table(
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def default_url() -> str:

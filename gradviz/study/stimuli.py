@@ -17,9 +17,9 @@ from skimage.metrics import structural_similarity
 from sqlalchemy import Engine, select
 
 from gradviz.attacks import fgsm, iterative_tgsm, tgsm
+from gradviz.cards import list_models
 from gradviz.datasets import load_dataset
 from gradviz.images import to_png16
-from gradviz.cards import list_models
 from gradviz.modelstore import load_model
 from gradviz.study.db import insert_ignore, stimuli
 
