@@ -1,7 +1,8 @@
 """The full source×target matrix: 5 models × {FGSM, TGSM} × 8 ε × N images, timed end to end.
 
 Uses freshly initialised PaperCNNs (the cost does not depend on the weights) so it runs without a zoo.
-The baseline, measured in the same run, is one forward pass of one model over the N images.
+The baseline, measured in the same run, is one fp32 forward pass of one model over the N images in the
+default (channels-first) weight layout, i.e. what a plain PyTorch loop would pay per forward.
 Usage: python -m benchmarks.eval_matrix [--n 10000] [--device cpu]
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 
 import torch
 
-from gradviz.architecture import ZOO_WIDTH, PaperCNN
+from gradviz.architecture import ZOO_WIDTH, PaperCNN, channels_last
 from gradviz.evaluation import EvalConfig, _attack_block, correct_counts
 
 EPS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
@@ -26,7 +27,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
     torch.manual_seed(0)
-    models = {f"m{i}": PaperCNN(width=ZOO_WIDTH).to(args.device).eval() for i in range(args.models)}
+    models = {f"m{i}": channels_last(PaperCNN(width=ZOO_WIDTH).to(args.device).eval()) for i in range(args.models)}
     for m in models.values():
         for p in m.parameters():
             p.requires_grad_(False)
@@ -35,10 +36,13 @@ def main() -> None:
     config = EvalConfig(models=list(models), attacks=["fgsm", "tgsm"], eps=EPS, n=args.n, device=args.device,
                         batch_size=args.batch_size, precision=args.precision)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    correct_counts(models["m0"], x, y, args.batch_size)  # warm-up
-    sync()
-    start = time.perf_counter()
-    correct_counts(models["m0"], x, y, args.batch_size)
+    plain = PaperCNN(width=ZOO_WIDTH).to(args.device).eval()
+    plain_forward = lambda: [plain(x[i:i + args.batch_size]) for i in range(0, args.n, args.batch_size)]  # noqa: E731
+    with torch.no_grad():
+        plain_forward()  # warm-up
+        sync()
+        start = time.perf_counter()
+        plain_forward()
     sync()
     forward = time.perf_counter() - start
     start = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Cost of one gradreg training step (exact and finite-difference) relative to a normal step.
+"""Cost of one gradreg training step (exact and finite-difference) relative to a normal step, in the
+default weight layout and channels-last (which training uses on CPU except for exact double backprop).
 
 Usage: python -m benchmarks.train_step [--batch-size 128] [--repeats 30] [--device cpu]
 """
@@ -9,7 +10,7 @@ import argparse
 import torch
 
 from benchmarks.common import compare, report
-from gradviz.architecture import ZOO_WIDTH, PaperCNN
+from gradviz.architecture import ZOO_WIDTH, PaperCNN, channels_last
 from gradviz.defenses import LossSettings, batch_loss
 
 VARIANTS = {
@@ -27,12 +28,14 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = PaperCNN(width=args.width).to(args.device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.rand(args.batch_size, 1, 28, 28, device=args.device)
     y = torch.randint(0, 10, (args.batch_size,), device=args.device)
 
-    def step(settings: LossSettings):
+    def step(settings: LossSettings, fast_layout: bool = False):
+        model = PaperCNN(width=args.width).to(args.device).train()
+        model = channels_last(model) if fast_layout else model
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
         def run():
             loss, _ = batch_loss(model, x, y, settings)
             optimizer.zero_grad(set_to_none=True)
@@ -40,7 +43,9 @@ def main() -> None:
             optimizer.step()
         return run
 
-    medians = compare({k: step(s) for k, s in VARIANTS.items()}, args.device, args.repeats)
+    variants = {k: step(s) for k, s in VARIANTS.items()}
+    variants.update({f"{k}, channels-last": step(s, fast_layout=True) for k, s in VARIANTS.items()})
+    medians = compare(variants, args.device, args.repeats)
     report(medians, "normal", f"training step, device {args.device}, {torch.get_num_threads()} threads, "
                               f"batch {args.batch_size}, width {args.width}")
 

@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gradviz import __version__
-from gradviz.architecture import ZOO_WIDTH, PaperCNN, describe
+from gradviz.architecture import ZOO_WIDTH, PaperCNN, channels_last, describe
 from gradviz.cards import user_model_dir
 from gradviz.datasets import dataset_source, load_dataset
 from gradviz.defenses import ADVERSARIAL, DEFENSES, REGULARIZED, LossSettings, batch_loss
@@ -157,6 +157,17 @@ def _device_name(device: str) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def _new_model(config: TrainConfig, exact_double_backprop: bool) -> PaperCNN:
+    """A fresh model, channels-last on CPU unless it is trained by exact double backprop.
+
+    Measured on our 2-core CPU (batch 128): channels-last makes a normal step 1.6× and a finite-difference
+    gradreg step 1.3× faster, but exact double backprop 1.1× slower (its second-order convolutions
+    have no fast channels-last path), so that one keeps the default layout.
+    """
+    model = PaperCNN(width=config.width).to(config.device)
+    return model if exact_double_backprop or config.device != "cpu" else channels_last(model)
+
+
 def train_model(config: TrainConfig, train_data: tuple[torch.Tensor, torch.Tensor] | None = None,
                 on_step: StepCallback | None = None, should_stop: Callable[[], bool] | None = None,
                 progress: bool = True) -> tuple[nn.Module, dict]:
@@ -167,11 +178,11 @@ def train_model(config: TrainConfig, train_data: tuple[torch.Tensor, torch.Tenso
     started = time.perf_counter()
     teacher = None
     if config.defense == "distilled":  # teacher at temperature T first, then the student on its soft labels
-        teacher = PaperCNN(width=config.width).to(config.device)
+        teacher = _new_model(config, exact_double_backprop=False)
         _fit(teacher, x, y, config, config.loss_settings(teacher_phase=True), "teacher", None,
              on_step, should_stop, progress)
         teacher.eval()
-    model = PaperCNN(width=config.width).to(config.device)
+    model = _new_model(config, exact_double_backprop=config.defense in REGULARIZED and config.penalty == "exact")
     final = _fit(model, x, y, config, config.loss_settings(), config.defense, teacher, on_step, should_stop,
                  progress)
     seconds = time.perf_counter() - started

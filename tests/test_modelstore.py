@@ -30,6 +30,20 @@ def test_round_trip_gives_the_same_outputs(saved):
     assert not list(card_path.parent.glob("*.tmp"))
 
 
+def test_channels_last_weights_give_the_same_outputs_and_still_save(saved, tmp_path):
+    from gradviz.architecture import channels_last
+    model, card_path = saved
+    fast, _ = load_model(card_path)
+    channels_last(fast)
+    assert fast.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(16, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(model(x), fast(x), atol=1e-5)
+    again, _ = load_model(save_model(fast, _card("again"), tmp_path / "again"))
+    with torch.no_grad():
+        assert torch.allclose(model(x), again(x), atol=1e-5)
+
+
 def test_load_by_name_from_the_user_folder(user_models):
     save_model(PaperCNN(width=8), _card("mine"), user_models)
     names = {c["name"]: c["origin"] for c in list_models()}
