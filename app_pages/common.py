@@ -59,7 +59,9 @@ def pick_models(dataset: str, label: str = "Models to compare", key: str = "mode
         st.warning(f"No models for {dataset}. Train one on the Train page or with `python -m gradviz train`.")
         st.stop()
     by_defense = {c["defense"]: n for n, c in reversed(cards.items())}  # first model of each defense
-    preferred = [by_defense[d] for d in ("normal", "distilled", "advtrain", "gradreg") if d in by_defense]
+    # Distilled is left out of the default: its Σ log p gradients are ~10× the others' and would wash out a
+    # shared colour scale, hiding the normal-vs-gradreg contrast the paper is about. One click adds it.
+    preferred = [by_defense[d] for d in ("normal", "advtrain", "gradreg-uniform", "gradreg") if d in by_defense]
     st.session_state.setdefault(f"{key}_{dataset}", (preferred or names)[:4])
     chosen = st.multiselect(label, names, key=f"{key}_{dataset}", max_selections=max_selections,
                             persist_state="session")
