@@ -127,8 +127,9 @@ def _verdicts(facts: dict, result: EvalResult) -> list[str]:
     if "advtrain" in names:
         eps = _advtrain_eps(result, names["advtrain"])
         wb = {d: _acc(rows, n, n, "fgsm", eps) for d, n in names.items() if d != "distilled"}
-        best = max((d for d in wb if wb[d] is not None), key=lambda d: wb[d].accuracy, default=None)
-        if best:
+        wb = {d: r for d, r in wb.items() if r is not None}
+        best = max(wb, key=lambda d: wb[d].accuracy, default=None)
+        if "advtrain" in wb:  # absent when the run did not evaluate FGSM at the model's training ε
             lines.append(f"- **Adversarial training wins white-box FGSM at its training ε ({eps:g}): "
                          f"{'held' if best in ('advtrain', 'gradreg+advtrain') else 'did not hold'}** "
                          f"(best: {names[best]}, {wb[best].accuracy:.3f}; advtrain "
@@ -149,8 +150,7 @@ def _verdicts(facts: dict, result: EvalResult) -> list[str]:
 
 
 def _masked(facts: dict) -> set[str]:
-    return {name for key, flagged in facts.items() if isinstance(key, tuple) and key[0] == "masked" and flagged
-            for name in [key[1]]}
+    return {key[1] for key, flagged in facts.items() if isinstance(key, tuple) and key[0] == "masked" and flagged}
 
 
 def _interpretability(folder: Path, names: dict[str, str], masked: set[str]) -> list[str]:
