@@ -1,16 +1,66 @@
-"""Train page: train any defense in the background with a live curve; the model lands in your model folder."""
+"""Train page: train any defense in the background with a live curve; the model lands in your model folder.
+
+Every run is checkpointed, so a run cut off by a closed server, a crash or Cancel can be resumed here.
+"""
+from pathlib import Path
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from app_pages.common import DEVICE, job_runner, pick_dataset
-from gradviz.cards import user_model_dir
+from gradviz.cards import checkpoint_dir, list_models, user_model_dir
+from gradviz.checkpoints import checkpoint_path, list_checkpoints
 from gradviz.defenses import DEFENSES, REGULARIZED
-from gradviz.training import TrainConfig, train_and_save
+from gradviz.training import LR_SCHEDULES, TrainConfig, train_and_save
 
 st.title("Train")
 dataset = pick_dataset()
 st.caption(f"Models are saved to `{user_model_dir()}` (never over the committed zoo) and appear on the Models page.")
+
+
+def submit(config: TrainConfig, resume: bool = False) -> None:
+    """Start (or resume) `config` as a background job that checkpoints as it goes."""
+    name = config.name or config.default_name()
+    path = checkpoint_path(checkpoint_dir(), name)
+
+    def work(job, config=config):
+        def on_step(step, total, stats):
+            job.report(step, total, f"step {step}/{total}", **stats)
+
+        _, card = train_and_save(config, on_step=on_step, should_stop=lambda: job.cancelled, progress=False,
+                                 checkpoint=path, resume=resume)
+        return card
+
+    st.session_state["train_job"] = job_runner().submit(f"{'resume' if resume else 'train'} {name}", work).id
+
+
+def _run_name(meta: dict) -> str:
+    return Path(meta["path"]).name.removesuffix(".checkpoint.safetensors")
+
+
+def interrupted_runs() -> None:
+    """Checkpoints of runs that did not finish, each with Resume and Discard."""
+    runs = list_checkpoints(checkpoint_dir())
+    busy = any(j.state in ("queued", "running") for j in job_runner().jobs.values())
+    if not runs:
+        return
+    st.subheader("Interrupted runs")
+    for meta in runs:
+        name, config = _run_name(meta), meta["config"]
+        c1, c2, c3 = st.columns([4, 1, 1])
+        c1.markdown(f"**{name}** · {config['dataset']} · {config['defense']} · {meta['phase']} step "
+                    f"{meta['step']:,} of {meta['total_steps']:,} · {meta['elapsed_seconds']:.0f} s trained")
+        if c2.button("Resume", key=f"resume-{name}", disabled=busy,
+                     help="Another training is running" if busy else "Continue exactly where it stopped"):
+            submit(TrainConfig(**config, device=DEVICE, name=name), resume=True)
+            st.rerun()
+        if c3.button("Discard", key=f"discard-{name}", disabled=busy):
+            Path(meta["path"]).unlink(missing_ok=True)
+            st.rerun()
+
+
+interrupted_runs()
 
 with st.form("train"):
     c1, c2, c3 = st.columns(3)
@@ -23,27 +73,29 @@ with st.form("train"):
     batch = c1.number_input("Batch size", 8, 1024, 128)
     lr = c2.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.5f")
     width = c3.number_input("FC width", 8, 2048, 128, key="t_width")
+    schedule = c1.selectbox("Learning-rate schedule", LR_SCHEDULES, key="t_schedule")
+    warmup = c2.number_input("λ warm-up (fraction of the run)", 0.0, 1.0, 0.0, key="t_warmup",
+                             help="λ rises linearly from 0 over this part of the run; avoids early collapse at large λ.")
+    starts = [""] + [c["name"] for c in list_models() if c.get("dataset") == dataset]
+    init_from = c3.selectbox("Start from", starts, format_func=lambda n: n or "random weights", key="t_init")
     name = st.text_input("Name", "", placeholder="default: dataset-defense[-lamX]")
     start = st.form_submit_button("Start training", type="primary", key="t_start")
 
 if start:
     config = TrainConfig(dataset=dataset, defense=defense, lam=lam if defense in REGULARIZED else 0.0,
                          eps=eps, temperature=temperature, penalty=penalty, epochs=epochs, batch_size=int(batch),
-                         lr=lr, device=DEVICE, width=int(width), name=name.strip() or None)
+                         lr=lr, device=DEVICE, width=int(width), name=name.strip() or None, lr_schedule=schedule,
+                         lam_warmup=warmup, init_from=init_from or None)
+    existing = checkpoint_path(checkpoint_dir(), config.name or config.default_name())
     try:
         config.validate()
+        if existing.is_file():
+            raise ValueError(f"an interrupted run named {existing.name.split('.')[0]!r} exists: resume or discard "
+                             "it above, or choose another name")
     except ValueError as exc:
         st.error(f"Cannot start: {exc}")
     else:
-        def work(job, config=config):
-            def on_step(step, total, stats):
-                job.report(step, total, f"step {step}/{total}", **stats)
-
-            path, card = train_and_save(config, on_step=on_step, should_stop=lambda: job.cancelled,
-                                        progress=False)
-            return card
-
-        st.session_state["train_job"] = job_runner().submit(f"train {config.default_name()}", work).id
+        submit(config)
 
 
 @st.fragment(run_every=1.0)
@@ -62,7 +114,7 @@ def live() -> None:
         st.success(f"Saved **{card['name']}**: clean test accuracy {card['clean_test_accuracy']:.2%} "
                    f"in {card['train_seconds']:.0f} s. Find it on the Models page.")
     elif job.state == "cancelled":
-        st.warning("Training cancelled; nothing was saved.")
+        st.warning("Training cancelled; no model was saved. Its checkpoint is listed under Interrupted runs.")
     else:
         st.error(f"Training failed: {job.error}")
     if not history.empty:

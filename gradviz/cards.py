@@ -20,6 +20,12 @@ def user_model_dir() -> Path:
     return Path(os.environ.get("GRADVIZ_USER_MODELS", home / "models"))
 
 
+def checkpoint_dir() -> Path:
+    """Where unfinished training runs keep their checkpoints until they finish (GRADVIZ_CHECKPOINTS overrides)."""
+    home = Path(os.environ.get("GRADVIZ_HOME", Path.home() / ".gradviz"))
+    return Path(os.environ.get("GRADVIZ_CHECKPOINTS", home / "checkpoints"))
+
+
 def read_card(path: Path) -> dict:
     try:
         card = json.loads(path.read_text())

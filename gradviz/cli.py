@@ -12,8 +12,18 @@ from gradviz.datasets import DATASETS, DatasetNotFound, download_mnist, load_arr
 from gradviz.defenses import DEFENSES
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where it says something: not for flags, unset options or help that names one."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def _add_train(sub, command: str = "train", help_text: str = "train one model of any defense"):
-    p = sub.add_parser(command, help=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(command, help=help_text, formatter_class=_Help)
     p.add_argument("--dataset", choices=DATASETS, default="mnist")
     p.add_argument("--defense", choices=DEFENSES, default="normal")
     p.add_argument("--lam", type=float, default=0.0, help="gradient-penalty weight λ (gradviz units)")
@@ -26,6 +36,11 @@ def _add_train(sub, command: str = "train", help_text: str = "train one model of
     p.add_argument("--steps", type=int, default=None, help="train for this many steps (overrides --epochs)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="cosine: anneal the learning rate to 0 over the run")
+    p.add_argument("--lam-warmup", type=float, default=0.0,
+                   help="fraction of the run over which λ rises linearly from 0 to --lam")
+    p.add_argument("--init-from", default=None, help="start from this model's weights (a zoo or user model name)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--width", type=int, default=ZOO_WIDTH, help="FC width (the paper's is 1024)")
@@ -34,6 +49,14 @@ def _add_train(sub, command: str = "train", help_text: str = "train one model of
     p.add_argument("--out", default=None, help="output folder (default: the user model folder)")
     p.add_argument("--data-dir", default=None, help="folder with the dataset's IDX files")
     return p
+
+
+def _add_checkpointing(p) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run of this name from its checkpoint, if there is one")
+    p.add_argument("--checkpoint-every", type=int, default=250, help="save the run's whole state every N steps")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="where unfinished runs keep checkpoints (default: GRADVIZ_CHECKPOINTS or ~/.gradviz/checkpoints)")
 
 
 def _config(args, defense: str | None = None):
@@ -50,28 +73,43 @@ def _config(args, defense: str | None = None):
                        temperature=args.temperature, penalty=args.penalty, epochs=args.epochs,
                        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        device=device, width=args.width, augment=args.augment, name=args.name,
-                       data_dir=args.data_dir)
+                       data_dir=args.data_dir, lr_schedule=args.lr_schedule, lam_warmup=args.lam_warmup,
+                       init_from=args.init_from)
 
 
 def _train(args) -> int:
+    from gradviz.cards import checkpoint_dir
+    from gradviz.checkpoints import checkpoint_path
     from gradviz.training import train_and_save
 
-    path, card = train_and_save(_config(args), out=args.out)
+    config = _config(args)
+    config.validate()
+    checkpoint = checkpoint_path(args.checkpoint_dir or checkpoint_dir(), config.name or config.default_name())
+    if args.resume and checkpoint.is_file():
+        print(f"resuming from {checkpoint}", file=sys.stderr)
+    path, card = train_and_save(config, out=args.out, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
+                                resume=args.resume)
     print(f"saved {path}  clean test accuracy {card['clean_test_accuracy']:.4f} "
           f"({card['n_test']} images, {card['train_seconds']:.0f} s on {card['device']})")
     return 0
 
 
 def _sweep(args) -> int:
-    from gradviz.sweep import choose, lambda_sweep, save_sweep, to_markdown
+    from gradviz.sweep import choose, finished_rows, lambda_sweep, save_sweep, to_markdown
 
     config = _config(args, defense="normal")
     defenses = args.defenses.split(",")
-    rows = lambda_sweep(config, defenses, [float(v) for v in args.lams.split(",")], val_size=args.val_size)
+    out = args.sweep_out
+    done = finished_rows(out, config) if out else []
+    if done:
+        print(f"{len(done)} finished rows found in {out}; training only the rest", file=sys.stderr)
+    rows = lambda_sweep(config, defenses, [float(v) for v in args.lams.split(",")], val_size=args.val_size,
+                        warm_start=args.warm_start, done=done,
+                        on_row=(lambda rows: save_sweep(rows, out, config)) if out else None)
     print(to_markdown(rows))
     print("chosen:", {d: choose(rows, d)["lam"] for d in defenses})
-    if args.sweep_out:
-        print(f"written to {save_sweep(rows, args.sweep_out, config)}")
+    if out:
+        print(f"written to {save_sweep(rows, out, config)}")
     return 0
 
 
@@ -170,14 +208,16 @@ def _data(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gradviz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train(sub)
+    _add_checkpointing(_add_train(sub))
     s = _add_train(sub, "sweep", "choose λ on a validation split by transferred-FGSM accuracy")
     s.add_argument("--defenses", default="gradreg,gradreg-uniform")
     s.add_argument("--lams", default="3,10,30,100", help="comma-separated λ values (gradviz units)")
-    s.add_argument("--val-size", type=int, default=1000)
+    s.add_argument("--val-size", type=int, default=5000)
+    s.add_argument("--warm-start", action="store_true",
+                   help="start every candidate from the sweep's own normal model (trained without the validation digits)")
     s.add_argument("--sweep-out", default=None, help="folder for sweep.json and sweep.md")
     e = sub.add_parser("evaluate", help="source×target robustness matrix, CSV + JSON + HTML report",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     e.add_argument("--dataset", choices=DATASETS, default="mnist")
     e.add_argument("--models", default="", help="comma-separated model names (default: the dataset's zoo)")
     e.add_argument("--attacks", default="fgsm,tgsm", help="any of fgsm,tgsm,itgsm,pgd")
@@ -198,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--preamble", default=None, help="Markdown file with the prose that precedes the tables")
     r.add_argument("--out", default="docs/REPRODUCTION.md")
     st = sub.add_parser("study", help="human study: build stimuli, status, export answers, hash a password",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=_Help)
     st.add_argument("action", choices=("build", "status", "export", "hash-password"))
     st.add_argument("--db-url", default=None, help="database URL (default: GRADVIZ_DB_URL or a local SQLite file)")
     st.add_argument("--dataset", choices=DATASETS, default="mnist")
@@ -227,6 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, DatasetNotFound, ModelFileError) as exc:
+    except (ValueError, DatasetNotFound, ModelFileError) as exc:  # CheckpointError, DatasetIntegrityError too
         print(f"error: {exc}", file=sys.stderr)
         return 2

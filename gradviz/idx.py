@@ -25,7 +25,8 @@ class IdxFormatError(ValueError):
     """Raised for a file that is not a well-formed IDX file."""
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path) -> bytes:
+    """The file's contents, decompressed if it is gzipped."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
@@ -37,7 +38,7 @@ def _read_bytes(path: Path) -> bytes:
 def read_idx(path: str | Path, expect_ndim: int | None = None) -> np.ndarray:
     """Read an IDX file (optionally gzipped) into a numpy array of its native dtype."""
     path = Path(path)
-    raw = _read_bytes(path)
+    raw = read_bytes(path)
     if len(raw) < 4:
         raise IdxFormatError(f"{path}: {len(raw)} bytes is too short for an IDX header")
     zero, type_code, ndim = int.from_bytes(raw[:2], "big"), raw[2], raw[3]

@@ -31,7 +31,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename: readers never see half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -50,11 +50,11 @@ def save_model(model: nn.Module, card: dict, directory: str | Path) -> Path:
     name = card["name"]
     weights = directory / f"{name}{WEIGHTS_SUFFIX}"
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(weights, lambda p: save_file(state, str(p), metadata={"name": name}))
+    atomic_write(weights, lambda p: save_file(state, str(p), metadata={"name": name}))
     card = {**card, "weights_file": weights.name, "sha256": sha256_file(weights),
             "size_bytes": weights.stat().st_size}
     card_path = directory / f"{name}{CARD_SUFFIX}"
-    _atomic_write(card_path, lambda p: p.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n"))
+    atomic_write(card_path, lambda p: p.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n"))
     return card_path
 
 

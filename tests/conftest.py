@@ -11,9 +11,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def user_models(tmp_path, monkeypatch) -> Path:
-    """Never write into the real user model folder."""
+    """Never write into the real user model or checkpoint folders."""
     folder = tmp_path / "user-models"
     monkeypatch.setenv("GRADVIZ_USER_MODELS", str(folder))
+    monkeypatch.setenv("GRADVIZ_CHECKPOINTS", str(tmp_path / "checkpoints"))
     return folder
 
 

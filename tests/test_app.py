@@ -114,3 +114,27 @@ def test_train_page_trains_in_the_background_and_saves(user_models):
     assert job.state == "done", job.error
     assert any("Saved" in s.value for s in at.success)
     assert (user_models / f"{job.result['name']}.json").is_file()
+
+
+def test_train_page_lists_an_interrupted_run_and_resumes_it(user_models):
+    from app_pages.common import job_runner
+    from gradviz.cards import checkpoint_dir
+    from gradviz.checkpoints import checkpoint_path
+    from gradviz.training import TrainingCancelled
+
+    path = checkpoint_path(checkpoint_dir(), "cut-short")
+    config = TrainConfig(defense="gradreg", lam=1.0, steps=6, batch_size=32, width=8, device="cpu", name="cut-short")
+    with pytest.raises(TrainingCancelled):
+        train_model(config, progress=False, checkpoint=path, should_stop=iter([False] * 4 + [True]).__next__)
+    at = page("train")
+    assert not at.exception
+    assert any("cut-short" in m.value and "step 4 of 6" in m.value for m in at.markdown)
+    at.button(key="resume-cut-short").click().run()
+    assert not at.exception, at.exception
+    job = job_runner().jobs[at.session_state["train_job"]]
+    job_runner().wait(job, timeout=300)
+    assert job.state == "done", job.error
+    assert job.result["resumed_at_step"] == 4 and (user_models / "cut-short.json").is_file()
+    assert not path.exists()
+    at.run()
+    assert not any("cut-short" in m.value for m in at.markdown)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from gradviz import load_dataset
-from gradviz.datasets import DatasetNotFound, load_arrays, merge_and_split, validation_split
+from gradviz.datasets import DatasetIntegrityError, DatasetNotFound, load_arrays, validation_split
 from gradviz.idx import write_idx
 
 
@@ -22,34 +22,31 @@ def test_fashion_mnist_is_complete():
     assert len(load_dataset("fashion-mnist", "test")[0]) == 10000
 
 
-def test_mnist_splits_are_disjoint():
+def test_mnist_is_the_official_set_with_verified_hashes():
     a = load_arrays("mnist")
-    train = {row.tobytes() for row in a.train_x}
-    assert not any(row.tobytes() in train for row in a.test_x)
-    assert a.source
+    assert (len(a.train_x), len(a.test_x)) == (60000, 10000)
+    assert np.bincount(a.test_y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert a.sha256["t10k-images-idx3-ubyte"].startswith("0fa7898d") and "sha256 verified" in a.source
 
 
-def test_merge_drops_duplicates_and_is_seeded():
-    rng = np.random.default_rng(1)
-    x = rng.integers(0, 256, (50, 28, 28), dtype=np.uint8)
-    y = rng.integers(0, 10, 50)
-    parts = [(x, y), (x[:20], y[:20])]
-    first = merge_and_split(parts, test_size=10, seed=3)
-    again = merge_and_split(parts, test_size=10, seed=3)
-    assert len(first[0]) + len(first[2]) == 50
-    assert all(np.array_equal(a, b) for a, b in zip(first, again))
-
-
-def test_idx_folder_is_found_through_data_dir(tmp_path):
-    folder = tmp_path / "mnist"
+def _write_idx_folder(folder, seed=0):
     folder.mkdir()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for stem, n in (("train", 30), ("t10k", 10)):
         write_idx(folder / f"{stem}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
         write_idx(folder / f"{stem}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8))
-    x, _ = load_dataset("mnist", "test", data_dir=str(tmp_path))
-    assert x.shape == (10, 1, 28, 28)
-    assert load_arrays("mnist", str(tmp_path)).source.startswith("idx:")
+
+
+def test_a_copy_that_differs_from_the_official_files_is_refused_naming_the_file(tmp_path):
+    _write_idx_folder(tmp_path / "mnist")
+    with pytest.raises(DatasetIntegrityError, match=r"train-images-idx3-ubyte\.gz: contents differ"):
+        load_arrays("mnist", str(tmp_path))
+
+
+def test_idx_folder_is_found_through_data_dir(tmp_path):
+    _write_idx_folder(tmp_path / "mnist")
+    a = load_arrays("mnist", str(tmp_path), verify=False)
+    assert a.test_x.shape == (10, 28, 28) and a.source.startswith("unverified IDX files")
 
 
 def test_bad_names():

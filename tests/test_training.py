@@ -71,3 +71,23 @@ def test_sweep_choice_rule():
     assert choose(rows, "gradreg")["lam"] == 3  # most robust within one point of clean accuracy
     costly = [row("normal", 0, 0.99, 0.1), row("gradreg", 1, 0.97, 0.3), row("gradreg", 3, 0.96, 0.5)]
     assert choose(costly, "gradreg")["lam"] == 1  # none within a point: the cheapest in accuracy
+
+
+def test_every_step_of_gradient_regularized_training_draws_a_fresh_dropout_mask():
+    """Regression: the finite-difference replay once restored the RNG, freezing one dropout mask for a whole run."""
+    from gradviz.architecture import PaperCNN
+    from gradviz.defenses import LossSettings, batch_loss
+
+    torch.manual_seed(0)
+    model = PaperCNN(width=16).train()
+    masks = []
+    model.classifier[4].register_forward_hook(lambda _m, inp, out: masks.append((out == 0) & (inp[0] != 0)))
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    for penalty in ("exact", "finite-difference"):
+        masks.clear()
+        for _ in range(2):
+            batch_loss(model, x, y, LossSettings(defense="gradreg", lam=1.0, penalty=penalty))
+        passes = len(masks) // 2
+        assert not torch.equal(masks[0], masks[passes])  # a new mask at the next step
+        if penalty == "finite-difference":
+            assert torch.equal(masks[0], masks[1])  # the replayed pass reuses the step's own mask
