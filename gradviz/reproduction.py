@@ -149,6 +149,65 @@ def _verdicts(facts: dict, result: EvalResult) -> list[str]:
     return lines
 
 
+def _target_row(label: str, measured: str, met: bool | None) -> str:
+    return f"| {label} | {measured} | {'–' if met is None else 'yes' if met else '**no**'} |"
+
+
+def _whitebox(rows: pd.DataFrame, names: dict[str, str], defense: str, attack: str, eps: float) -> float | None:
+    r = _acc(rows, names[defense], names[defense], attack, eps) if defense in names else None
+    return None if r is None else float(r.accuracy)
+
+
+def _from_normal(rows: pd.DataFrame, names: dict[str, str], defense: str, eps: float) -> float | None:
+    r = _acc(rows, names["normal"], names[defense], "fgsm", eps) if {"normal", defense} <= names.keys() else None
+    return None if r is None else float(r.accuracy)
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def mnist_targets(facts: dict) -> list[str]:
+    """The measurable targets this reproduction set itself for MNIST (issue 9), each with its measured value."""
+    rows, names = facts["rows"], facts["names"]
+    out = ["| target | measured | met |", "|---|---|---|"]
+    attack = rows.attack.iloc[0]
+    for d in [d for d in ORDER if d in names]:
+        floor = 0.988 if d in ("gradreg", "gradreg-uniform") else 0.990
+        clean = _whitebox(rows, names, d, attack, 0.0)
+        out.append(_target_row(f"{names[d]} clean accuracy ≥ {floor:.1%}", _fmt(clean),
+                               None if clean is None else clean >= floor))
+    g4, n4 = _from_normal(rows, names, "gradreg", 0.4), _whitebox(rows, names, "normal", "fgsm", 0.4)
+    both = g4 is not None and n4 is not None
+    out.append(_target_row("FGSM from normal, ε = 0.4: gradreg ≥ 0.50 and ≥ normal's white-box + 0.35 "
+                           "(paper 0.621 vs 0.070)", f"{_fmt(g4)} vs {_fmt(n4)}",
+                           (g4 >= 0.50 and g4 >= n4 + 0.35) if both else None))
+    g5, a5 = _from_normal(rows, names, "gradreg", 0.5), _from_normal(rows, names, "advtrain", 0.5)
+    out.append(_target_row("FGSM from normal, ε = 0.5: gradreg > advtrain + 0.02 (paper 0.395 vs 0.176)",
+                           f"{_fmt(g5)} vs {_fmt(a5)}", (g5 > a5 + 0.02) if g5 is not None and a5 is not None else None))
+    adv, adv_pgd = _whitebox(rows, names, "advtrain", "fgsm", 0.3), _whitebox(rows, names, "advtrain", "pgd", 0.3)
+    out.append(_target_row("advtrain white-box FGSM at ε = 0.3 ≥ 0.85 (paper 0.965); PGD beside it",
+                           f"{_fmt(adv)} (PGD {_fmt(adv_pgd)})", None if adv is None else adv >= 0.85))
+    tg = _whitebox(rows, names, "distilled", "tgsm", 0.2)
+    out.append(_target_row("distilled: TGSM at ε = 0.2 below 0.5 and flagged as gradient masking",
+                           f"{_fmt(tg)}, {'flagged' if facts.get(('masked', names.get('distilled'))) else 'not flagged'}",
+                           None if tg is None else tg < 0.5 and bool(facts.get(("masked", names["distilled"])))))
+    return out
+
+
+def fashion_targets(facts: dict) -> list[str]:
+    """Fashion-MNIST's target: gradreg beats normal on transferred FGSM at ε = 0.1 by ≥ 0.15, ≤ 1.5 points clean."""
+    rows, names = facts["rows"], facts["names"]
+    g, n = _from_normal(rows, names, "gradreg", 0.1), _whitebox(rows, names, "normal", "fgsm", 0.1)
+    cg, cn = _whitebox(rows, names, "gradreg", "fgsm", 0.0), _whitebox(rows, names, "normal", "fgsm", 0.0)
+    known = None not in (g, n, cg, cn)
+    return ["| target | measured | met |", "|---|---|---|",
+            _target_row("FGSM from normal, ε = 0.1: gradreg ≥ normal + 0.15", f"{_fmt(g)} vs {_fmt(n)}",
+                        (g >= n + 0.15) if known else None),
+            _target_row("gradreg loses at most 1.5 points of clean accuracy", f"{_fmt(cg)} vs {_fmt(cn)}",
+                        (cn - cg <= 0.015) if known else None)]
+
+
 def _masked(facts: dict) -> set[str]:
     return {key[1] for key, flagged in facts.items() if isinstance(key, tuple) and key[0] == "masked" and flagged}
 
@@ -188,13 +247,15 @@ def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str |
              "256 images (±3 points standard error).", "", preamble, "",
              f"## MNIST ({prov['config']['n']} test images, {prov['device']}, {prov['seconds']:.0f} s)", ""]
     section, facts = _section(result, with_paper=True)
-    lines += ["### Which claims held", "", *_verdicts(facts, result), "", *section, "",
+    lines += ["### Targets", "", *mnist_targets(facts), "",
+              "### Which claims held", "", *_verdicts(facts, result), "", *section, "",
               *_interpretability(Path(mnist), facts["names"], _masked(facts)), ""]
     if fashion:
         fr = read_results(fashion)
         fsec, ffacts = _section(fr, with_paper=False)
         lines += [f"## Fashion-MNIST ({fr.provenance['config']['n']} test images, {fr.provenance['device']}, "
                   f"{fr.provenance['seconds']:.0f} s; stand-in for notMNIST, no paper column)", "",
+                  "### Targets", "", *fashion_targets(ffacts), "",
                   "### Which claims held", "", *_verdicts(ffacts, fr), "", *fsec, "",
                   *_interpretability(Path(fashion), ffacts["names"], _masked(ffacts)), ""]
     path = Path(out)

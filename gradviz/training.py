@@ -146,6 +146,39 @@ def penalty_weight(config: TrainConfig, step: int, steps: int) -> float:
     return config.lam if ramp <= 0 else config.lam * min(1.0, step / ramp)
 
 
+class _LogLines:
+    """tqdm's interface for logs: a plain line every `interval` seconds instead of a redrawn bar."""
+
+    def __init__(self, total: int, initial: int, desc: str, interval: float = 30.0):
+        self.total, self.n, self.desc, self.interval = total, initial, desc, interval
+        self.started = self.last = time.monotonic()
+        self.start_n, self.postfix = initial, {}
+
+    def set_postfix(self, values: dict, refresh: bool = False) -> None:
+        self.postfix = values
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= self.interval or self.n == self.total:
+            self.last = now
+            rate = (self.n - self.start_n) / max(now - self.started, 1e-9)
+            left = (self.total - self.n) / rate if rate > 0 else float("nan")
+            stats = " ".join(f"{k}={v}" for k, v in self.postfix.items())
+            print(f"{self.desc}: step {self.n}/{self.total} ({self.n / self.total:.0%}), {rate:.2f} steps/s, "
+                  f"~{left / 60:.0f} min left  {stats}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, initial: int, desc: str, enabled: bool):
+    """A tqdm bar on a terminal; occasional plain lines when stderr is a log file, CI or a background job."""
+    if enabled and not sys.stderr.isatty():
+        return _LogLines(total, initial, desc)
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True)
+
+
 @dataclass
 class _Phase:
     """One optimisation run inside a training job (distillation has two: teacher, then student)."""
@@ -197,8 +230,7 @@ def _fit(phase: _Phase, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, c
         augment.set_state(resume.rng["augment"])
         first, running = resume.step + 1, dict(resume.running)
     phase.model.train()
-    bar = tqdm(total=steps, initial=first - 1, desc=phase.name, disable=not progress, dynamic_ncols=True,
-               mininterval=0.1 if sys.stderr.isatty() else 30.0)
+    bar = progress_bar(steps, first - 1, phase.name, progress)
     for step in range(first, steps + 1):
         if should_stop is not None and should_stop():
             ckpt.save(phase, step - 1, steps, optimizer, augment, running)

@@ -125,3 +125,26 @@ def test_claim_verdicts_ignore_noise_and_chance_level():
     assert verdict == "partly held" and "chance at ε = 0.4, 0.5" in detail
     assert _compare({0.3: 0.41}, {0.3: 0.40}, eps)[0] == "did not hold"  # inside the noise margin
     assert _compare({0.3: 0.11}, {0.3: 0.03}, eps)[0] == "did not hold"  # both at chance
+
+
+def test_mnist_targets_read_the_right_cells():
+    import pandas as pd
+
+    from gradviz.reproduction import fashion_targets, mnist_targets
+
+    names = {d: f"m-{d}" for d in ("normal", "distilled", "advtrain", "gradreg")}
+    cells = {("normal", "normal", "fgsm", 0.0): 0.995, ("gradreg", "gradreg", "fgsm", 0.0): 0.989,
+             ("advtrain", "advtrain", "fgsm", 0.0): 0.993, ("distilled", "distilled", "fgsm", 0.0): 0.994,
+             ("normal", "normal", "fgsm", 0.4): 0.07, ("normal", "gradreg", "fgsm", 0.4): 0.60,
+             ("normal", "gradreg", "fgsm", 0.5): 0.40, ("normal", "advtrain", "fgsm", 0.5): 0.39,
+             ("advtrain", "advtrain", "fgsm", 0.3): 0.90, ("distilled", "distilled", "tgsm", 0.2): 0.04,
+             ("normal", "normal", "fgsm", 0.1): 0.30, ("normal", "gradreg", "fgsm", 0.1): 0.44}
+    rows = pd.DataFrame([{"source": names[s], "target": names[t], "attack": a, "eps": e, "accuracy": v}
+                         for (s, t, a, e), v in cells.items()])
+    table = "\n".join(mnist_targets({"rows": rows, "names": names, ("masked", "m-distilled"): True}))
+    assert "| m-gradreg clean accuracy ≥ 98.8% | 0.989 | yes |" in table
+    assert "0.600 vs 0.070 | yes |" in table
+    assert "0.400 vs 0.390 | **no** |" in table  # 0.01 is within the 0.02 margin
+    assert "0.900 (PGD –) | yes |" in table and "0.040, flagged | yes |" in table
+    fashion = "\n".join(fashion_targets({"rows": rows, "names": names}))
+    assert "0.440 vs 0.300 | **no** |" in fashion and "0.989 vs 0.995 | yes |" in fashion
