@@ -120,7 +120,8 @@ def _evaluate(args) -> int:
     config = EvalConfig(dataset=args.dataset, models=[m for m in args.models.split(",") if m],
                         attacks=args.attacks.split(","), eps=[float(e) for e in args.eps.split(",")], n=args.n,
                         seed=args.seed, target_mode=args.target, batch_size=args.batch_size,
-                        precision=args.precision)
+                        precision=args.precision,
+                        iterative_eps=[float(e) for e in args.iterative_eps.split(",")] if args.iterative_eps else None)
     if args.device:
         config.device = args.device
     result = evaluate(config, cache_dir=Path(args.out) / "cache")
@@ -222,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--models", default="", help="comma-separated model names (default: the dataset's zoo)")
     e.add_argument("--attacks", default="fgsm,tgsm", help="any of fgsm,tgsm,itgsm,pgd")
     e.add_argument("--eps", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7")
+    e.add_argument("--iterative-eps", default=None,
+                   help="ε grid for itgsm and pgd only (default: --eps); each of their ε costs 10-20 gradient steps")
     e.add_argument("--n", type=int, default=1000, help="first n test images")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--target", default="next", help="TGSM target: next, least-likely, random or a class")

@@ -59,6 +59,15 @@ def test_matrix_schema_intervals_and_cache(two_models, tmp_path):
     assert "| t-gradreg | fgsm |" in doc and "(0.992)" not in doc.split("## Fashion")[1]
 
 
+def test_iterative_attacks_can_run_on_a_smaller_eps_grid(two_models):
+    config = EvalConfig(dataset="mnist", models=two_models, attacks=["fgsm", "pgd"], eps=[0.0, 0.1, 0.3],
+                        iterative_eps=[0.3], n=32, device="cpu", batch_size=32)
+    rows = evaluate(config, progress=False).rows
+    assert sorted(rows[rows.attack == "fgsm"].eps.unique()) == [0.0, 0.1, 0.3]
+    assert sorted(rows[rows.attack == "pgd"].eps.unique()) == [0.3]
+    assert len(rows) == 2 * (3 + 1) * 2  # sources × (fgsm ε + pgd ε) × targets
+
+
 def test_wrong_dataset_and_too_many_images(two_models):
     with pytest.raises(ValueError, match="another dataset"):
         evaluate(EvalConfig(dataset="fashion-mnist", models=two_models, n=10), progress=False)
