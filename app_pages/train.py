@@ -11,7 +11,7 @@ import streamlit as st
 from app_pages.common import DEVICE, job_runner, pick_dataset
 from gradviz.cards import checkpoint_dir, list_models, user_model_dir
 from gradviz.checkpoints import checkpoint_path, list_checkpoints
-from gradviz.defenses import DEFENSES, REGULARIZED
+from gradviz.defenses import ADVERSARIAL, DEFENSES, REGULARIZED
 from gradviz.training import LR_SCHEDULES, TrainConfig, train_and_save
 
 st.title("Train")
@@ -62,28 +62,37 @@ def interrupted_runs() -> None:
 
 interrupted_runs()
 
+c_defense, c_unit = st.columns([2, 1])
+defense = c_defense.selectbox("Defense", DEFENSES, index=1, key="t_defense",
+                              help="The form below shows only the settings this defense uses.")
+unit = c_unit.radio("Train for", ["epochs", "steps"], horizontal=True, key="t_unit")
 with st.form("train"):
     c1, c2, c3 = st.columns(3)
-    defense = c1.selectbox("Defense", DEFENSES, index=1, key="t_defense")
-    lam = c2.number_input("λ (gradient penalty)", 0.0, 1e6, 1.0, help="Used by the gradreg defenses.")
-    penalty = c3.selectbox("Penalty", ["exact", "finite-difference"])
-    eps = c1.number_input("ε (adversarial training)", 0.0, 1.0, 0.3)
-    temperature = c2.number_input("T (distillation)", 1.0, 1000.0, 50.0)
-    epochs = c3.number_input("Epochs", 0.1, 100.0, 1.0, key="t_epochs")
-    batch = c1.number_input("Batch size", 8, 1024, 128)
-    lr = c2.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.5f")
-    width = c3.number_input("FC width", 8, 2048, 128, key="t_width")
-    schedule = c1.selectbox("Learning-rate schedule", LR_SCHEDULES, key="t_schedule")
-    warmup = c2.number_input("λ warm-up (fraction of the run)", 0.0, 1.0, 0.0, key="t_warmup",
-                             help="λ rises linearly from 0 over this part of the run; avoids early collapse at large λ.")
+    lam, penalty, warmup, eps, temperature = 0.0, "exact", 0.0, 0.3, 50.0
+    if defense in REGULARIZED:
+        lam = c1.number_input("λ (gradient penalty)", 0.0, 1e6, 10.0, key="t_lam")
+        penalty = c2.selectbox("Penalty", ["exact", "finite-difference"])
+        warmup = c3.number_input("λ warm-up (fraction of the run)", 0.0, 1.0, 0.2, key="t_warmup",
+                                 help="λ rises linearly from 0 over this part of the run; avoids collapse at large λ.")
+    if defense in ADVERSARIAL:
+        eps = c1.number_input("ε (adversarial training)", 0.0, 1.0, 0.3, key="t_eps")
+    if defense == "distilled":
+        temperature = c1.number_input("T (distillation)", 1.0, 1000.0, 50.0, key="t_temperature")
+    length = c1.number_input(f"Number of {unit}", 1, 100_000, 1 if unit == "epochs" else 500, step=1,
+                             key=f"t_length_{unit}")
+    batch = c2.number_input("Batch size", 8, 1024, 128, step=8)
+    lr = c3.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.5f")
+    schedule = c1.selectbox("Learning-rate schedule", LR_SCHEDULES, index=1, key="t_schedule")
+    width = c2.number_input("FC width", 8, 2048, 128, key="t_width")
     starts = [""] + [c["name"] for c in list_models() if c.get("dataset") == dataset]
     init_from = c3.selectbox("Start from", starts, format_func=lambda n: n or "random weights", key="t_init")
     name = st.text_input("Name", "", placeholder="default: dataset-defense[-lamX]")
     start = st.form_submit_button("Start training", type="primary", key="t_start")
 
 if start:
-    config = TrainConfig(dataset=dataset, defense=defense, lam=lam if defense in REGULARIZED else 0.0,
-                         eps=eps, temperature=temperature, penalty=penalty, epochs=epochs, batch_size=int(batch),
+    config = TrainConfig(dataset=dataset, defense=defense, lam=lam, eps=eps, temperature=temperature, penalty=penalty,
+                         epochs=float(length) if unit == "epochs" else 1.0,
+                         steps=int(length) if unit == "steps" else None, batch_size=int(batch),
                          lr=lr, device=DEVICE, width=int(width), name=name.strip() or None, lr_schedule=schedule,
                          lam_warmup=warmup, init_from=init_from or None)
     existing = checkpoint_path(checkpoint_dir(), config.name or config.default_name())

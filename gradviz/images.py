@@ -6,6 +6,7 @@ its aspect ratio, then centred by its centre of mass in a 28×28 frame. Each ste
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import numpy as np
@@ -20,6 +21,10 @@ class ImageError(ValueError):
     """The upload cannot be used; the message is meant for the user."""
 
 
+def _too_large(size: str) -> ImageError:
+    return ImageError(f"The image is too large: {size}; the limit is {MAX_PIXELS:,} pixels. Crop or shrink it first.")
+
+
 def _open(data: bytes) -> Image.Image:
     if not data:
         raise ImageError("The file is empty.")
@@ -30,14 +35,17 @@ def _open(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             probe = Image.open(io.BytesIO(data))
             if probe.width * probe.height > MAX_PIXELS:
-                raise ImageError(f"The image is {probe.width}×{probe.height} pixels; that is too large to process.")
+                raise _too_large(f"{probe.width}×{probe.height} pixels")
             probe.verify()
             image = Image.open(io.BytesIO(data))
             image.seek(0)  # animated GIF/PNG/WebP: the first frame
             image.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Pillow's own, larger limit
+        size = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_large(f"{int(size.group(1)):,} pixels" if size else "over Pillow's pixel limit") from exc
+    except UnidentifiedImageError as exc:
         raise ImageError(f"This is not an image gradviz can read ({type(exc).__name__}).") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"The image file is damaged or truncated ({exc}).") from exc

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Build the committed zoo, resumably: run it again after an interruption and it picks up where it stopped
 # (finished models are skipped, an unfinished one resumes from its checkpoint, a λ sweep keeps its finished rows).
-# Usage: bash scripts/build_zoo.sh [OUT=models] [RUNS=runs]
+# Usage: bash scripts/build_zoo.sh [OUT=models] [RUNS=~/.cache/gradviz/zoo-runs]
+#   (RUNS, outside the work tree, holds checkpoints and sweeps: a fresh checkout keeps them)
 #   DATASETS="mnist fashion-mnist"  which datasets (default both)
 #   ONLY="mnist-normal mnist-gradreg"  build just these models (two shells with disjoint ONLY lists share 2 cores well)
 #   LAM_Y=… LAM_K=…  use these λ instead of running the sweep (docs/RECIPE.md says how the committed ones were chosen)
 # CPU cost on our 2-core machine: see docs/RECIPE.md.
 set -euo pipefail
 OUT=${1:-models}
-RUNS=${2:-runs}
+RUNS=${2:-${GRADVIZ_CACHE:-$HOME/.cache/gradviz}/zoo-runs}
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$RUNS"
 

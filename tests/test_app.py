@@ -103,8 +103,15 @@ def test_train_page_trains_in_the_background_and_saves(user_models):
 
     at = page("train")
     assert not at.exception
-    at.selectbox(key="t_defense").set_value("normal")
-    at.number_input(key="t_epochs").set_value(0.1)
+    assert at.number_input(key="t_lam").value == 10.0  # gradreg, the default, shows λ and its warm-up
+    at.selectbox(key="t_defense").set_value("normal").run()
+    assert not [n for n in at.number_input if n.key in ("t_lam", "t_eps", "t_temperature", "t_warmup")]
+    at.selectbox(key="t_defense").set_value("advtrain").run()
+    assert at.number_input(key="t_eps").value == 0.3
+    at.selectbox(key="t_defense").set_value("normal").run()
+    at.radio(key="t_unit").set_value("steps").run()
+    assert at.number_input(key="t_length_steps").label == "Number of steps"
+    at.number_input(key="t_length_steps").set_value(40)
     at.number_input(key="t_width").set_value(8)
     at.button(key="t_start").click().run()
     assert not at.exception, at.exception
@@ -114,6 +121,7 @@ def test_train_page_trains_in_the_background_and_saves(user_models):
     assert job.state == "done", job.error
     assert any("Saved" in s.value for s in at.success)
     assert (user_models / f"{job.result['name']}.json").is_file()
+    assert job.result["steps"] == 40 and job.result["lr_schedule"] == "cosine"
 
 
 def test_train_page_lists_an_interrupted_run_and_resumes_it(user_models):

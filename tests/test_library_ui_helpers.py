@@ -83,8 +83,10 @@ def test_bad_uploads_get_a_clear_message(data, message):
 
 def test_decompression_bomb_is_refused():
     bomb = _encode(Image.new("1", (20000, 20000)))  # 400 Mpixel, tiny file
-    with pytest.raises(ImageError, match="too large|not an image"):
+    with pytest.raises(ImageError, match="too large: 400,000,000 pixels; the limit is 40,000,000"):
         prepare_digit(bomb)
+    with pytest.raises(ImageError, match="too large: 7000×7000 pixels"):
+        prepare_digit(_encode(Image.new("1", (7000, 7000))))  # under Pillow's limit, over ours
 
 
 def test_jobs_report_progress_and_cancel():
