@@ -5,7 +5,7 @@ import torch
 from app_pages.common import DEVICE, cards_of, models_named, pick_dataset, pick_image, pick_models, sample
 from gradviz import figures
 from gradviz.datasets import CLASS_NAMES
-from gradviz.interpretability import gradient_norms
+from gradviz.interpretability import gradient_norms, zero_share
 from gradviz.saliency import METHODS, explain, normalise
 
 st.title("Saliency")
@@ -56,5 +56,10 @@ def norms_for(dataset: str, hashes: tuple[tuple[str, str], ...]):
 cards = cards_of(dataset)
 norms = norms_for(dataset, tuple((n, cards[n]["sha256"]) for n in chosen))
 st.plotly_chart(figures.norm_boxplot(norms), width="stretch", key="norms")
-st.caption("‖∇ₓ‖₂ per image of the committed test sample (100 images), log scale. "
-           "Regularized models' gradients are smaller and far more uniform.")
+zeros = zero_share(norms)
+zeros = zeros[zeros["zero"] > 0]
+st.caption("‖∇ₓ‖₂ per image of the committed test sample (100 images), log scale. log p(true) and log p(target), "
+           "target (y+1) mod 10, are the paper's box plots: a regularized model's two are alike and small, a normal "
+           "model's target norms are far larger than its true-label ones. Σ log p is what the saliency maps show."
+           + ("" if zeros.empty else " Exactly zero, so not drawn: " + ", ".join(
+               f"{r.model} {r.kind} {r.zero:.0%}" for r in zeros.itertuples()) + " (saturated softmax)."))

@@ -33,3 +33,15 @@ def report(medians: dict[str, float], baseline: str, header: str) -> None:
     base = medians[baseline]
     for name, t in medians.items():
         print(f"  {name:44} {1000 * t:9.1f} ms   {t / base:6.2f}x {baseline}")
+
+
+def frozen_models(count: int, device: str) -> dict[str, torch.nn.Module]:
+    """`count` randomly initialised zoo-sized models, in eval mode with frozen weights, as the dashboard holds them."""
+    from gradviz.architecture import ZOO_WIDTH, PaperCNN
+
+    torch.manual_seed(0)
+    models = {f"m{i}": PaperCNN(width=ZOO_WIDTH).to(device).eval() for i in range(count)}
+    for model in models.values():
+        for p in model.parameters():
+            p.requires_grad_(False)
+    return models

@@ -9,8 +9,7 @@ import argparse
 
 import torch
 
-from benchmarks.common import compare, report
-from gradviz.architecture import ZOO_WIDTH, PaperCNN
+from benchmarks.common import compare, frozen_models, report
 from gradviz.attacks import attack_image
 from gradviz.saliency import explain
 
@@ -20,11 +19,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    models = {f"m{i}": PaperCNN(width=ZOO_WIDTH).to(args.device).eval() for i in range(4)}
-    for m in models.values():
-        for p in m.parameters():
-            p.requires_grad_(False)
+    models = frozen_models(4, args.device)
     x = torch.rand(1, 1, 28, 28, device=args.device)
 
     def slider_move():

@@ -13,8 +13,11 @@ import torch.nn.functional as F
 from captum.robust import PGD
 from torch import nn
 
+from gradviz.jsma import jsma
+
 DATA_RANGE = (0.0, 1.0)
-ATTACKS = ("fgsm", "tgsm", "itgsm", "pgd")
+ATTACKS = ("fgsm", "tgsm", "itgsm", "pgd")  # the ε-sweep attacks of evaluate
+LIVE_ATTACKS = (*ATTACKS, "jsma")  # one image at a time (Attack lab)
 TARGET_MODES = ("next", "least-likely", "random")
 NUM_CLASSES = 10
 
@@ -24,30 +27,36 @@ def logit_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return F.cross_entropy(logits, labels, reduction="none")
 
 
+def logits_and_gradient_sign(model: nn.Module, x: torch.Tensor,
+                             labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits of x and sign(∇ₓ CE(model(x), labels)), from one forward and one backward pass."""
+    x = x.detach().requires_grad_(True)
+    logits = model(x)
+    (grad,) = torch.autograd.grad(F.cross_entropy(logits, labels, reduction="sum"), x)
+    return logits.detach(), grad.sign()
+
+
 def loss_gradient_sign(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """sign(∇ₓ CE(model(x), labels)) for the whole batch in one backward pass.
 
     Written by hand rather than with captum.robust.FGSM because callers reuse the sign for a whole
     ε-sweep, and adversarial training needs it from a train-mode model mid-step.
     """
-    x = x.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(x), labels, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, x)
-    return grad.sign()
+    return logits_and_gradient_sign(model, x, labels)[1]
 
 
-def _step(x: torch.Tensor, direction: torch.Tensor, eps: float) -> torch.Tensor:
+def step_towards(x: torch.Tensor, direction: torch.Tensor, eps: float) -> torch.Tensor:
     return (x + eps * direction).clamp(*DATA_RANGE).detach()
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
     """Untargeted FGSM: x' = clip(x + ε·sign(∇ₓ CE(f(x), y)))."""
-    return _step(x, loss_gradient_sign(model, x, y), eps)
+    return step_towards(x, loss_gradient_sign(model, x, y), eps)
 
 
 def tgsm(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
     """Targeted FGSM: x' = clip(x − ε·sign(∇ₓ CE(f(x), t))), a step towards class t."""
-    return _step(x, -loss_gradient_sign(model, x, target), eps)
+    return step_towards(x, -loss_gradient_sign(model, x, target), eps)
 
 
 def choose_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str | int = "next",
@@ -73,7 +82,7 @@ def single_step_sweep(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, e
     direction = loss_gradient_sign(model, x, labels)
     if targeted:
         direction = -direction
-    return {float(e): _step(x, direction, e) for e in eps_values}
+    return {float(e): step_towards(x, direction, e) for e in eps_values}
 
 
 def iterative_tgsm(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float | None = None,
@@ -123,8 +132,12 @@ def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str, 
 
 
 def attack_image(model: nn.Module, x: torch.Tensor, label: int, attack: str, eps: float,
-                 target: int | None = None, steps: int = 10, seed: int = 0) -> tuple[torch.Tensor, dict]:
-    """One image [1, 1, 28, 28] attacked live; returns it with the provenance a download needs."""
+                 target: int | None = None, steps: int = 10, seed: int = 0,
+                 gamma: float = 0.25) -> tuple[torch.Tensor, dict]:
+    """One image [1, 1, 28, 28] attacked live; returns it with the provenance a download needs.
+
+    JSMA ignores ε: it raises pixels by θ = 1 (ε's role) until the target is predicted or γ of them changed.
+    """
     y = torch.tensor([label], device=x.device)
     t = torch.tensor([(label + 1) % NUM_CLASSES if target is None else target], device=x.device)
     if attack == "fgsm":
@@ -135,9 +148,13 @@ def attack_image(model: nn.Module, x: torch.Tensor, label: int, attack: str, eps
         adv = iterative_tgsm(model, x, t, eps=eps, step=max(eps / 4, 1e-3), steps=steps, project=True)
     elif attack == "pgd":
         adv = pgd(model, x, y, eps, seed=seed)
+    elif attack == "jsma":
+        result = jsma(model, x, t, theta=1.0, gamma=gamma)
+        adv, extra = result.images, {"theta": 1.0, "gamma": gamma, "pixels_changed": int(result.pixels_changed[0])}
     else:
-        raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
-    targeted = attack in ("tgsm", "itgsm")
-    return adv, {"attack": attack, "eps": eps, "true_class": label, "target_class": int(t) if targeted else None,
-                 "steps": steps if attack in ("itgsm", "pgd") else 1, "seed": seed,
-                 "linf": float((adv - x).abs().max()), "l2": float((adv - x).norm())}
+        raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(LIVE_ATTACKS)}")
+    targeted = attack in ("tgsm", "itgsm", "jsma")
+    record = {"attack": attack, "eps": None if attack == "jsma" else eps, "true_class": label,
+              "target_class": int(t) if targeted else None, "steps": steps if attack in ("itgsm", "pgd") else 1,
+              "seed": seed, "linf": float((adv - x).abs().max()), "l2": float((adv - x).norm())}
+    return adv, {**record, **(extra if attack == "jsma" else {})}

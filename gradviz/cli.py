@@ -1,4 +1,4 @@
-"""gradviz on the command line: train, sweep λ, evaluate, write the reproduction report, run the study."""
+"""gradviz on the command line: train, sweep λ, evaluate, target grids, the reproduction report, the study."""
 from __future__ import annotations
 
 import argparse
@@ -120,7 +120,7 @@ def _evaluate(args) -> int:
     config = EvalConfig(dataset=args.dataset, models=[m for m in args.models.split(",") if m],
                         attacks=args.attacks.split(","), eps=[float(e) for e in args.eps.split(",")], n=args.n,
                         seed=args.seed, target_mode=args.target, batch_size=args.batch_size,
-                        precision=args.precision,
+                        precision=args.precision, jsma_n=args.jsma_n,
                         iterative_eps=[float(e) for e in args.iterative_eps.split(",")] if args.iterative_eps else None)
     if args.device:
         config.device = args.device
@@ -131,6 +131,8 @@ def _evaluate(args) -> int:
     white = result.rows[result.rows.whitebox].pivot_table(index="source", columns=["attack", "eps"],
                                                           values="accuracy")
     print(white.round(3).to_string())
+    if len(result.jsma):
+        print(result.jsma.pivot_table(index="source", columns="target", values="success_rate").round(3).to_string())
     print(result.masking[["model", "flagged", "reason"]].to_string(index=False))
     print(f"{result.provenance['seconds']:.1f} s on {result.provenance['device']}; results in {args.out}")
     return 0
@@ -180,6 +182,35 @@ def _study(args) -> int:
     return 0
 
 
+def _grid(args) -> int:
+    from gradviz.datasets import load_dataset
+    from gradviz.grids import first_of_each_class, mosaic, provenance, target_grid
+    from gradviz.images import to_png16
+    from gradviz.modelstore import load_model
+
+    names = [m for m in args.models.split(",") if m]
+    device = args.device or "cpu"
+    loaded = {n: load_model(n, device) for n in names}
+    wrong = [n for n, (_, c) in loaded.items() if c["dataset"] != args.dataset]
+    if wrong:
+        raise ValueError(f"models {wrong} were trained on another dataset than {args.dataset}")
+    x, y = first_of_each_class(*load_dataset(args.dataset, "test", args.data_dir), per_class=args.per_class)
+    grid = target_grid({n: m for n, (m, _) in loaded.items()}, x.to(device), y, attack=args.attack, step=args.step,
+                       steps=args.steps, eps=args.eps, theta=args.theta, gamma=args.gamma)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cards = {n: c for n, (_, c) in loaded.items()}
+    rows = f"first {args.per_class} test image(s) of each class"
+    for name in names:
+        record = provenance(grid, name, args.iteration, cards, args.dataset, rows)
+        stem = out / f"{name}-{args.attack}-it{record['iteration']}"
+        stem.with_suffix(".png").write_bytes(to_png16(mosaic(grid.cells(name, args.iteration))))
+        stem.with_suffix(".json").write_text(json.dumps(record, indent=2))
+        hits = sum(p == t for row in record["predicted"] for t, p in enumerate(row))
+        print(f"{stem}.png  {hits}/{len(record['predicted']) * 10} cells predicted as their target")
+    return 0
+
+
 def _models(args) -> int:
     cards = list_models()
     if args.json:
@@ -221,7 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_Help)
     e.add_argument("--dataset", choices=DATASETS, default="mnist")
     e.add_argument("--models", default="", help="comma-separated model names (default: the dataset's zoo)")
-    e.add_argument("--attacks", default="fgsm,tgsm", help="any of fgsm,tgsm,itgsm,pgd")
+    e.add_argument("--attacks", default="fgsm,tgsm", help="any of fgsm,tgsm,itgsm,pgd,jsma")
+    e.add_argument("--jsma-n", type=int, default=1000,
+                   help="JSMA (no ε; success rate and pixels changed) on the first N of the --n images")
     e.add_argument("--eps", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7")
     e.add_argument("--iterative-eps", default=None,
                    help="ε grid for itgsm and pgd only (default: --eps); each of their ε costs 10-20 gradient steps")
@@ -253,6 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--out", default="answers.csv", help="export: .csv, .parquet, or .zip for the stimulus set")
     st.add_argument("--password", default="", help="hash-password: the password to hash")
+    g = sub.add_parser("grid", help="the paper's target grids: every class pushed towards every class, as PNG + JSON",
+                       formatter_class=_Help)
+    g.add_argument("--dataset", choices=DATASETS, default="mnist")
+    g.add_argument("--models", default="mnist-normal,mnist-distilled,mnist-gradreg")
+    g.add_argument("--attack", choices=("itgsm", "jsma"), default="itgsm")
+    g.add_argument("--step", type=float, default=0.1, help="iterated TGSM step size")
+    g.add_argument("--steps", type=int, default=25, help="iterated TGSM iterations computed")
+    g.add_argument("--iteration", type=int, default=10, help="the iteration written (the paper's MNIST grids: 10)")
+    g.add_argument("--eps", type=float, default=None, help="keep iterated TGSM in this L∞ ball (the paper: none)")
+    g.add_argument("--theta", type=float, default=1.0, help="JSMA change per pixel")
+    g.add_argument("--gamma", type=float, default=0.25, help="JSMA: most pixels changed, as a fraction")
+    g.add_argument("--per-class", type=int, default=1, help="rows: the first N test images of each class")
+    g.add_argument("--device", default=None)
+    g.add_argument("--data-dir", default=None)
+    g.add_argument("--out", required=True)
     m = sub.add_parser("models", help="list the zoo and user models")
     m.add_argument("--json", action="store_true")
     d = sub.add_parser("data", help="show where datasets come from, or download MNIST")
@@ -263,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"train": _train, "sweep": _sweep, "evaluate": _evaluate, "reproduce": _reproduce, "study": _study,
-            "models": _models, "data": _data}
+            "grid": _grid, "models": _models, "data": _data}
 
 
 def main(argv: list[str] | None = None) -> int:

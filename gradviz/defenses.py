@@ -53,36 +53,64 @@ def _replay(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], 
     return forward
 
 
-def _regularized(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: LossSettings):
-    """Cross-entropy plus λ·mean‖∇ₓ ℓ‖² for Grad Reg (y) or (1/K)."""
+def _regularized(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: LossSettings,
+                 extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of [x; extra] in one pass and λ's term, mean‖∇ₓ ℓ‖² over the clean examples x only,
+    for Grad Reg (y) or (1/K)."""
     x = x.detach().requires_grad_(True)
+    n = len(x)
+
+    def joined(z: torch.Tensor) -> torch.Tensor:
+        return z if extra is None else torch.cat([z, extra])
+
     replay = _replay(model, x.device)
-    logits = model(x)
-    ce = cross_entropy_losses(logits, y)
+    logits = model(joined(x))
     penalized = uniform_losses if s.defense == "gradreg-uniform" else cross_entropy_losses
-    penalty = input_gradient_penalty(x, penalized(logits, y), lambda z: penalized(replay(z), y),
+    penalty = input_gradient_penalty(x, penalized(logits[:n], y), lambda z: penalized(replay(joined(z))[:n], y),
                                      method=s.penalty, h=s.fd_step)
-    return logits, ce.mean(), penalty
+    return logits, penalty
+
+
+def adversarial_examples(model: nn.Module, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """FGSM examples made as a test-time attacker makes them: the model in evaluation mode (running batch-norm
+    statistics, no dropout), labels from its own predictions (no label leaking).
+
+    Made in training mode instead, an all-adversarial batch is normalised by its own statistics; the model then
+    learned to resist only that (measured: 0.97 FGSM accuracy at ε = 0.3 in that mode, 0.17 in evaluation mode).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            predicted = model(x).argmax(1)
+        return fgsm(model, x.detach(), predicted, eps)
+    finally:
+        model.train(was_training)
 
 
 def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: LossSettings,
                teacher: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one training batch under defense `s.defense`."""
+    """Loss of one training batch under defense `s.defense`.
+
+    Adversarial defenses train on ½ clean + ½ FGSM examples in *one* forward pass of the joined batch, so batch
+    norm sees the same mixture in training that its running statistics hold at test time.
+    """
+    n = len(x)
+    extra = adversarial_examples(model, x, s.eps) if s.defense in ADVERSARIAL else None
+    labels = y if extra is None else torch.cat([y, y])
     penalty = torch.zeros((), device=x.device)
     if s.defense in REGULARIZED:
-        logits, ce, penalty = _regularized(model, x, y, s)
+        logits, penalty = _regularized(model, x, y, s, extra)
+        ce = F.cross_entropy(logits, labels)
     elif teacher is not None:  # distillation student: match the teacher's soft labels at temperature T
         with torch.no_grad():
             soft = F.softmax(teacher(x) / s.temperature, dim=1)
         logits = model(x)
         ce = -(soft * F.log_softmax(logits / s.temperature, dim=1)).sum(1).mean()
     else:
-        logits = model(x)
-        ce = F.cross_entropy(logits / s.temperature, y)
-    if s.defense in ADVERSARIAL:  # ½ clean + ½ FGSM from the model's own predictions, made on the fly
-        x_adv = fgsm(model, x.detach(), logits.argmax(1).detach(), s.eps)
-        ce = 0.5 * ce + 0.5 * F.cross_entropy(model(x_adv), y)
+        logits = model(x if extra is None else torch.cat([x, extra]))
+        ce = F.cross_entropy(logits / s.temperature, labels)
     total = ce + s.lam * penalty
-    accuracy = (logits.argmax(1) == y).float().mean()
+    accuracy = (logits[:n].argmax(1) == y).float().mean()
     stats = {"loss": total, "ce": ce, "penalty": penalty, "acc": accuracy}
     return total, {k: float(v.detach()) for k, v in stats.items()}

@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 
 from gradviz import __version__
 from gradviz.architecture import channels_last
-from gradviz.attacks import run_attack
+from gradviz.attacks import LIVE_ATTACKS, choose_targets, run_attack
 from gradviz.cards import list_models
 from gradviz.datasets import dataset_source, load_dataset
+from gradviz.jsma import jsma
 from gradviz.masking import masking_verdict, vanishing_gradient_share
 from gradviz.modelstore import load_model
 from gradviz.stats import wilson_interval
@@ -32,6 +33,7 @@ INFERENCE_CHUNK = 256  # on CPU, smaller forward batches stay in cache: 2.66 s �
 PAPER_EPS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 ITERATIVE = ("itgsm", "pgd")
 COLUMNS = ["source", "target", "attack", "eps", "accuracy", "correct", "n", "ci_low", "ci_high", "whitebox"]
+JSMA_COLUMNS = ["source", "target", "attack", "success_rate", "accuracy", "mean_pixels_changed", "n", "whitebox"]
 Progress = Callable[[int, int, str], None]
 
 
@@ -51,6 +53,7 @@ class EvalConfig:
     precision: str = "fp32"  # "bf16": faster target forward passes; attacks always use fp32 gradients
     data_dir: str | None = None
     iterative_eps: list[float] | None = None  # ε for itgsm and pgd (default: eps); they cost 10-20 gradients each
+    jsma_n: int = 1000  # JSMA (no ε) runs on the first jsma_n of the n images: up to 98 Jacobian steps each
 
     def eps_for(self, attack: str) -> list[float]:
         """The ε grid of one attack: iterative attacks may run on a smaller grid than single-step ones."""
@@ -62,6 +65,7 @@ class EvalResult:
     rows: pd.DataFrame
     masking: pd.DataFrame
     provenance: dict
+    jsma: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=JSMA_COLUMNS))
 
 
 def default_models(dataset: str) -> list[str]:
@@ -71,7 +75,8 @@ def default_models(dataset: str) -> list[str]:
 
 def _block_key(config: EvalConfig, source_card: dict, target_cards: list[dict], attack: str) -> str:
     payload = {"source": source_card["sha256"], "targets": [c["sha256"] for c in target_cards],
-               "attack": attack, "eps": config.eps_for(attack), "n": config.n, "seed": config.seed,
+               "attack": attack, "eps": config.eps_for(attack),
+               "jsma_n": config.jsma_n if attack == "jsma" else None, "n": config.n, "seed": config.seed,
                "target_mode": config.target_mode, "dataset": config.dataset, "precision": config.precision,
                "data": dataset_source(config.dataset, config.data_dir), "version": __version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
@@ -108,6 +113,25 @@ def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module],
     return [_row(source, target, attack, e, counts[(e, target)], len(x)) for e in eps_list for target in models]
 
 
+def _jsma_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: torch.Tensor,
+                y: torch.Tensor) -> list[dict]:
+    """JSMA (θ = 1, γ = 0.25, target (y+1) mod 10) made on `source`: how often each model then predicts the
+    target, its accuracy, and the pixels the attack changed."""
+    x, y = x[:config.jsma_n], y[:config.jsma_n]
+    target = choose_targets(models[source], x, y, config.target_mode, config.seed)
+    made = [jsma(models[source], x[i:i + config.batch_size], target[i:i + config.batch_size])
+            for i in range(0, len(x), config.batch_size)]
+    adv = torch.cat([m.images for m in made])
+    pixels = float(torch.cat([m.pixels_changed for m in made]).float().mean())
+    rows = []
+    for name, model in models.items():
+        hits = correct_counts(model, adv, target, config.batch_size, config.precision)
+        rows.append({"source": source, "target": name, "attack": "jsma", "success_rate": hits / len(x),
+                     "accuracy": correct_counts(model, adv, y, config.batch_size, config.precision) / len(x),
+                     "mean_pixels_changed": pixels, "n": len(x), "whitebox": name == source})
+    return rows
+
+
 def _row(source: str, target: str, attack: str, eps: float, correct: int, n: int) -> dict:
     low, high = wilson_interval(correct, n)
     return {"source": source, "target": target, "attack": attack, "eps": eps, "accuracy": correct / n,
@@ -138,6 +162,9 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
     names = config.models or default_models(config.dataset)
     if not names:
         raise ValueError(f"no models to evaluate for {config.dataset}")
+    unknown = sorted(set(config.attacks) - set(LIVE_ATTACKS))
+    if unknown:
+        raise ValueError(f"unknown attack(s) {', '.join(unknown)}; choose from {', '.join(LIVE_ATTACKS)}")
     loaded = {n: load_model(n, config.device) for n in names}
     models = {n: channels_last(m) for n, (m, _) in loaded.items()}
     cards = {n: c for n, (_, c) in loaded.items()}
@@ -161,7 +188,8 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
         else:
             if clean is None:
                 clean = {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
-            block = _attack_block(config, source, models, x, y, attack, clean)
+            block = (_jsma_block(config, source, models, x, y) if attack == "jsma"
+                     else _attack_block(config, source, models, x, y, attack, clean))
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(block))
@@ -170,10 +198,11 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
         if on_progress is not None:
             on_progress(done, len(blocks), f"{source} · {attack}")
     bar.close()
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame = pd.DataFrame([r for r in rows if r["attack"] != "jsma"], columns=COLUMNS)
     masking = masking_table(config, models, x, y, frame)
     provenance = _provenance(config, cards, time.perf_counter() - started, reused, len(blocks))
-    return EvalResult(frame, masking, provenance)
+    return EvalResult(frame, masking, provenance, pd.DataFrame([r for r in rows if r["attack"] == "jsma"],
+                                                               columns=JSMA_COLUMNS))
 
 
 def _provenance(config: EvalConfig, cards: dict, seconds: float, reused: int, blocks: int) -> dict:
@@ -197,6 +226,8 @@ def write_results(result: EvalResult, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     result.rows.to_csv(out / "results.csv", index=False)
     result.masking.to_csv(out / "masking.csv", index=False)
+    if len(result.jsma):
+        result.jsma.to_csv(out / "jsma.csv", index=False)
     (out / "provenance.json").write_text(json.dumps(result.provenance, indent=2, default=str))
     return out
 
@@ -206,10 +237,11 @@ def read_results(folder: str | Path) -> EvalResult:
     folder = Path(folder)
     if not (folder / "results.csv").is_file():
         raise FileNotFoundError(f"{folder} holds no results.csv")
-    masking = folder / "masking.csv"
+    masking, jsma_rows = folder / "masking.csv", folder / "jsma.csv"
     return EvalResult(pd.read_csv(folder / "results.csv"),
                       pd.read_csv(masking) if masking.is_file() else pd.DataFrame(),
-                      json.loads((folder / "provenance.json").read_text()))
+                      json.loads((folder / "provenance.json").read_text()),
+                      pd.read_csv(jsma_rows) if jsma_rows.is_file() else pd.DataFrame(columns=JSMA_COLUMNS))
 
 
 COMMITTED_RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"

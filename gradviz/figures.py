@@ -1,11 +1,14 @@
 """Plotly figures of evaluation results; the HTML report and the dashboard draw the same ones."""
 from __future__ import annotations
 
+import base64
+import io
 import math
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from PIL import Image
 from plotly.subplots import make_subplots
 
 from gradviz.paper import PAPER_FGSM_FROM_NORMAL
@@ -98,7 +101,7 @@ def norm_boxplot(norms: pd.DataFrame) -> go.Figure:
     for kind, g in norms.groupby("kind", sort=False):
         fig.add_trace(go.Box(x=g.model, y=g.norm.clip(lower=1e-12), name=kind, boxpoints=False))
     fig.update_layout(boxmode="group", yaxis_type="log", yaxis_title="‖∇ₓ‖₂ (log scale)", height=420,
-                      title="Input-gradient norms: true-label CE and Σ log p")
+                      title="Input-gradient norms: " + ", ".join(norms["kind"].unique()))
     return fig
 
 
@@ -162,4 +165,44 @@ def image_figure(images: list[np.ndarray], titles: list[str], signed_last: bool 
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed")
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def _png_uri(image: np.ndarray) -> str:
+    """An image in [0, 1] as an 8-bit grey PNG data URI: a few kB in the page where a heatmap sends every value."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def target_grid_figure(mosaics: dict[str, np.ndarray], cell_text: dict[str, list[list[str]]],
+                       row_names: list[str], column_names: list[str], cell: int = 28, gap: int = 2) -> go.Figure:
+    """Target grids side by side: rows are true classes, columns target classes; hovering a cell tells its story
+    (one invisible marker per cell carries the text, so the figure stays small whatever the text)."""
+    names = list(mosaics)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.02)
+    for i, name in enumerate(names, start=1):
+        fig.add_trace(go.Image(source=_png_uri(mosaics[name]), hoverinfo="skip"), row=1, col=i)
+        text = cell_text[name]
+        fig.add_trace(go.Scatter(x=[c * (cell + gap) + cell / 2 for row in text for c in range(len(row))],
+                                 y=[r * (cell + gap) + cell / 2 for r, row in enumerate(text) for _ in row],
+                                 hovertext=[t for row in text for t in row], hoverinfo="text", mode="markers",
+                                 marker=dict(size=14, opacity=0), showlegend=False), row=1, col=i)
+        centres = [k * (cell + gap) + cell / 2 for k in range(len(column_names))]
+        fig.update_xaxes(tickvals=centres, ticktext=column_names, row=1, col=i,
+                         title_text="target class" if i == 1 else None)
+        fig.update_yaxes(tickvals=[k * (cell + gap) + cell / 2 for k in range(len(row_names))],
+                         ticktext=row_names if i == 1 else [""] * len(row_names), row=1, col=i)
+    fig.update_yaxes(title_text="true class", row=1, col=1)
+    fig.update_layout(height=400 if len(names) > 2 else 500, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def iteration_path_figure(target_prob: dict[str, np.ndarray], target_name: str, source: str) -> go.Figure:
+    """Each model's probability of the target class along an iterated attack made on `source`."""
+    colours = _colours(list(target_prob))
+    fig = go.Figure([go.Scatter(y=p, mode="lines+markers", name=n + (" (white-box)" if n == source else ""),
+                                line=dict(color=colours[n], width=3 if n == source else 2)) for n, p in target_prob.items()])
+    fig.update_layout(xaxis_title="iteration", yaxis_title=f"p({target_name})", yaxis_range=[0, 1], height=280,
+                      margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h"))
     return fig

@@ -102,9 +102,10 @@ def prepare_digit(data: bytes) -> tuple[torch.Tensor, list[tuple[str, np.ndarray
     return torch.from_numpy(digit).float().view(1, 1, 28, 28), steps
 
 
-def to_png16(x: torch.Tensor) -> bytes:
-    """A [1, 1, 28, 28] or [28, 28] image in [0, 1] as a 16-bit grey PNG: lossless to 1/65535."""
-    arr = np.rint(x.detach().cpu().numpy().reshape(28, 28).clip(0, 1) * 65535).astype(np.uint16)
+def to_png16(x: torch.Tensor | np.ndarray) -> bytes:
+    """A [1, 1, H, W] or [H, W] image in [0, 1] as a 16-bit grey PNG: lossless to 1/65535."""
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    arr = np.rint(arr.reshape(arr.shape[-2:]).clip(0, 1) * 65535).astype(np.uint16)
     buffer = io.BytesIO()
     Image.fromarray(arr).save(buffer, "PNG")
     return buffer.getvalue()
@@ -113,4 +114,4 @@ def to_png16(x: torch.Tensor) -> bytes:
 def from_png16(data: bytes) -> torch.Tensor:
     """Inverse of to_png16."""
     arr = np.asarray(Image.open(io.BytesIO(data)), dtype=np.float64) / 65535.0
-    return torch.from_numpy(arr).float().view(1, 1, 28, 28)
+    return torch.from_numpy(arr).float().view(1, 1, *arr.shape)

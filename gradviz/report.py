@@ -43,6 +43,8 @@ def write_report(result: EvalResult, out: str | Path, heatmap_eps: float = 0.3) 
                   figures.accuracy_curves(rows, attack, paper_overlay=dataset == "mnist"),
                   figures.transfer_heatmap(rows, attack, heatmap_eps),
                   figures.whitebox_transfer_figure(rows, attack)]
+    if len(result.jsma):
+        parts += ["<h2>JSMA (θ = 1, γ = 0.25)</h2>", _table(result.jsma)]
     parts += ["<h2>Gradient masking</h2>", _table(result.masking),
               "<h2>Interpretability</h2>", figures.norm_boxplot(norms), figures.deletion_figure(deletion),
               _table(deletion.groupby("model", sort=False).auc.first().reset_index()),

@@ -82,6 +82,12 @@ def test_attack_lab_changes_with_eps_and_attack(user_zoo):
     assert not at.exception
     assert any("generated on" in c.value for c in at.caption)
     assert len(at.get("download_button")) == 2
+    assert any(h.value == "The iteration path" for h in at.subheader)
+    at.radio(key="attack").set_value("pgd").run()
+    assert not at.exception and fooled_at() != clean
+    at.radio(key="attack").set_value("jsma").run()
+    assert not at.exception, at.exception
+    assert any("pixels changed" in c.value for c in at.caption) and at.slider(key="gamma").value == 0.25
 
 
 def test_robustness_page_shows_a_result_folder(user_zoo):
@@ -146,3 +152,30 @@ def test_train_page_lists_an_interrupted_run_and_resumes_it(user_models):
     assert not path.exists()
     at.run()
     assert not any("cut-short" in m.value for m in at.markdown)
+
+
+def test_target_grids_scrub_without_recomputing_and_export(user_zoo):
+    at = page("grids")
+    assert not at.exception, at.exception
+    assert at.slider(key="grid_iteration").value == 10  # the paper's iteration by default
+    computed = next(c.value for c in at.caption if "computed once" in c.value)
+    figure = lambda: at.get("plotly_chart")[0].proto.spec  # noqa: E731
+    at10 = figure()
+    at.slider(key="grid_iteration").set_value(3).run()
+    assert not at.exception and figure() != at10
+    assert next(c.value for c in at.caption if "computed once" in c.value) == computed  # cached, not recomputed
+    at.button(key="grid_paper").click().run()
+    assert at.slider(key="grid_iteration").value == 10 and figure() == at10
+    assert len(at.dataframe) == 1 and "Share of off-diagonal cells" in at.markdown[-1].value
+    at.toggle(key="grid_all").set_value(False).run()
+    assert not at.exception and len(at.dataframe) == 0
+    assert len(at.get("download_button")) == 2
+
+    at.multiselect(key="grid_models_mnist").set_value(["mnist-gradreg"]).run()
+    at.radio(key="grid_rows").set_value("Chosen images").run()
+    at.multiselect(key="grid_images_mnist").set_value([0, 1]).run()
+    at.radio(key="grid_attack").set_value("jsma").run()
+    assert not at.exception, at.exception
+    assert any("JSMA grids show the final images" in c.value for c in at.caption)
+    at.radio(key="grid_attack").set_value("itgsm-projected").run()
+    assert not at.exception and at.slider(key="grid_eps").value == 0.3

@@ -68,6 +68,22 @@ def test_iterative_attacks_can_run_on_a_smaller_eps_grid(two_models):
     assert len(rows) == 2 * (3 + 1) * 2  # sources × (fgsm ε + pgd ε) × targets
 
 
+def test_jsma_reports_success_rate_and_pixels_changed(two_models, tmp_path):
+    config = EvalConfig(dataset="mnist", models=two_models, attacks=["fgsm", "jsma"], eps=[0.0, 0.3], n=32,
+                        jsma_n=8, device="cpu", batch_size=32)
+    result = evaluate(config, progress=False)
+    assert set(result.rows.attack) == {"fgsm"}  # JSMA has no ε: it gets its own table
+    jsma = result.jsma
+    assert len(jsma) == 2 * 2 and (jsma.n == 8).all()
+    assert (jsma.whitebox == (jsma.source == jsma.target)).all()
+    assert jsma.success_rate.between(0, 1).all() and (jsma.mean_pixels_changed <= 0.25 * 784).all()
+    white = jsma[jsma.whitebox]
+    assert (white.success_rate + white.accuracy <= 1).all()  # the target is never the true label
+    assert read_results(write_results(result, tmp_path / "r")).jsma.equals(jsma)
+    with pytest.raises(ValueError, match="unknown attack"):
+        evaluate(EvalConfig(dataset="mnist", models=two_models, attacks=["cw"], n=8), progress=False)
+
+
 def test_wrong_dataset_and_too_many_images(two_models):
     with pytest.raises(ValueError, match="another dataset"):
         evaluate(EvalConfig(dataset="fashion-mnist", models=two_models, n=10), progress=False)
@@ -157,3 +173,17 @@ def test_mnist_targets_read_the_right_cells():
     assert "0.900 (PGD –) | yes |" in table and "0.040, flagged | yes |" in table
     fashion = "\n".join(fashion_targets({"rows": rows, "names": names}))
     assert "0.440 vs 0.300 | **no** |" in fashion and "0.989 vs 0.995 | yes |" in fashion
+
+
+def test_jsma_table_puts_white_box_on_the_diagonal():
+    from gradviz.evaluation import JSMA_COLUMNS, EvalResult
+    from gradviz.reproduction import jsma_table
+
+    rows = [{"source": s, "target": t, "attack": "jsma", "success_rate": 0.9 if s == t else 0.1, "accuracy": 0.05,
+             "mean_pixels_changed": 30.0 if s == "a" else 60.0, "n": 200, "whitebox": s == t}
+            for s in ("a", "b") for t in ("a", "b")]
+    table = "\n".join(jsma_table(EvalResult(pd.DataFrame(), pd.DataFrame(), {}, pd.DataFrame(rows,
+                                                                                          columns=JSMA_COLUMNS))))
+    assert "first 200 test images" in table
+    assert "| a | 30.0 | **0.900** | 0.100 |" in table and "| b | 60.0 | 0.100 | **0.900** |" in table
+    assert jsma_table(EvalResult(pd.DataFrame(), pd.DataFrame(), {})) == []

@@ -66,11 +66,11 @@ def test_sweep_choice_rule():
         return {"defense": defense, "lam": lam, "clean": clean,
                 **{f"transfer@{e:g}": transfer for e in (0.1, 0.2, 0.3, 0.4, 0.5)}}
 
-    rows = [row("normal", 0, 0.99, 0.1), row("gradreg", 1, 0.985, 0.3), row("gradreg", 3, 0.981, 0.5),
-            row("gradreg", 10, 0.95, 0.9)]
-    assert choose(rows, "gradreg")["lam"] == 3  # most robust within one point of clean accuracy
+    rows = [row("normal", 0, 0.99, 0.1), row("gradreg", 1, 0.985, 0.3), row("gradreg", 3, 0.986, 0.5),
+            row("gradreg", 10, 0.984, 0.9)]
+    assert choose(rows, "gradreg")["lam"] == 3  # most robust within half a point of clean accuracy
     costly = [row("normal", 0, 0.99, 0.1), row("gradreg", 1, 0.97, 0.3), row("gradreg", 3, 0.96, 0.5)]
-    assert choose(costly, "gradreg")["lam"] == 1  # none within a point: the cheapest in accuracy
+    assert choose(costly, "gradreg")["lam"] == 1  # none within half a point: the cheapest in accuracy
 
 
 def test_every_step_of_gradient_regularized_training_draws_a_fresh_dropout_mask():
@@ -91,3 +91,31 @@ def test_every_step_of_gradient_regularized_training_draws_a_fresh_dropout_mask(
         assert not torch.equal(masks[0], masks[passes])  # a new mask at the next step
         if penalty == "finite-difference":
             assert torch.equal(masks[0], masks[1])  # the replayed pass reuses the step's own mask
+
+
+@pytest.mark.parametrize("defense", ["advtrain", "gradreg+advtrain"])
+def test_adversarial_training_normalises_clean_and_adversarial_examples_together(defense):
+    """Regression: an all-adversarial batch normalised by its own statistics taught robustness only in that mode."""
+    from torch import nn
+
+    from gradviz.architecture import PaperCNN
+    from gradviz.attacks import fgsm
+    from gradviz.defenses import LossSettings, adversarial_examples, batch_loss
+
+    torch.manual_seed(0)
+    model = PaperCNN(width=16).train()
+    norm = next(m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+    seen = []
+    norm.register_forward_hook(lambda m, inp, _out: seen.append((m.training, len(inp[0]))))
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    batch_loss(model, x, y, LossSettings(defense=defense, lam=1.0, eps=0.3))
+    assert model.training
+    assert {size for training, size in seen if training} == {16}  # one joined pass: 8 clean + 8 adversarial
+    assert {size for training, size in seen if not training} == {8}  # the attack itself, in evaluation mode
+
+    adv = adversarial_examples(model, x, 0.3)
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        predicted = model(x).argmax(1)
+    assert torch.equal(adv, fgsm(model, x, predicted, 0.3))  # what a test-time attacker makes
