@@ -120,7 +120,7 @@ def _evaluate(args) -> int:
     config = EvalConfig(dataset=args.dataset, models=[m for m in args.models.split(",") if m],
                         attacks=args.attacks.split(","), eps=[float(e) for e in args.eps.split(",")], n=args.n,
                         seed=args.seed, target_mode=args.target, batch_size=args.batch_size,
-                        precision=args.precision, jsma_n=args.jsma_n,
+                        precision=args.precision, jsma_n=args.jsma_n, iterative_n=args.iterative_n,
                         iterative_eps=[float(e) for e in args.iterative_eps.split(",")] if args.iterative_eps else None)
     if args.device:
         config.device = args.device
@@ -206,8 +206,9 @@ def _grid(args) -> int:
         stem = out / f"{name}-{args.attack}-it{record['iteration']}"
         stem.with_suffix(".png").write_bytes(to_png16(mosaic(grid.cells(name, args.iteration))))
         stem.with_suffix(".json").write_text(json.dumps(record, indent=2))
-        hits = sum(p == t for row in record["predicted"] for t, p in enumerate(row))
-        print(f"{stem}.png  {hits}/{len(record['predicted']) * 10} cells predicted as their target")
+        cells = [(p, t) for c, row in zip(record["row_classes"], record["predicted"]) for t, p in enumerate(row) if t != c]
+        print(f"{stem}.png  {name} predicts the target in {sum(p == t for p, t in cells)} of {len(cells)} "
+              "off-diagonal cells")
     return 0
 
 
@@ -253,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", choices=DATASETS, default="mnist")
     e.add_argument("--models", default="", help="comma-separated model names (default: the dataset's zoo)")
     e.add_argument("--attacks", default="fgsm,tgsm", help="any of fgsm,tgsm,itgsm,pgd,jsma")
+    e.add_argument("--iterative-n", type=int, default=None,
+                   help="run itgsm and pgd on the first N of the --n images only (default: all of them)")
     e.add_argument("--jsma-n", type=int, default=1000,
                    help="JSMA (no ε; success rate and pixels changed) on the first N of the --n images")
     e.add_argument("--eps", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7")

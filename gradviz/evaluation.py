@@ -53,6 +53,7 @@ class EvalConfig:
     precision: str = "fp32"  # "bf16": faster target forward passes; attacks always use fp32 gradients
     data_dir: str | None = None
     iterative_eps: list[float] | None = None  # ε for itgsm and pgd (default: eps); they cost 10-20 gradients each
+    iterative_n: int | None = None  # itgsm and pgd on the first iterative_n of the n images (default: all n)
     jsma_n: int = 1000  # JSMA (no ε) runs on the first jsma_n of the n images: up to 98 Jacobian steps each
 
     def eps_for(self, attack: str) -> list[float]:
@@ -79,6 +80,8 @@ def _block_key(config: EvalConfig, source_card: dict, target_cards: list[dict], 
                "jsma_n": config.jsma_n if attack == "jsma" else None, "n": config.n, "seed": config.seed,
                "target_mode": config.target_mode, "dataset": config.dataset, "precision": config.precision,
                "data": dataset_source(config.dataset, config.data_dir), "version": __version__}
+    if attack in ITERATIVE and config.iterative_n is not None:  # only then: other blocks keep their cache keys
+        payload["iterative_n"] = config.iterative_n
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -99,6 +102,8 @@ def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module],
 
     ε = 0 leaves the images unchanged, so `clean` (correct counts per target) stands in for it.
     """
+    if attack in ITERATIVE and config.iterative_n is not None and config.iterative_n < len(x):
+        x, y, clean = x[:config.iterative_n], y[:config.iterative_n], None
     clean = clean if clean is not None else {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
     eps_list = config.eps_for(attack)
     attacked = [e for e in eps_list if e != 0]

@@ -66,6 +66,9 @@ def test_iterative_attacks_can_run_on_a_smaller_eps_grid(two_models):
     assert sorted(rows[rows.attack == "fgsm"].eps.unique()) == [0.0, 0.1, 0.3]
     assert sorted(rows[rows.attack == "pgd"].eps.unique()) == [0.3]
     assert len(rows) == 2 * (3 + 1) * 2  # sources × (fgsm ε + pgd ε) × targets
+    config.iterative_n = 16
+    rows = evaluate(config, progress=False).rows
+    assert (rows[rows.attack == "pgd"].n == 16).all() and (rows[rows.attack == "fgsm"].n == 32).all()
 
 
 def test_jsma_reports_success_rate_and_pixels_changed(two_models, tmp_path):

@@ -83,5 +83,5 @@ def test_cli_writes_a_grid_png_and_its_provenance(tmp_path, capsys):
     png, record = tmp_path / "mnist-gradreg-itgsm-it3.png", tmp_path / "mnist-gradreg-itgsm-it3.json"
     assert from_png16(png.read_bytes()).shape == (1, 1, 298, 298)
     assert json.loads(record.read_text())["iteration"] == 3
-    assert "cells predicted as their target" in capsys.readouterr().out
+    assert "predicts the target in" in capsys.readouterr().out
     assert main(["grid", "--dataset", "fashion-mnist", "--models", "mnist-gradreg", "--out", str(tmp_path)]) == 2
