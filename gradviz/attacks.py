@@ -6,7 +6,7 @@ loop of such steps; L∞ PGD with a random start comes from captum.robust.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +85,19 @@ def single_step_sweep(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, e
     return {float(e): step_towards(x, direction, e) for e in eps_values}
 
 
+def itgsm_steps(model: nn.Module, x: torch.Tensor, target: torch.Tensor, step: float, steps: int,
+                eps: float | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Iterated TGSM one step at a time: yields the logits the step's gradient came from and the new iterate,
+    kept within the L∞ ε-ball around x when `eps` is given. The attack and the grids' iteration paths share it."""
+    adv = x.detach()
+    for _ in range(steps):
+        logits, sign = logits_and_gradient_sign(model, adv, target)
+        adv = step_towards(adv, -sign, step)
+        if eps is not None:
+            adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(*DATA_RANGE)
+        yield logits, adv
+
+
 def iterative_tgsm(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float | None = None,
                    step: float = 0.1, steps: int = 10, project: bool = False) -> torch.Tensor:
     """Iterated TGSM / BIM: repeated targeted steps; with `project`, kept within the L∞ ε-ball around x.
@@ -94,10 +107,8 @@ def iterative_tgsm(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps:
     if project and eps is None:
         raise ValueError("projection needs eps")
     adv = x.detach()
-    for _ in range(steps):
-        adv = tgsm(model, adv, target, step)
-        if project:
-            adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(*DATA_RANGE)
+    for _, iterate in itgsm_steps(model, x, target, step, steps, eps if project else None):
+        adv = iterate
     return adv
 
 

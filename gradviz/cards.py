@@ -26,6 +26,13 @@ def checkpoint_dir() -> Path:
     return Path(os.environ.get("GRADVIZ_CHECKPOINTS", home / "checkpoints"))
 
 
+def require_dataset(cards: dict[str, dict], dataset: str) -> None:
+    """Refuse models trained on another dataset than the one they are about to see."""
+    wrong = [name for name, card in cards.items() if card["dataset"] != dataset]
+    if wrong:
+        raise ValueError(f"models {wrong} were trained on another dataset than {dataset}")
+
+
 def read_card(path: Path) -> dict:
     try:
         card = json.loads(path.read_text())

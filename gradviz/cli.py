@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from gradviz.architecture import ZOO_WIDTH
-from gradviz.cards import ModelFileError, list_models
+from gradviz.cards import ModelFileError, list_models, require_dataset
 from gradviz.datasets import DATASETS, DatasetNotFound, download_mnist, load_arrays
 from gradviz.defenses import DEFENSES
 
@@ -191,15 +191,13 @@ def _grid(args) -> int:
     names = [m for m in args.models.split(",") if m]
     device = args.device or "cpu"
     loaded = {n: load_model(n, device) for n in names}
-    wrong = [n for n, (_, c) in loaded.items() if c["dataset"] != args.dataset]
-    if wrong:
-        raise ValueError(f"models {wrong} were trained on another dataset than {args.dataset}")
+    cards = {n: c for n, (_, c) in loaded.items()}
+    require_dataset(cards, args.dataset)
     x, y = first_of_each_class(*load_dataset(args.dataset, "test", args.data_dir), per_class=args.per_class)
     grid = target_grid({n: m for n, (m, _) in loaded.items()}, x.to(device), y, attack=args.attack, step=args.step,
                        steps=args.steps, eps=args.eps, theta=args.theta, gamma=args.gamma)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cards = {n: c for n, (_, c) in loaded.items()}
     rows = f"first {args.per_class} test image(s) of each class"
     for name in names:
         record = provenance(grid, name, args.iteration, cards, args.dataset, rows)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from gradviz import __version__
 from gradviz.architecture import channels_last
 from gradviz.attacks import LIVE_ATTACKS, choose_targets, run_attack
-from gradviz.cards import list_models
+from gradviz.cards import list_models, require_dataset
 from gradviz.datasets import dataset_source, load_dataset
 from gradviz.jsma import jsma
 from gradviz.masking import masking_verdict, vanishing_gradient_share
@@ -173,9 +173,7 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
     loaded = {n: load_model(n, config.device) for n in names}
     models = {n: channels_last(m) for n, (m, _) in loaded.items()}
     cards = {n: c for n, (_, c) in loaded.items()}
-    wrong = [n for n, c in cards.items() if c["dataset"] != config.dataset]
-    if wrong:
-        raise ValueError(f"models {wrong} were trained on another dataset than {config.dataset}")
+    require_dataset(cards, config.dataset)
     x, y = load_dataset(config.dataset, "test", config.data_dir)
     if config.n > len(x):
         raise ValueError(f"--n {config.n} is more than the {len(x)} test images of {config.dataset}")

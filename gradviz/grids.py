@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gradviz.attacks import DATA_RANGE, NUM_CLASSES, logits_and_gradient_sign, step_towards
+from gradviz.attacks import NUM_CLASSES, itgsm_steps
 from gradviz.jsma import jsma
 
 GRID_ATTACKS = ("itgsm", "jsma")
@@ -74,11 +74,7 @@ def itgsm_path(model: nn.Module, x: torch.Tensor, target: torch.Tensor, step: fl
     the model's probabilities [steps + 1, N, K] of each: the step's own forward pass gives them, so a path costs
     one gradient per iteration plus one forward pass."""
     path, probs = [x.detach()], []
-    for _ in range(steps):
-        logits, sign = logits_and_gradient_sign(model, path[-1], target)
-        adv = step_towards(path[-1], -sign, step)
-        if eps is not None:
-            adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(*DATA_RANGE)
+    for logits, adv in itgsm_steps(model, x, target, step, steps, eps):
         path.append(adv)
         probs.append(torch.softmax(logits, 1))
     with torch.no_grad():
