@@ -8,11 +8,15 @@ import streamlit as st
 from app_pages.common import job_runner
 from app_pages.study_common import study_engine
 from gradviz.datasets import DATASETS
-from gradviz.study import sessions
+from gradviz.study import preregistration, sessions
 from gradviz.study.analysis import analyse, export_frame, responses_frame
 from gradviz.study.auth import Throttle, configured_password
 from gradviz.study.db import get_setting, set_setting
-from gradviz.study.stimuli import StimulusConfig, build_stimuli, stimulus_sets, stimulus_zip, store_stimuli
+from gradviz.study.export import study_archive
+from gradviz.study.mixed_model import MixedResult
+from gradviz.study.power import run_power_analysis
+from gradviz.study.stimuli import StimulusConfig, build_stimuli
+from gradviz.study.stimulus_sets import activate_set, stimulus_sets, stimulus_zip, store_stimuli
 
 
 @st.cache_resource
@@ -48,7 +52,9 @@ if not st.session_state.get("researcher_ok"):
 engine = study_engine()
 sets = stimulus_sets(engine)
 active = get_setting(engine, "active_set")
-tab_progress, tab_analysis, tab_stimuli, tab_settings = st.tabs(["Progress", "Analysis", "Stimuli", "Settings"])
+registered = preregistration.current(engine)
+tab_progress, tab_analysis, tab_design, tab_stimuli, tab_settings = st.tabs(
+    ["Progress", "Analysis", "Design & power", "Stimuli", "Settings"])
 
 with tab_stimuli:
     st.write(f"Active stimulus set: **{active or 'none'}** ({len(sets)} built)")
@@ -69,8 +75,7 @@ with tab_stimuli:
             rows = build_stimuli(config)
             job.report(1, 2, "storing")
             store_stimuli(engine, rows)
-            set_setting(engine, "active_set", config.set_id())
-            set_setting(engine, "active_dataset", config.dataset)
+            activate_set(engine, config.set_id(), config.dataset)
             job.report(2, 2, "done")
             return config.set_id()
 
@@ -91,9 +96,12 @@ with tab_settings:
     with st.form("settings"):
         consent_text = st.text_area("Consent text (Markdown)", get_setting(engine, "consent_text", ""), height=200)
         code = st.text_input("Prolific completion code", get_setting(engine, "completion_code", ""))
+        decline = st.text_input("Prolific code for participants who decline or withdraw (a code whose action is "
+                                "“request return”)", get_setting(engine, "decline_code", ""))
         if st.form_submit_button("Save"):
             set_setting(engine, "consent_text", consent_text)
             set_setting(engine, "completion_code", code)
+            set_setting(engine, "decline_code", decline)
             version = int(get_setting(engine, "consent_version", "0") or 0) + 1
             set_setting(engine, "consent_version", str(version))
             st.success(f"Saved (consent version {version}).")
@@ -101,10 +109,19 @@ with tab_settings:
 frame = responses_frame(engine)
 with tab_progress:
     counts = sessions.progress(engine)
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     c1.metric("Participants started", counts["started"])
     c2.metric("Completed", counts["completed"])
     c3.metric("Answers stored", counts["answers"])
+    c4.metric("Withdrawn", counts["withdrawn"])
+    if registered is None:
+        st.warning("This study is not pre-registered yet: freeze the design (Design & power) before recruiting.")
+    elif problems := preregistration.verify(engine):
+        st.error("The pre-registration no longer matches the study: " + "; ".join(problems))
+    if active:
+        st.download_button("Download the study archive (answers, pre-registration, stimuli; zip)",
+                           lambda: study_archive(engine), "study-archive.zip", "application/zip",
+                           on_click="ignore", key="archive")
     if frame.empty:
         st.info("No answers yet.")
     else:
@@ -130,6 +147,18 @@ with tab_analysis:
         st.info("No answers yet.")
     else:
         result = analyse(frame)
+        mixed = result["mixed"]
+        st.subheader("Primary analysis (pre-registered): mixed model")
+        if isinstance(mixed, MixedResult):
+            st.write(f"{mixed.reference} − mean of the other source models: **{mixed.contrast:+.3f}** rating points "
+                     f"(SE {mixed.se:.3f}, z = {mixed.z:.2f}, p = {mixed.p_value:.3g}); {mixed.n_participants} "
+                     f"participants, {mixed.n_items} items, {mixed.n_answers} ratings"
+                     + ("" if mixed.converged else " — the fit did not converge; read it with care") + ".")
+            st.dataframe(mixed.coefficients, hide_index=True)
+            st.caption("Variance components: " + ", ".join(f"{k} {v:.3f}" for k, v in mixed.variances.items()))
+        else:
+            st.info(f"The mixed model cannot be fitted yet: {mixed}")
+        st.subheader("Robustness checks")
         for key, title in (("rating", "Mean legitimacy rating (1–7)"), ("target_share", "Share of target answers")):
             table = result[key]
             if table.empty:
@@ -150,3 +179,68 @@ with tab_analysis:
                         width="stretch", key="sizes")
         if not result["pairs"].empty:
             st.dataframe(result["pairs"], hide_index=True)
+
+with tab_design:
+    st.subheader("Power analysis")
+    st.caption("Simulates whole studies in this stimulus set's Latin-square design from the mixed model and runs "
+               "the real analysis on each. Variance components come from the answers so far when at least six "
+               "participants answered (a pilot), else from stated priors.")
+    with st.form("power"):
+        c1, c2, c3 = st.columns(3)
+        effect = c1.number_input("Effect: gradreg − others (rating points)", 0.0, 6.0, 0.5, 0.1)
+        sims = c2.number_input("Simulated studies per N", 20, 2000, 100, 20)
+        max_n = c3.number_input("Largest N tried", 4, 2000, 400)
+        run_power = st.form_submit_button("Run the power analysis")
+    if run_power and active:
+        def power_work(job, effect=float(effect), sims=int(sims), max_n=int(max_n)):
+            return run_power_analysis(engine, effect=effect, sims=sims, max_n=max_n,
+                                      progress=lambda m: job.report(0, 1, m))
+
+        st.session_state["power_job"] = job_runner().submit("power analysis", power_work).id
+    power_job = job_runner().jobs.get(st.session_state.get("power_job", ""))
+    if power_job is not None and power_job.state == "done":
+        power = power_job.result
+        needed = power.n_required or f"more than {max_n}"
+        st.success(f"Participants needed for {power.target:.0%} power at α = {power.alpha}: **{needed}** "
+                   f"(assumptions: {power.assumptions['source']})")
+        curve = go.Figure(go.Scatter(x=[r["n"] for r in power.curve], y=[r["power"] for r in power.curve],
+                                     mode="lines+markers", error_y=dict(
+                                         type="data", symmetric=False,
+                                         array=[r["ci_high"] - r["power"] for r in power.curve],
+                                         arrayminus=[r["power"] - r["ci_low"] for r in power.curve])))
+        curve.add_hline(y=power.target, line_dash="dot")
+        curve.update_layout(xaxis_title="participants", yaxis_title="power", height=320)
+        st.plotly_chart(curve, width="stretch", key="power_curve")
+        st.session_state["power_result"] = {"n_required": power.n_required, "curve": power.curve,
+                                            "assumptions": power.assumptions, "sims": power.sims}
+    elif power_job is not None and power_job.error:
+        st.error(f"The power analysis failed: {power_job.error}")
+    elif power_job is not None:
+        @st.fragment(run_every=1.0)
+        def power_progress(job=power_job) -> None:
+            if job.state == "done" or job.error:
+                st.rerun()
+            st.progress(0.0, text=job.message or "starting…")
+
+        power_progress()
+    st.subheader("Pre-registration")
+    if registered is not None:
+        st.success(f"Frozen {registered['frozen_at']}, record sha256 `{registered['record_sha256'][:16]}…`")
+        st.download_button("Download the pre-registration (Markdown)", preregistration.to_markdown(registered),
+                           "preregistration.md", "text/markdown", on_click="ignore", key="prereg_md")
+    elif not active:
+        st.info("Build a stimulus set first.")
+    else:
+        with st.form("prereg"):
+            hypothesis = st.text_area("Hypothesis", "Adversarial examples made on the gradient-regularized model are "
+                                      "rated more like their target class than those made on the other models.")
+            planned = st.number_input("Planned participants", 1, 100_000,
+                                      int((st.session_state.get("power_result") or {}).get("n_required") or 40))
+            freeze = st.form_submit_button("Freeze the design", type="primary")
+        if freeze:
+            try:
+                preregistration.freeze(engine, int(planned), hypothesis,
+                                       power=st.session_state.get("power_result"))
+                st.rerun()
+            except (PermissionError, LookupError, ValueError) as error:
+                st.error(str(error))

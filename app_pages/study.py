@@ -1,40 +1,64 @@
-"""The participant's page: consent, instructions, trials, thanks. Conditions are never shown."""
+"""The participant's page: consent, instructions, trials, thanks; withdrawal at any time. Conditions are
+never shown. Answers are stored in the buttons' callbacks, so each answer costs one script run and one INSERT;
+the participant's trial list and answered trials live in the session and are re-read only on a new session
+(a refresh or another replica) or when another tab answered first."""
 import time
 
 import streamlit as st
 
-from app_pages.study_common import participant_id, study_engine
-from gradviz.datasets import CLASS_NAMES
+from app_pages.study_common import participant_id, setting, stimulus, study_engine
+from gradviz.classes import CLASS_NAMES
 from gradviz.study import sessions
-from gradviz.study.db import get_setting
 
 DEFAULT_CONSENT = (
     "You are invited to take part in a research study about how people perceive slightly altered images of "
     "handwritten digits. You will see about 25 images and answer two short questions about each. It takes about "
     "5 minutes. We record your answers, response times and your participant id; nothing else. You may stop at any "
-    "time. Data are analysed anonymously.")
+    "time, and you can withdraw at any point with the link at the bottom of each page: your answers are then "
+    "deleted. Data are analysed anonymously.")
+PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete?cc="
 engine = study_engine()
-NAMES = CLASS_NAMES.get(get_setting(engine, "active_dataset", "mnist"), CLASS_NAMES["mnist"])
+NAMES = CLASS_NAMES.get(setting("active_dataset", "mnist"), CLASS_NAMES["mnist"])
 pid = participant_id()
-participant = sessions.find(engine, pid)
+state = st.session_state
+
+
+def load_participant() -> sessions.Participant | None:
+    """The participant and the set of answered trials, read from the database once per session."""
+    if state.get("study_pid") != pid:
+        found = sessions.find(engine, pid)
+        if found is None:
+            return None
+        state.study_pid, state.study_participant = pid, found
+        state.study_done = sessions.answered(engine, pid)
+    return state.study_participant
+
+
+def return_link(label: str) -> None:
+    code = setting("decline_code")
+    if code:
+        st.link_button(label, PROLIFIC_COMPLETE + code)
+    else:
+        st.write("On Prolific, please return the study (the “Return” button on your Prolific page).")
 
 
 def consent() -> None:
     st.title("Consent")
-    st.markdown(get_setting(engine, "consent_text", DEFAULT_CONSENT))
+    st.markdown(setting("consent_text") or DEFAULT_CONSENT)
     agree = st.checkbox("I have read the above and agree to take part.", key="agree")
     c1, c2 = st.columns(2)
     if c1.button("Start", type="primary", disabled=not agree, key="start"):
         try:
             sessions.register(engine, pid, st.query_params.get("STUDY_ID"), st.query_params.get("SESSION_ID"),
-                              consent_version=get_setting(engine, "consent_version", "1"),
+                              consent_version=setting("consent_version", "1"),
                               user_agent=st.context.headers.get("User-Agent"))
         except LookupError:
             st.error("The study is not open yet. Please come back later.")
             st.stop()
         st.rerun()
     if c2.button("I do not agree", key="decline"):
-        st.info("Thank you. Nothing was stored. You can close this page (on Prolific: return the study).")
+        st.info("Thank you. Nothing was stored. You can close this page.")
+        return_link("Return the study on Prolific")
         st.stop()
 
 
@@ -46,69 +70,116 @@ def instructions() -> None:
                 "Some images show two versions side by side: pick the one that looks more like the named digit. "
                 "There are no right or wrong answers except on a few obvious check images.")
     if st.button("Begin", type="primary", key="begin"):
-        st.session_state[f"instructed_{pid}"] = True
+        state[f"instructed_{pid}"] = True
         st.rerun()
 
 
 def shown_at(trial_index: int) -> float:
-    return st.session_state.setdefault(f"shown_{pid}_{trial_index}", time.time())
+    return state.setdefault(f"shown_{pid}_{trial_index}", time.time())
 
 
-def rating_trial(trial: dict, number: int, total: int) -> None:
-    s = sessions.stimulus(engine, trial["stimulus_id"])
+def store(participant: sessions.Participant, trial_index: int, **answer) -> None:
+    """Callback: store one answer before the script runs, so the run that follows shows the next trial."""
+    start = shown_at(trial_index)
+    if sessions.record_answer(engine, participant, trial_index, shown_at=str(start),
+                              rt_ms=int(1000 * (time.time() - start)), **answer):
+        state.study_done.add(trial_index)
+    else:  # answered already (another tab, or withdrawn): take the database's word for it
+        state.study_done = sessions.answered(engine, pid)
+
+
+def submit_rating(participant: sessions.Participant, trial_index: int) -> None:
+    digit, rating = state.get(f"d_{trial_index}"), state.get(f"r_{trial_index}")
+    if digit is None or rating is None:
+        state.study_error = "Please answer both questions."
+        return
+    store(participant, trial_index, chosen_class=int(digit), rating=int(rating))
+
+
+def rating_trial(participant: sessions.Participant, trial: dict, number: int, total: int) -> None:
+    index = trial["trial_index"]
+    s = stimulus(trial["stimulus_id"])
     asked = trial["target_class"] if trial["target_class"] is not None else s["true_class"]
-    start = shown_at(trial["trial_index"])
+    shown_at(index)
     st.progress(number / total, text=f"Image {number} of {total}")
     st.image(s["png"], width=280, output_format="PNG")
-    with st.form(f"trial_{trial['trial_index']}", enter_to_submit=False):
-        digit = st.segmented_control("Which digit does it show?", list(range(10)), key=f"d_{trial['trial_index']}")
-        rating = st.radio(f"How much does it look like a **{NAMES[asked]}**?", list(range(1, 8)), index=None,
-                          horizontal=True, key=f"r_{trial['trial_index']}",
-                          captions=["not at all", "", "", "", "", "", "perfectly"])
-        if st.form_submit_button("Next", type="primary"):
-            if digit is None or rating is None:
-                st.error("Please answer both questions.")
-                st.stop()
-            sessions.record_answer(engine, participant, trial["trial_index"], chosen_class=int(digit),
-                                   rating=int(rating), shown_at=str(start), rt_ms=int(1000 * (time.time() - start)))
-            st.rerun()
+    with st.form(f"trial_{index}", enter_to_submit=False):
+        st.segmented_control("Which digit does it show?", list(range(10)), key=f"d_{index}")
+        st.radio(f"How much does it look like a **{NAMES[asked]}**?", list(range(1, 8)), index=None,
+                 horizontal=True, key=f"r_{index}", captions=["not at all", "", "", "", "", "", "perfectly"])
+        st.form_submit_button("Next", type="primary", on_click=submit_rating, args=(participant, index))
+    if state.pop("study_error", None):
+        st.error("Please answer both questions.")
 
 
-def pair_trial(trial: dict, number: int, total: int) -> None:
-    left, right = (sessions.stimulus(engine, trial[k]) for k in ("stimulus_id", "other_stimulus_id"))
-    start = shown_at(trial["trial_index"])
+def pair_trial(participant: sessions.Participant, trial: dict, number: int, total: int) -> None:
+    left, right = (stimulus(trial[k]) for k in ("stimulus_id", "other_stimulus_id"))
+    index = trial["trial_index"]
+    shown_at(index)
     st.progress(number / total, text=f"Image {number} of {total}")
     st.markdown(f"### Which looks more like a **{NAMES[trial['target_class']]}**?")
     c1, c2 = st.columns(2)
     c1.image(left["png"], width=240, output_format="PNG")
     c2.image(right["png"], width=240, output_format="PNG")
     for column, choice, label in ((c1, 0, "This one (left)"), (c2, 1, "This one (right)")):
-        if column.button(label, key=f"pair_{trial['trial_index']}_{choice}"):
-            sessions.record_answer(engine, participant, trial["trial_index"], pair_choice=choice, shown_at=str(start),
-                                   rt_ms=int(1000 * (time.time() - start)))
-            st.rerun()
+        column.button(label, key=f"pair_{index}_{choice}", on_click=store, args=(participant, index),
+                      kwargs={"pair_choice": choice})
+
+
+@st.dialog("Withdraw from the study?")
+def confirm_withdrawal() -> None:
+    st.write("All your answers will be deleted and you cannot take part again. This cannot be undone.")
+    if st.button("Yes, withdraw and delete my answers", type="primary", key="withdraw_confirm"):
+        state.study_withdrawn_count = sessions.withdraw(engine, pid)
+        state.pop("study_pid", None)
+        st.rerun()
+
+
+def withdraw_link() -> None:
+    st.divider()
+    if st.button("Withdraw from the study", type="tertiary", key="withdraw"):
+        confirm_withdrawal()
+
+
+def withdrawn() -> None:
+    st.title("You have withdrawn")
+    count = state.get("study_withdrawn_count")
+    deleted = f"your {count} answer{'s' if count != 1 else ''} were deleted" if count is not None else \
+        "your answers were deleted"
+    st.info(f"You have withdrawn from this study and {deleted}. Nothing of your participation is analysed. "
+            "You can close this page.")
+    return_link("Return the study on Prolific")
 
 
 def thanks() -> None:
     st.title("Thank you!")
-    code = get_setting(engine, "completion_code")
+    code = setting("completion_code")
     if code:
         st.success(f"Your completion code: **{code}**")
-        st.link_button("Return to Prolific", f"https://app.prolific.com/submissions/complete?cc={code}")
+        st.link_button("Return to Prolific", PROLIFIC_COMPLETE + code)
     else:
         st.success("All your answers are saved. You can close this page.")
 
 
+participant = load_participant()
 if participant is None:
     consent()
     st.stop()
-trial = sessions.next_trial(engine, participant)
+if participant.withdrawn_at is not None:
+    withdrawn()
+    st.stop()
+trial = next((t for t in participant.trials if t["trial_index"] not in state.study_done), None)
 if trial is None:
     if sessions.complete(engine, participant):  # the code appears only after every answer is committed
         thanks()
+    else:  # the session's view was stale: re-read from the database
+        state.study_done = sessions.answered(engine, pid)
+        st.rerun()
     st.stop()
-if trial["trial_index"] == 0 and not st.session_state.get(f"instructed_{pid}"):
+if trial["trial_index"] == 0 and not state.get(f"instructed_{pid}"):
     instructions()
+    withdraw_link()
     st.stop()
 number, total = trial["trial_index"] + 1, len(participant.trials)
-(pair_trial if trial["kind"] == "pair" else rating_trial)(trial, number, total)
+(pair_trial if trial["kind"] == "pair" else rating_trial)(participant, trial, number, total)
+withdraw_link()

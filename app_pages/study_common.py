@@ -1,9 +1,14 @@
-"""Study helpers for the pages: the shared engine and the participant's identity."""
+"""Study helpers for the pages: the shared engine, cached settings and stimuli, the participant's identity.
+
+The participant path imports no torch and loads no model; what it reads repeatedly (settings, stimulus
+PNGs) is cached per process, so an answer costs one INSERT.
+"""
 import secrets
 
 import streamlit as st
 
-from gradviz.study.db import default_url, engine_for
+from gradviz.study import sessions
+from gradviz.study.db import default_url, engine_for, get_setting
 from gradviz.study.sessions import valid_participant_id
 
 
@@ -15,6 +20,28 @@ def _engine(url: str):
 def study_engine():
     """One engine per database URL per process (GRADVIZ_DB_URL or the default SQLite file)."""
     return _engine(default_url())
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _setting(url: str, key: str, default: str | None) -> str | None:
+    return get_setting(_engine(url), key, default)
+
+
+def setting(key: str, default: str | None = None) -> str | None:
+    """A study setting, re-read from the database at most every 15 s per process (a researcher's edit of the
+    consent text or completion code reaches participants within that)."""
+    return _setting(default_url(), key, default)
+
+
+@st.cache_data(max_entries=20_000, show_spinner=False)
+def _stimulus(url: str, stimulus_id: str) -> dict:
+    row = sessions.stimulus(_engine(url), stimulus_id)
+    return {k: row[k] for k in ("stimulus_id", "png", "true_class", "target_class")}
+
+
+def stimulus(stimulus_id: str) -> dict:
+    """A stimulus's PNG and classes; stimuli never change once stored, so each is read once per process."""
+    return _stimulus(default_url(), stimulus_id)
 
 
 def participant_id() -> str:

@@ -148,37 +148,70 @@ def _reproduce(args) -> int:
 
 def _study(args) -> int:
     from gradviz.study import sessions
-    from gradviz.study.analysis import export_frame, responses_frame
     from gradviz.study.auth import hash_password
-    from gradviz.study.db import make_engine, set_setting
-    from gradviz.study.stimuli import StimulusConfig, build_stimuli, stimulus_zip, store_stimuli
+    from gradviz.study.db import make_engine
 
     if args.action == "hash-password":
         print(hash_password(args.password))
         return 0
     engine = make_engine(args.db_url)
-    if args.action == "build":
-        config = StimulusConfig(dataset=args.dataset, models=[m for m in args.models.split(",") if m],
-                                attacks=args.attacks.split(","), eps=[float(e) for e in args.eps.split(",")],
-                                items_per_class=args.items_per_class, attention_checks=args.attention_checks,
-                                seed=args.seed)
-        stored = store_stimuli(engine, build_stimuli(config))
-        set_setting(engine, "active_set", config.set_id())
-        set_setting(engine, "active_dataset", config.dataset)
-        print(f"stimulus set {config.set_id()}: {stored} new stimuli stored and activated")
-    elif args.action == "export":
-        frame = export_frame(responses_frame(engine))
-        if args.out.endswith(".parquet"):
-            frame.to_parquet(args.out, index=False)
-        elif args.out.endswith(".zip"):
-            from gradviz.study.sessions import active_set
+    actions = {"build": _study_build, "export": _study_export, "power": _study_power,
+               "preregister": _study_preregister}
+    if args.action in actions:
+        return actions[args.action](engine, args)
+    print(sessions.progress(engine))
+    return 0
 
-            Path(args.out).write_bytes(stimulus_zip(engine, active_set(engine)))
-        else:
-            frame.to_csv(args.out, index=False)
-        print(f"wrote {args.out} ({len(frame)} answers)")
+
+def _study_build(engine, args) -> int:
+    from gradviz.study.stimuli import StimulusConfig, build_stimuli
+    from gradviz.study.stimulus_sets import activate_set, store_stimuli
+
+    config = StimulusConfig(dataset=args.dataset, models=[m for m in args.models.split(",") if m],
+                            attacks=args.attacks.split(","), eps=[float(e) for e in args.eps.split(",")],
+                            items_per_class=args.items_per_class, attention_checks=args.attention_checks,
+                            seed=args.seed)
+    stored = store_stimuli(engine, build_stimuli(config))
+    activate_set(engine, config.set_id(), config.dataset)
+    print(f"stimulus set {config.set_id()}: {stored} new stimuli stored and activated")
+    return 0
+
+
+def _study_export(engine, args) -> int:
+    from gradviz.study.analysis import export_frame, responses_frame
+    from gradviz.study.export import study_archive
+
+    if args.out.endswith(".zip"):
+        Path(args.out).write_bytes(study_archive(engine))
+        print(f"wrote {args.out} (answers, pre-registration, stimuli and their provenance)")
+        return 0
+    frame = export_frame(responses_frame(engine))
+    if args.out.endswith(".parquet"):
+        frame.to_parquet(args.out, index=False)
     else:
-        print(sessions.progress(engine))
+        frame.to_csv(args.out, index=False)
+    print(f"wrote {args.out} ({len(frame)} answers)")
+    return 0
+
+
+def _study_power(engine, args) -> int:
+    from gradviz.study.power import run_power_analysis
+
+    result = run_power_analysis(engine, effect=args.effect, sims=args.sims, target=args.target_power,
+                                alpha=args.alpha, max_n=args.max_n, progress=lambda m: print(m, file=sys.stderr))
+    print(f"assumptions: {result.assumptions}")
+    for row in result.curve:
+        print(f"N = {row['n']:4d}: power {row['power']:.3f} (95% {row['ci_low']:.3f}–{row['ci_high']:.3f})")
+    print(f"participants needed for {result.target:.0%} power at α = {result.alpha}: "
+          f"{result.n_required if result.n_required else f'more than {args.max_n}'}")
+    return 0
+
+
+def _study_preregister(engine, args) -> int:
+    from gradviz.study import preregistration
+
+    record = preregistration.freeze(engine, args.planned_n, args.hypothesis, args.alpha)
+    print(preregistration.to_markdown(record))
     return 0
 
 
@@ -274,9 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fashion", default=None, help="result folder of a fashion-mnist evaluate run")
     r.add_argument("--preamble", default=None, help="Markdown file with the prose that precedes the tables")
     r.add_argument("--out", default="docs/REPRODUCTION.md")
-    st = sub.add_parser("study", help="human study: build stimuli, status, export answers, hash a password",
-                        formatter_class=_Help)
-    st.add_argument("action", choices=("build", "status", "export", "hash-password"))
+    st = sub.add_parser("study", formatter_class=_Help,
+                        help="human study: build stimuli, status, export, power analysis, pre-register, hash a password")
+    st.add_argument("action", choices=("build", "status", "export", "power", "preregister", "hash-password"))
     st.add_argument("--db-url", default=None, help="database URL (default: GRADVIZ_DB_URL or a local SQLite file)")
     st.add_argument("--dataset", choices=DATASETS, default="mnist")
     st.add_argument("--models", default="", help="source models (default: zoo normal,distilled,advtrain,gradreg)")
@@ -285,7 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--items-per-class", type=int, default=2)
     st.add_argument("--attention-checks", type=int, default=4)
     st.add_argument("--seed", type=int, default=0)
-    st.add_argument("--out", default="answers.csv", help="export: .csv, .parquet, or .zip for the stimulus set")
+    st.add_argument("--out", default="answers.csv",
+                    help="export: .csv or .parquet (answers), .zip (answers, pre-registration and stimuli)")
+    st.add_argument("--effect", type=float, default=0.5,
+                    help="power: planted difference, gradreg − other source models, in rating points")
+    st.add_argument("--sims", type=int, default=200, help="power: simulated studies per N")
+    st.add_argument("--target-power", type=float, default=0.8)
+    st.add_argument("--alpha", type=float, default=0.05)
+    st.add_argument("--max-n", type=int, default=400, help="power: give up above this many participants")
+    st.add_argument("--planned-n", type=int, default=0, help="preregister: planned number of participants")
+    st.add_argument("--hypothesis", default="", help="preregister: the hypothesis, in words")
     st.add_argument("--password", default="", help="hash-password: the password to hash")
     g = sub.add_parser("grid", help="the paper's target grids: every class pushed towards every class, as PNG + JSON",
                        formatter_class=_Help)

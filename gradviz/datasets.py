@@ -19,18 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gradviz.classes import CLASS_NAMES, DATASETS  # noqa: F401  (re-exported: the library's public names)
 from gradviz.idx import read_bytes, read_images_labels
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-CLASS_NAMES = {
-    "mnist": [str(i) for i in range(10)],
-    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
-}
-DATASETS = tuple(CLASS_NAMES)
 # sha256 of each file's uncompressed contents (the same for the .gz downloads once decompressed).
 OFFICIAL_SHA256 = {
     "mnist": {

@@ -13,6 +13,7 @@ command -v npm >/dev/null || missing+=(npm)
 if [ "${1:-}" = "--dev" ]; then  # the tests also drive Debian's Chromium and a local PostgreSQL server
   command -v chromium >/dev/null || missing+=(chromium)
   command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+  command -v caddy >/dev/null || missing+=(caddy)  # the reverse proxy of the two-replica failover test
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, text
 
 from gradviz.images import to_png16
 from gradviz.study.db import make_engine, set_setting
-from gradviz.study.stimuli import store_stimuli
+from gradviz.study.stimulus_sets import store_stimuli
 
 MODELS = ["m-normal", "m-distilled", "m-advtrain", "m-gradreg"]
 

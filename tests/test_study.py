@@ -77,7 +77,7 @@ def test_one_answer_per_trial_and_completion(engine):
     for t in p.trials:
         _answer(engine, p, t)
     assert sessions.complete(engine, p) and sessions.complete(engine, p)
-    assert sessions.progress(engine) == {"started": 1, "completed": 1, "answers": len(p.trials)}
+    assert sessions.progress(engine) == {"started": 1, "completed": 1, "answers": len(p.trials), "withdrawn": 0}
 
 
 def test_bad_answers_and_ids_are_refused(engine):
@@ -236,7 +236,8 @@ def test_build_stimuli_from_real_models(tmp_path, tiny_train, user_models):
 
     from gradviz.images import from_png16
     from gradviz.modelstore import save_model
-    from gradviz.study.stimuli import StimulusConfig, build_stimuli, load_set, stimulus_zip, store_stimuli
+    from gradviz.study.stimuli import StimulusConfig, build_stimuli
+    from gradviz.study.stimulus_sets import load_set, stimulus_zip, store_stimuli
     from gradviz.training import TrainConfig, train_model
 
     names = []

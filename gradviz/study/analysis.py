@@ -16,6 +16,7 @@ from scipy.stats import spearmanr
 from sqlalchemy import Engine, select
 
 from gradviz.study.db import participants, responses, stimuli
+from gradviz.study.mixed_model import MixedResult, fit_mixed
 
 MAX_FAILED_CHECKS = 1  # exclusion rule: a participant failing two or more attention checks is excluded
 
@@ -115,6 +116,7 @@ def analyse(frame: pd.DataFrame, reference: str | None = None) -> dict:
     tests = [paired_permutation(ratings, reference, m) for m in models if m != reference]
     target_tests = [paired_permutation(ratings, reference, m, "target_answer") for m in models if m != reference]
     return {
+        "mixed": primary_analysis(ratings, reference),
         "attention": attention_summary(frame),
         "rating": cluster_bootstrap(ratings, "rating") if len(ratings) else pd.DataFrame(),
         "target_share": cluster_bootstrap(ratings, "target_answer") if len(ratings) else pd.DataFrame(),
@@ -123,6 +125,14 @@ def analyse(frame: pd.DataFrame, reference: str | None = None) -> dict:
         "alpha": agreement(ratings), "sizes": size_correlations(ratings), "reference": reference,
         "ratings": ratings, "pairs": pair_wins(frame),
     }
+
+
+def primary_analysis(ratings: pd.DataFrame, reference: str | None) -> MixedResult | str:
+    """The pre-registered mixed model, or why it cannot be fitted yet."""
+    try:
+        return fit_mixed(ratings, reference)
+    except (ValueError, np.linalg.LinAlgError) as error:
+        return str(error)
 
 
 def pair_wins(frame: pd.DataFrame) -> pd.DataFrame:

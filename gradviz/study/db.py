@@ -27,7 +27,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: withdrawals and preregistrations (new tables only: create_all migrates v1)
 metadata = MetaData()
 
 schema_version = Table("schema_version", metadata, Column("version", Integer, primary_key=True),
@@ -84,6 +84,20 @@ responses = Table(
     CheckConstraint("chosen_class IS NULL OR (chosen_class BETWEEN 0 AND 9)", name="class_range"),
 )
 
+withdrawals = Table(
+    "withdrawals", metadata,
+    Column("participant_id", String(64), primary_key=True),
+    Column("withdrawn_at", String(40), nullable=False),
+    Column("answers_deleted", Integer, nullable=False),
+)
+preregistrations = Table(
+    "preregistrations", metadata,
+    Column("record_sha256", String(64), primary_key=True),
+    Column("frozen_at", String(40), nullable=False),
+    Column("set_id", String(64), nullable=False),
+    Column("record", Text, nullable=False),  # canonical JSON; its sha256 is the key
+)
+
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -134,7 +148,7 @@ def create_schema(engine: Engine) -> None:
         found = conn.execute(select(schema_version.c.version)).scalars().all()
         if found and max(found) > SCHEMA_VERSION:
             raise RuntimeError(f"database schema v{max(found)} is newer than this gradviz (v{SCHEMA_VERSION})")
-        if not found:
+        if not found or max(found) < SCHEMA_VERSION:
             conn.execute(insert_ignore(schema_version, engine, ["version"]),
                          {"version": SCHEMA_VERSION, "applied_at": now()})
             conn.execute(insert_ignore(counters, engine, ["name"]), {"name": "slot", "value": 0})

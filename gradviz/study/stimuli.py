@@ -6,22 +6,18 @@ every condition, so the Latin-square lists can show each participant each item o
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from skimage.metrics import structural_similarity
-from sqlalchemy import Engine, select
 
 from gradviz.attacks import fgsm, iterative_tgsm, tgsm
 from gradviz.cards import list_models
 from gradviz.datasets import load_dataset
 from gradviz.images import to_png16
 from gradviz.modelstore import load_model
-from gradviz.study.db import insert_ignore, stimuli
 
 DEFAULT_DEFENSES = ("normal", "distilled", "advtrain", "gradreg")
 
@@ -130,32 +126,3 @@ def _attention_items(config, models, x, y, rng, exclude, set_id) -> list[dict]:
                      "attack": None, "eps": 0.0, "true_class": int(y[index]), "target_class": None, "l2": 0.0,
                      "ssim": 1.0, "png": to_png16(x[index]), "provenance": json.dumps(provenance)})
     return rows
-
-
-def store_stimuli(engine: Engine, rows: list[dict]) -> int:
-    """Insert a stimulus set (idempotent: rebuilding the same set stores nothing twice)."""
-    with engine.begin() as conn:
-        return sum(conn.execute(insert_ignore(stimuli, engine, ["stimulus_id"]), row).rowcount for row in rows)
-
-
-def load_set(engine: Engine, set_id: str) -> list[dict]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(stimuli).where(stimuli.c.set_id == set_id).order_by(stimuli.c.stimulus_id))
-        return [dict(r._mapping) for r in rows]
-
-
-def stimulus_sets(engine: Engine) -> list[str]:
-    with engine.connect() as conn:
-        return list(conn.execute(select(stimuli.c.set_id).distinct()).scalars())
-
-
-def stimulus_zip(engine: Engine, set_id: str) -> bytes:
-    """The whole set as a zip: one PNG per stimulus and a manifest with every provenance record."""
-    buffer = io.BytesIO()
-    rows = load_set(engine, set_id)
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-        for r in rows:
-            z.writestr(f"stimuli/{r['stimulus_id']}.png", r["png"])
-        manifest = [{k: v for k, v in r.items() if k != "png"} for r in rows]
-        z.writestr("manifest.json", json.dumps(manifest, indent=2))
-    return buffer.getvalue()
