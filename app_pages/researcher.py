@@ -11,7 +11,7 @@ from gradviz.datasets import DATASETS
 from gradviz.study import preregistration, sessions
 from gradviz.study.analysis import analyse, export_frame, responses_frame
 from gradviz.study.auth import Throttle, configured_password
-from gradviz.study.db import get_setting, set_setting
+from gradviz.study.db import NotReady, StudyLocked, get_setting, set_setting
 from gradviz.study.export import study_archive
 from gradviz.study.mixed_model import MixedResult
 from gradviz.study.power import run_power_analysis
@@ -197,6 +197,8 @@ with tab_design:
                                       progress=lambda m: job.report(0, 1, m))
 
         st.session_state["power_job"] = job_runner().submit("power analysis", power_work).id
+    elif run_power:
+        st.error("Build and activate a stimulus set first: the simulation uses its design.")
     power_job = job_runner().jobs.get(st.session_state.get("power_job", ""))
     if power_job is not None and power_job.state == "done":
         power = power_job.result
@@ -242,5 +244,5 @@ with tab_design:
                 preregistration.freeze(engine, int(planned), hypothesis,
                                        power=st.session_state.get("power_result"))
                 st.rerun()
-            except (PermissionError, LookupError, ValueError) as error:
+            except (StudyLocked, NotReady, ValueError) as error:
                 st.error(str(error))

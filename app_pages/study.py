@@ -9,6 +9,7 @@ import streamlit as st
 from app_pages.study_common import participant_id, setting, stimulus, study_engine
 from gradviz.classes import CLASS_NAMES
 from gradviz.study import sessions
+from gradviz.study.db import NotReady
 
 DEFAULT_CONSENT = (
     "You are invited to take part in a research study about how people perceive slightly altered images of "
@@ -52,7 +53,7 @@ def consent() -> None:
             sessions.register(engine, pid, st.query_params.get("STUDY_ID"), st.query_params.get("SESSION_ID"),
                               consent_version=setting("consent_version", "1"),
                               user_agent=st.context.headers.get("User-Agent"))
-        except LookupError:
+        except NotReady:
             st.error("The study is not open yet. Please come back later.")
             st.stop()
         st.rerun()
@@ -126,19 +127,26 @@ def pair_trial(participant: sessions.Participant, trial: dict, number: int, tota
                       kwargs={"pair_choice": choice})
 
 
-@st.dialog("Withdraw from the study?")
 def confirm_withdrawal() -> None:
+    """Shown in place of the trial: withdrawing deletes every answer, so it asks once more."""
+    st.title("Withdraw from the study?")
     st.write("All your answers will be deleted and you cannot take part again. This cannot be undone.")
-    if st.button("Yes, withdraw and delete my answers", type="primary", key="withdraw_confirm"):
+    c1, c2 = st.columns(2)
+    if c1.button("Yes, withdraw and delete my answers", type="primary", key="withdraw_confirm"):
         state.study_withdrawn_count = sessions.withdraw(engine, pid)
         state.pop("study_pid", None)
+        state.pop("study_confirm_withdraw", None)
+        st.rerun()
+    if c2.button("No, continue the study", key="withdraw_cancel"):
+        state.pop("study_confirm_withdraw", None)
         st.rerun()
 
 
 def withdraw_link() -> None:
     st.divider()
     if st.button("Withdraw from the study", type="tertiary", key="withdraw"):
-        confirm_withdrawal()
+        state.study_confirm_withdraw = True
+        st.rerun()
 
 
 def withdrawn() -> None:
@@ -167,6 +175,9 @@ if participant is None:
     st.stop()
 if participant.withdrawn_at is not None:
     withdrawn()
+    st.stop()
+if state.get("study_confirm_withdraw"):
+    confirm_withdrawal()
     st.stop()
 trial = next((t for t in participant.trials if t["trial_index"] not in state.study_done), None)
 if trial is None:

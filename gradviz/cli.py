@@ -147,19 +147,34 @@ def _reproduce(args) -> int:
 
 
 def _study(args) -> int:
-    from gradviz.study import sessions
     from gradviz.study.auth import hash_password
-    from gradviz.study.db import make_engine
+    from gradviz.study.db import NotReady, StudyLocked, make_engine
 
     if args.action == "hash-password":
         print(hash_password(args.password))
         return 0
     engine = make_engine(args.db_url)
     actions = {"build": _study_build, "export": _study_export, "power": _study_power,
-               "preregister": _study_preregister}
-    if args.action in actions:
+               "preregister": _study_preregister, "status": _study_status}
+    try:
         return actions[args.action](engine, args)
-    print(sessions.progress(engine))
+    except (NotReady, StudyLocked) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _study_status(engine, args) -> int:
+    from gradviz.study import preregistration, sessions
+
+    for key, value in sessions.progress(engine).items():
+        print(f"{key:>10}: {value}")
+    record = preregistration.current(engine)
+    if record is None:
+        print("not pre-registered: run `gradviz study preregister` before recruiting")
+    else:
+        print(f"pre-registered {record['frozen_at']}, record sha256 {record['record_sha256']}")
+        for problem in preregistration.verify(engine):
+            print(f"MISMATCH: {problem}")
     return 0
 
 
@@ -198,13 +213,25 @@ def _study_power(engine, args) -> int:
     from gradviz.study.power import run_power_analysis
 
     result = run_power_analysis(engine, effect=args.effect, sims=args.sims, target=args.target_power,
-                                alpha=args.alpha, max_n=args.max_n, progress=lambda m: print(m, file=sys.stderr))
+                                alpha=args.alpha, max_n=args.max_n, progress=_power_printer(args.sims))
     print(f"assumptions: {result.assumptions}")
     for row in result.curve:
         print(f"N = {row['n']:4d}: power {row['power']:.3f} (95% {row['ci_low']:.3f}–{row['ci_high']:.3f})")
     print(f"participants needed for {result.target:.0%} power at α = {result.alpha}: "
           f"{result.n_required if result.n_required else f'more than {args.max_n}'}")
     return 0
+
+
+def _power_printer(sims: int):
+    """Progress of the power search: one line rewritten in a terminal, one line per N tried in a log."""
+    live = sys.stderr.isatty()
+
+    def show(message: str) -> None:
+        if live:
+            print(f"\r{message}   ", end="", file=sys.stderr, flush=True)
+        elif message.endswith(f" {sims} of {sims}"):
+            print(message.replace(f"simulation {sims} of {sims}", f"{sims} simulations done"), file=sys.stderr)
+    return show
 
 
 def _study_preregister(engine, args) -> int:

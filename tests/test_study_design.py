@@ -129,3 +129,34 @@ def test_simultaneous_registrations_of_one_participant_take_one_slot(engine):
     for t in threads:
         t.join()
     assert sessions.register(engine, "next").list_index == 1  # slot 2: the lost races gave their claims back
+
+
+def test_the_study_cli_runs_power_preregisters_and_exports(engine, tmp_path, capsys):
+    from gradviz.cli import main
+
+    url = str(engine.url)
+    assert main(["study", "status", "--db-url", url]) == 0
+    assert "not pre-registered" in capsys.readouterr().out
+    assert main(["study", "power", "--db-url", url, "--effect", "3", "--sims", "20", "--max-n", "8"]) == 0
+    out, err = capsys.readouterr()
+    assert "participants needed for 80% power at α = 0.05: 4" in out and "20 simulations done" in err
+    assert main(["study", "preregister", "--db-url", url, "--planned-n", "4", "--hypothesis", "gradreg wins"]) == 0
+    assert "gradreg wins" in capsys.readouterr().out
+    assert main(["study", "preregister", "--db-url", url, "--planned-n", "4"]) == 2  # once only
+    assert "already pre-registered" in capsys.readouterr().err
+    answer_all(engine, "p1")
+    assert main(["study", "status", "--db-url", url]) == 0
+    out = capsys.readouterr().out
+    assert "pre-registered" in out and "MISMATCH" not in out
+    archive = tmp_path / "study.zip"
+    assert main(["study", "export", "--db-url", url, "--out", str(archive)]) == 0
+    names = zipfile.ZipFile(archive).namelist()
+    assert {"answers.csv", "preregistration.json", "preregistration.md"} <= set(names)
+
+
+def test_the_cli_says_what_is_missing_before_a_stimulus_set_exists(tmp_path, capsys):
+    from gradviz.cli import main
+
+    url = f"sqlite:///{tmp_path / 'empty.sqlite'}"
+    assert main(["study", "power", "--db-url", url]) == 2
+    assert "no stimulus set is active" in capsys.readouterr().err

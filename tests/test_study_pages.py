@@ -1,4 +1,5 @@
 """AppTest checks of the participant and researcher pages."""
+import re
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,109 @@ def test_researcher_login_throttle_and_dashboard(study_db, monkeypatch):
     locked.text_input(key="password").input("s3cret-pass")
     locked.button[0].click().run()
     assert any("Too many failed attempts" in e.value for e in locked.error)
+
+
+def start_trials(pid: str) -> AppTest:
+    at = participant(pid)
+    at.checkbox(key="agree").check().run()
+    at.button(key="start").click().run()
+    return at.button(key="begin").click().run()
+
+
+def answer_current(at: AppTest) -> AppTest:
+    pair_buttons = [b for b in at.button if b.key and b.key.startswith("pair_")]
+    if pair_buttons:
+        return pair_buttons[0].click().run()
+    at.segmented_control[0].set_value(3)
+    at.radio[0].set_value(5)
+    return at.button[0].click().run()
+
+
+def test_withdrawal_deletes_answers_and_is_final(study_db):
+    set_setting(study_db, "decline_code", "RETURN9")
+    at = start_trials("frank")
+    answer_current(answer_current(at))
+    assert sessions.answered(study_db, "frank") == {0, 1}
+    at.button(key="withdraw").click().run()
+    assert not at.exception, at.exception
+    at.button(key="withdraw_confirm").click().run()
+    assert at.title[0].value == "You have withdrawn"
+    assert any("your 2 answers were deleted" in i.value for i in at.info)
+    assert [b.proto.url for b in at.get("link_button")] == [
+        "https://app.prolific.com/submissions/complete?cc=RETURN9"]
+    assert sessions.answered(study_db, "frank") == set()
+    assert sessions.progress(study_db)["withdrawn"] == 1
+    again = participant("frank")  # coming back later does not reopen the study
+    assert again.title[0].value == "You have withdrawn" and not again.get("progress")
+
+
+def test_withdrawal_can_be_cancelled(study_db):
+    at = start_trials("gina")
+    at.button(key="withdraw").click().run()
+    assert at.title[0].value == "Withdraw from the study?"
+    at.button(key="withdraw_cancel").click().run()
+    assert sessions.find(study_db, "gina").withdrawn_at is None
+    answer_current(at)
+    assert sessions.answered(study_db, "gina") == {0}
+
+
+def test_declining_offers_the_prolific_return_link(study_db):
+    set_setting(study_db, "decline_code", "RETURN9")
+    at = participant("hank")
+    at.button(key="decline").click().run()
+    assert [b.proto.url for b in at.get("link_button")] == [
+        "https://app.prolific.com/submissions/complete?cc=RETURN9"]
+    assert sessions.find(study_db, "hank") is None
+
+
+def logged_in_researcher(monkeypatch) -> AppTest:
+    from streamlit import cache_resource
+
+    cache_resource.clear()
+    monkeypatch.setenv("GRADVIZ_RESEARCHER_PASSWORD", "s3cret-pass")
+    at = researcher(monkeypatch)
+    at.text_input(key="password").input("s3cret-pass")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_researcher_counts_withdrawals_and_refuses_a_late_preregistration(study_db, monkeypatch):
+    p = sessions.register(study_db, "ivy")
+    sessions.register(study_db, "jay")
+    sessions.record_answer(study_db, p, 0, chosen_class=2, rating=4)
+    sessions.withdraw(study_db, "ivy")
+    at = logged_in_researcher(monkeypatch)
+    metrics = {m.label: m.value for m in at.get("metric")}
+    assert metrics["Withdrawn"] == "1" and metrics["Answers stored"] == "0"
+    assert any("not pre-registered" in w.value for w in at.warning)
+    next(b for b in at.button if b.label == "Freeze the design").click().run()
+    assert any("consented already" in e.value for e in at.error)
+
+
+def test_researcher_power_analysis_then_freeze(study_db, monkeypatch):
+    import time
+
+    from gradviz.study import preregistration
+
+    at = logged_in_researcher(monkeypatch)
+    next(n for n in at.number_input if n.label.startswith("Simulated")).set_value(20)
+    next(n for n in at.number_input if n.label.startswith("Largest")).set_value(8)
+    next(n for n in at.number_input if n.label.startswith("Effect")).set_value(3.0)
+    next(b for b in at.button if b.label == "Run the power analysis").click().run()
+    deadline = time.monotonic() + 120
+    while not any("Participants needed" in s.value for s in at.success):
+        assert time.monotonic() < deadline and not at.exception, at.exception
+        time.sleep(0.5)
+        at.run()
+    needed = next(s.value for s in at.success if "Participants needed" in s.value)
+    assert "80% power at α = 0.05" in needed and "prior" in needed
+    planned = next(n for n in at.number_input if n.label == "Planned participants")
+    planned_n = int(planned.proto.default)  # the form proposes the N the power analysis found
+    assert planned_n == int(re.search(r"\*\*(\d+)\*\*", needed).group(1)) > 0
+    next(b for b in at.button if b.label == "Freeze the design").click().run()
+    assert not at.exception, at.exception
+    record = preregistration.current(study_db)
+    assert record is not None and record["planned_participants"] == planned_n
+    assert any("Frozen" in s.value for s in at.success)
+    assert not any("not pre-registered" in w.value for w in at.warning)

@@ -27,6 +27,15 @@ from sqlalchemy import (
     text,
 )
 
+
+class NotReady(LookupError):
+    """The study lacks something a step needs (an active stimulus set): the researcher must act first."""
+
+
+class StudyLocked(PermissionError):
+    """A change refused because data or a pre-registration already depend on the current design."""
+
+
 SCHEMA_VERSION = 2  # 2: withdrawals and preregistrations (new tables only: create_all migrates v1)
 metadata = MetaData()
 

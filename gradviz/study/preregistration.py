@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 
 from gradviz import __version__
 from gradviz.study.analysis import MAX_FAILED_CHECKS
-from gradviz.study.db import get_setting, insert_ignore, now, participants, preregistrations
+from gradviz.study.db import NotReady, StudyLocked, get_setting, insert_ignore, now, participants, preregistrations
 from gradviz.study.design import index_set
 from gradviz.study.mixed_model import ANALYSIS
 from gradviz.study.stimulus_sets import load_set, set_hash
@@ -34,7 +34,7 @@ def design_record(engine: Engine, planned_n: int, hypothesis: str, alpha: float 
     """What would be frozen now: everything needed to check later that the study ran as planned."""
     set_id = get_setting(engine, "active_set")
     if not set_id:
-        raise LookupError("no stimulus set is active: build and activate one before pre-registering")
+        raise NotReady("no stimulus set is active: build and activate one before pre-registering")
     rows = load_set(engine, set_id)
     items, conditions, _, attention = index_set(rows)
     models = sorted({c.split("|", 1)[0] for c in conditions})
@@ -59,11 +59,11 @@ def freeze(engine: Engine, planned_n: int, hypothesis: str, alpha: float = 0.05,
     if planned_n < 1:
         raise ValueError("the planned number of participants must be at least 1")
     if current(engine) is not None:
-        raise PermissionError("this study is already pre-registered; a new design is a new study (new database)")
+        raise StudyLocked("this study is already pre-registered; a new design is a new study (new database)")
     with engine.connect() as conn:
         started = conn.execute(select(func.count()).select_from(participants)).scalar_one()
     if started:
-        raise PermissionError(f"{started} participant(s) have consented already: a pre-registration must come "
+        raise StudyLocked(f"{started} participant(s) have consented already: a pre-registration must come "
                               "before the first participant")
     record = design_record(engine, planned_n, hypothesis, alpha, power)
     text = canonical(record)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, exists, func, literal, select
 
 from gradviz.study.db import (
+    NotReady,
     claim_slot,
     get_setting,
     insert_ignore,
@@ -44,7 +45,7 @@ class Participant:
 def active_set(engine: Engine) -> str:
     set_id = get_setting(engine, "active_set")
     if not set_id:
-        raise LookupError("no stimulus set is active yet: the researcher must build one first")
+        raise NotReady("no stimulus set is active yet: the researcher must build one first")
     return set_id
 
 

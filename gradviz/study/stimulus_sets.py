@@ -9,7 +9,16 @@ import zipfile
 
 from sqlalchemy import Engine, func, select
 
-from gradviz.study.db import get_setting, insert_ignore, preregistrations, responses, set_setting, stimuli
+from gradviz.study.db import (
+    NotReady,
+    StudyLocked,
+    get_setting,
+    insert_ignore,
+    preregistrations,
+    responses,
+    set_setting,
+    stimuli,
+)
 
 
 def store_stimuli(engine: Engine, rows: list[dict]) -> int:
@@ -49,15 +58,15 @@ def activate_set(engine: Engine, set_id: str, dataset: str) -> None:
     """Make a stored set the one new participants see. Refused once answers exist for another set: the
     answers and the pre-registration name one stimulus set; a new set is a new study (a new database)."""
     if not load_set(engine, set_id):
-        raise LookupError(f"no stimulus set {set_id!r} is stored")
+        raise NotReady(f"no stimulus set {set_id!r} is stored")
     with engine.connect() as conn:
         registered = conn.execute(select(preregistrations.c.set_id)).scalars().first()
     if registered and registered != set_id:
-        raise PermissionError(f"this study is pre-registered with stimulus set {registered}; another set is a new "
+        raise StudyLocked(f"this study is pre-registered with stimulus set {registered}; another set is a new "
                               "study. Start it with a new database (GRADVIZ_DB_URL).")
     current = get_setting(engine, "active_set")
     if current and current != set_id and answers_stored(engine):
-        raise PermissionError(f"answers already exist for stimulus set {current}; changing the stimuli now would "
+        raise StudyLocked(f"answers already exist for stimulus set {current}; changing the stimuli now would "
                               "mix two designs in one study. Start a new study with a new database "
                               "(GRADVIZ_DB_URL) instead.")
     set_setting(engine, "active_set", set_id)
