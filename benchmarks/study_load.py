@@ -3,15 +3,18 @@ concurrent headless-Chromium contexts, each from consent to the completion code.
 
 Used by tests/test_study_load.py (few participants, short think time) and, as a benchmark, from the command line:
 
-    python -m benchmarks.study_load --participants 30
+    python -m benchmarks.study_load --participants 30                    # real Chromium pages
+    python -m benchmarks.study_load --participants 30 --client protocol  # the server alone, no browsers
 
-which prints p50/p95 answer latency (click to the next image rendered) and the server's CPU time per answer,
+which prints p50/p95 answer latency (click to the next image rendered; with the protocol client, request to the
+new page and its images received), the server's share of it and CPU per answer (server and whole machine),
 beside the same numbers for a single participant measured in the same run (the baseline).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import random
 import shutil
@@ -83,10 +86,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine (every core, user + system), from /proc/stat: with the server's own
+    share subtracted, what the browsers cost."""
+    user, nice, system = (int(v) for v in Path("/proc/stat").read_text().split()[1:4])
+    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Participant:
     pid: str
     latencies: list[float] = field(default_factory=list)  # seconds from click to the next image rendered
+    frames: list[tuple[str, float]] = field(default_factory=list)  # ("rerun" | "finished", network timestamp)
+    trials_from: int = 0  # index into frames where the trials began
     acknowledged: int = 0  # answers whose next screen appeared
     completed: bool = False
 
@@ -98,7 +110,7 @@ async def wait_for_app(page) -> None:
 
 
 async def start(page, url: str, pid: str) -> None:
-    await page.goto(f"{url}/study?pid={pid}", wait_until="domcontentloaded")
+    await page.goto(f"{url}/study?pid={pid}", wait_until="domcontentloaded", timeout=90_000)
     await wait_for_app(page)
     await page.get_by_text("I have read the above").click()
     await page.get_by_role("button", name="Start").click()
@@ -117,7 +129,7 @@ async def answer_one(page, who: Participant) -> bool:
         button = page.get_by_role("button", name="This one (left)")
     else:
         await page.get_by_test_id("stButtonGroup").get_by_text("3", exact=True).click()
-        await page.get_by_test_id("stRadio").get_by_text("5", exact=True).click()
+        await page.get_by_test_id("stRadioGroup").get_by_text("5", exact=True).click()
         button = page.get_by_role("button", name="Next")
     clicked = time.perf_counter()
     await button.click()
@@ -131,12 +143,56 @@ async def answer_one(page, who: Participant) -> bool:
     return True
 
 
+def frame_kind(payload: str, opcode: int, sent: bool) -> str | None:
+    """'rerun' for a BackMsg that reruns the script, 'finished' for the ForwardMsg that ends a run."""
+    if opcode != 2:  # Streamlit's messages are binary protobuf frames
+        return None
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    raw = base64.b64decode(payload)
+    if sent:
+        return "rerun" if BackMsg.FromString(raw).WhichOneof("type") == "rerun_script" else None
+    return "finished" if ForwardMsg.FromString(raw).WhichOneof("type") == "script_finished" else None
+
+
+async def watch_websocket(context, page, who: Participant) -> None:
+    """Record the WebSocket frames' timestamps as Chromium's network stack saw them (DevTools protocol), so the
+    server's share of each answer can be told apart from the time the browser took to render."""
+    cdp = await context.new_cdp_session(page)
+
+    def record(event: dict, sent: bool) -> None:
+        kind = frame_kind(event["response"]["payloadData"], event["response"]["opcode"], sent)
+        if kind:
+            who.frames.append((kind, event["timestamp"]))
+
+    cdp.on("Network.webSocketFrameSent", lambda e: record(e, True))
+    cdp.on("Network.webSocketFrameReceived", lambda e: record(e, False))
+    await cdp.send("Network.enable")
+
+
+def server_latencies(who: Participant) -> list[float]:
+    """Per answer: from the rerun request leaving the browser to the run's last message arriving."""
+    out, pending = [], None
+    for kind, stamp in who.frames[who.trials_from:]:
+        if kind == "rerun":
+            pending = stamp
+        elif pending is not None:
+            out.append(stamp - pending)
+            pending = None
+    return out
+
+
 async def run_participant(browser, url: str, who: Participant, think: tuple[float, float], answers: int | None,
-                          rng: random.Random) -> tuple:
-    """One participant in their own browser context; stops after `answers` answers (None: to the end)."""
+                          rng: random.Random, arrival: float = 0.0) -> tuple:
+    """One participant in their own browser context, arriving within `arrival` seconds of the start; stops after
+    `answers` answers (None: to the end)."""
+    await asyncio.sleep(rng.uniform(0, arrival))
     context = await browser.new_context()
     page = await context.new_page()
+    await watch_websocket(context, page, who)
     await start(page, url, who.pid)
+    who.trials_from = len(who.frames)
     while answers is None or who.acknowledged < answers:
         await asyncio.sleep(rng.uniform(*think))
         if not await answer_one(page, who):
@@ -153,17 +209,18 @@ def chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
-async def run_study(url: str, pids: list[str], think: tuple[float, float] = (2.0, 4.0),
-                    seed: int = 0) -> list[Participant]:
-    """All participants at once, each from consent to the completion code."""
+async def run_study(url: str, pids: list[str], think: tuple[float, float] = (2.0, 4.0), seed: int = 0,
+                    arrival: float = 0.0) -> list[Participant]:
+    """All participants concurrently (arriving within `arrival` seconds), each from consent to the completion
+    code."""
     from playwright.async_api import async_playwright
 
     rng = random.Random(seed)
     people = [Participant(p) for p in pids]
     async with async_playwright() as p:
         browser = await chromium(p)
-        sessions = await asyncio.gather(*(run_participant(browser, url, w, think, None, random.Random(rng.random()))
-                                          for w in people))
+        sessions = await asyncio.gather(*(run_participant(browser, url, w, think, None, random.Random(rng.random()),
+                                                          arrival) for w in people))
         for context, _ in sessions:
             await context.close()
         await browser.close()
@@ -190,15 +247,33 @@ def study_database(folder: Path, n_items: int) -> str:
     return url
 
 
-def measure(url: str, server_pid: int, pids: list[str], think: tuple[float, float]) -> dict:
-    before = cpu_seconds(server_pid)
+async def run_protocol_study(url: str, pids: list[str], think: tuple[float, float], seed: int = 0,
+                             arrival: float = 0.0) -> list[Participant]:
+    """The same study with protocol-level participants (benchmarks.protocol_participant): no browsers."""
+    from benchmarks.protocol_participant import run_protocol_participant
+
+    rng = random.Random(seed)
+    people = [Participant(p) for p in pids]
+    await asyncio.gather(*(run_protocol_participant(url, w, think, random.Random(rng.random()), arrival,
+                                                    COMPLETION_CODE) for w in people))
+    return people
+
+
+def measure(url: str, server_pid: int, pids: list[str], think: tuple[float, float], arrival: float = 0.0,
+            client: str = "browser") -> dict:
+    before, machine_before = cpu_seconds(server_pid), machine_cpu_seconds()
     started = time.perf_counter()
-    people = asyncio.run(run_study(url, pids, think))
+    study = run_study if client == "browser" else run_protocol_study
+    people = asyncio.run(study(url, pids, think, arrival=arrival))
     latencies = [t for w in people for t in w.latencies]
+    server = [t for w in people for t in server_latencies(w)] or latencies
     answers = sum(w.acknowledged for w in people)
-    return {"participants": len(pids), "answers": answers, "completed": sum(w.completed for w in people),
+    server_cpu = cpu_seconds(server_pid) - before
+    return {"server_p50": percentile(server, 50), "server_p95": percentile(server, 95),
+            "participants": len(pids), "answers": answers, "completed": sum(w.completed for w in people),
             "p50": percentile(latencies, 50), "p95": percentile(latencies, 95), "max": max(latencies),
-            "cpu_per_answer": (cpu_seconds(server_pid) - before) / answers,
+            "cpu_per_answer": server_cpu / answers,
+            "machine_cpu_per_answer": (machine_cpu_seconds() - machine_before) / answers,
             "seconds": time.perf_counter() - started}
 
 
@@ -207,23 +282,38 @@ def main() -> None:
     parser.add_argument("--participants", type=int, default=30)
     parser.add_argument("--items", type=int, default=6, help="items per participant (plus 6 pairs, 2 checks)")
     parser.add_argument("--think", default="2,4", help="seconds a participant looks before answering (uniform)")
+    parser.add_argument("--client", choices=["browser", "protocol"], default="browser",
+                        help="browser: headless Chromium pages (the browsers' CPU counts); protocol: Streamlit's "
+                        "WebSocket protocol spoken directly (the server alone)")
+    parser.add_argument("--arrival", type=float, default=30.0,
+                        help="participants arrive uniformly within this many seconds (a Prolific batch: minutes)")
     args = parser.parse_args()
     think = tuple(float(v) for v in args.think.split(","))
     with tempfile.TemporaryDirectory() as folder:
         env = {**os.environ, "GRADVIZ_HOME": folder, "GRADVIZ_DB_URL": study_database(Path(folder), args.items)}
         proc, url = start_streamlit(env)
         try:
-            base = measure(url, proc.pid, ["baseline-0"], think)
-            load = measure(url, proc.pid, [f"load-{i}" for i in range(args.participants)], think)
+            base = measure(url, proc.pid, ["baseline-0"], think, client=args.client)
+            load = measure(url, proc.pid, [f"load-{i}" for i in range(args.participants)], think, args.arrival,
+                           args.client)
         finally:
             proc.terminate()
             proc.wait(timeout=20)
-    print(f"{'':24s}{'p50 (s)':>9s}{'p95 (s)':>9s}{'max (s)':>9s}{'CPU/answer (s)':>16s}{'answers':>9s}")
+    if args.client == "browser":
+        print("seconds; latency = click to the next image rendered; server = rerun request out to the run's last "
+              "message in, at the browser's network layer")
+    else:
+        print("seconds; latency (= server) = rerun request sent to the run's last message and the new images "
+              "received, protocol client")
+    print(f"{'':18s}{'p50':>7s}{'p95':>7s}{'max':>7s}{'server p50':>12s}{'server p95':>12s}"
+          f"{'server CPU/answer':>19s}{'machine CPU/answer':>20s}{'answers':>9s}")
     for name, r in (("1 participant", base), (f"{args.participants} participants", load)):
-        print(f"{name:24s}{r['p50']:9.3f}{r['p95']:9.3f}{r['max']:9.3f}{r['cpu_per_answer']:16.3f}{r['answers']:9d}")
+        print(f"{name:18s}{r['p50']:7.3f}{r['p95']:7.3f}{r['max']:7.3f}{r['server_p50']:12.3f}{r['server_p95']:12.3f}"
+              f"{r['cpu_per_answer']:19.3f}{r['machine_cpu_per_answer']:20.3f}{r['answers']:9d}")
     print(f"ratio {args.participants} : 1 — p50 {load['p50'] / base['p50']:.2f}×, p95 {load['p95'] / base['p95']:.2f}×, "
           f"CPU per answer {load['cpu_per_answer'] / base['cpu_per_answer']:.2f}×; "
-          f"{load['completed']}/{args.participants} completed; think time {think[0]:g}–{think[1]:g} s")
+          f"{load['completed']}/{args.participants} completed; think time {think[0]:g}–{think[1]:g} s, arrivals "
+          f"within {args.arrival:g} s; {load['seconds']:.0f} s in all")
 
 
 if __name__ == "__main__":

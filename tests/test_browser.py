@@ -112,7 +112,7 @@ def _answer_one(page) -> None:
         page.get_by_role("button", name="This one (left)").click()
     else:
         page.get_by_test_id("stButtonGroup").get_by_text("3", exact=True).click()
-        page.get_by_test_id("stRadio").get_by_text("5", exact=True).click()
+        page.get_by_test_id("stRadioGroup").get_by_text("5", exact=True).click()
         page.get_by_role("button", name="Next").click()
     following = f"Image {number + 1} of {total}" if number < total else "BROWSER42"
     page.get_by_text(following).first.wait_for(timeout=30_000)

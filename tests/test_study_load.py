@@ -25,6 +25,7 @@ from benchmarks.study_load import (
     Participant,
     chromium,
     finish,
+    run_protocol_study,
     run_study,
     start_caddy,
     start_streamlit,
@@ -99,6 +100,23 @@ def test_concurrent_participants_through_one_server(tmp_path):
     assert [r["slot"] for r in rows] == list(range(1, n + 1))
     counts = Counter(r["list_index"] for r in rows)
     assert max(counts.values()) - min(counts.get(k, 0) for k in range(4)) <= 1  # Latin square: lists balanced
+
+
+def test_protocol_participants_through_one_server(tmp_path):
+    """The benchmark's browserless participants (Streamlit's WebSocket protocol spoken directly): many at once,
+    every answer stored once, every code issued after the last answer."""
+    n = 12
+    db_url = study_database(tmp_path, n_items=4)
+    proc, url = start_streamlit(server_env(tmp_path, db_url))
+    try:
+        people = asyncio.run(run_protocol_study(url, [f"proto-{i}" for i in range(n)], think=(0.0, 0.1), arrival=1))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    rows = check_database(make_engine(db_url), people)
+    assert [r["slot"] for r in rows] == list(range(1, n + 1))
+    assert all(w.acknowledged == len(json.loads(r["trials"])) for w, r in zip(
+        sorted(people, key=lambda w: w.pid), sorted(rows, key=lambda r: r["participant_id"])))
 
 
 def caddy_cookie(upstream: str) -> str:
