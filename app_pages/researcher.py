@@ -107,6 +107,7 @@ with tab_settings:
             st.success(f"Saved (consent version {version}).")
 
 frame = responses_frame(engine)
+result = None if frame.empty else analyse(frame)  # one fit serves both tabs: bootstrap, permutations, mixed model
 with tab_progress:
     counts = sessions.progress(engine)
     c1, c2, c3, c4 = st.columns(4)
@@ -126,7 +127,6 @@ with tab_progress:
         st.info("No answers yet.")
     else:
         st.dataframe(frame.groupby("condition").size().rename("answers").reset_index(), hide_index=True)
-        result = analyse(frame)
         att = result["attention"]
         failed = att.failed.sum() / max(1, att.checks.sum())
         st.write(f"Attention-check failure rate: **{failed:.1%}**. Exclusion rule (fixed before data): a participant "
@@ -146,7 +146,6 @@ with tab_analysis:
     if frame.empty:
         st.info("No answers yet.")
     else:
-        result = analyse(frame)
         mixed = result["mixed"]
         st.subheader("Primary analysis (pre-registered): mixed model")
         if isinstance(mixed, MixedResult):

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from gradviz.stats import wilson_interval
 from gradviz.study.mixed_model import fit_mixed
 
 MIN_PILOT_PARTICIPANTS = 6
@@ -99,14 +100,6 @@ def rejection_rate(design: Design, n_participants: int, a: Assumptions, sims: in
     return hits / sims
 
 
-def _interval(p: float, sims: int) -> tuple[float, float]:
-    """Wilson 95% interval of a simulated rejection rate."""
-    z = 1.96
-    centre = (p + z * z / (2 * sims)) / (1 + z * z / sims)
-    half = z * np.sqrt(p * (1 - p) / sims + z * z / (4 * sims * sims)) / (1 + z * z / sims)
-    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
-
-
 def required_participants(design: Design, a: Assumptions, target: float = 0.8, alpha: float = 0.05,
                           sims: int = 200, max_n: int = 400, seed: int = 0,
                           progress: Callable[[str], None] | None = None) -> PowerResult:
@@ -120,7 +113,7 @@ def required_participants(design: Design, a: Assumptions, target: float = 0.8, a
         if n not in cache:
             report = (lambda s: progress(f"N = {n}: simulation {s} of {sims}")) if progress else None
             cache[n] = rejection_rate(design, n, a, sims, alpha, seed + n, report)
-            low, high = _interval(cache[n], sims)
+            low, high = wilson_interval(round(cache[n] * sims), sims)
             result.curve.append({"n": n, "power": cache[n], "ci_low": low, "ci_high": high})
         return cache[n]
 
