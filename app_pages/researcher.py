@@ -16,7 +16,13 @@ from gradviz.study.export import study_archive
 from gradviz.study.mixed_model import MixedResult
 from gradviz.study.power import run_power_analysis
 from gradviz.study.stimuli import StimulusConfig, build_stimuli
-from gradviz.study.stimulus_sets import activate_set, stimulus_sets, stimulus_zip, store_stimuli
+from gradviz.study.stimulus_sets import (
+    activate_set,
+    ensure_can_switch_to,
+    stimulus_sets,
+    stimulus_zip,
+    store_stimuli,
+)
 
 
 @st.cache_resource
@@ -79,7 +85,11 @@ with tab_stimuli:
             job.report(2, 2, "done")
             return config.set_id()
 
-        st.session_state["build_job"] = job_runner().submit("build stimuli", work).id
+        try:
+            ensure_can_switch_to(engine, config.set_id())  # refuse before minutes of attacks, not after
+            st.session_state["build_job"] = job_runner().submit("build stimuli", work).id
+        except StudyLocked as error:
+            st.error(str(error))
     job = job_runner().jobs.get(st.session_state.get("build_job", ""))
     if job is not None:
         if job.state == "done":

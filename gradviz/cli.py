@@ -180,12 +180,13 @@ def _study_status(engine, args) -> int:
 
 def _study_build(engine, args) -> int:
     from gradviz.study.stimuli import StimulusConfig, build_stimuli
-    from gradviz.study.stimulus_sets import activate_set, store_stimuli
+    from gradviz.study.stimulus_sets import activate_set, ensure_can_switch_to, store_stimuli
 
     config = StimulusConfig(dataset=args.dataset, models=[m for m in args.models.split(",") if m],
                             attacks=args.attacks.split(","), eps=[float(e) for e in args.eps.split(",")],
                             items_per_class=args.items_per_class, attention_checks=args.attention_checks,
                             seed=args.seed)
+    ensure_can_switch_to(engine, config.set_id())
     stored = store_stimuli(engine, build_stimuli(config))
     activate_set(engine, config.set_id(), config.dataset)
     print(f"stimulus set {config.set_id()}: {stored} new stimuli stored and activated")

@@ -54,21 +54,27 @@ def answers_stored(engine: Engine) -> int:
         return conn.execute(select(func.count()).select_from(responses)).scalar_one()
 
 
+def ensure_can_switch_to(engine: Engine, set_id: str) -> None:
+    """Refuse a set other than the one answers or the pre-registration already name; called before building a
+    set (minutes of attacks) as well as when activating it."""
+    with engine.connect() as conn:
+        registered = conn.execute(select(preregistrations.c.set_id)).scalars().first()
+    if registered and registered != set_id:
+        raise StudyLocked(f"this study is pre-registered with stimulus set {registered}; another set is a new "
+                          "study. Start it with a new database (GRADVIZ_DB_URL).")
+    current = get_setting(engine, "active_set")
+    if current and current != set_id and answers_stored(engine):
+        raise StudyLocked(f"answers already exist for stimulus set {current}; changing the stimuli now would "
+                          "mix two designs in one study. Start a new study with a new database "
+                          "(GRADVIZ_DB_URL) instead.")
+
+
 def activate_set(engine: Engine, set_id: str, dataset: str) -> None:
     """Make a stored set the one new participants see. Refused once answers exist for another set: the
     answers and the pre-registration name one stimulus set; a new set is a new study (a new database)."""
     if not load_set(engine, set_id):
         raise NotReady(f"no stimulus set {set_id!r} is stored")
-    with engine.connect() as conn:
-        registered = conn.execute(select(preregistrations.c.set_id)).scalars().first()
-    if registered and registered != set_id:
-        raise StudyLocked(f"this study is pre-registered with stimulus set {registered}; another set is a new "
-                              "study. Start it with a new database (GRADVIZ_DB_URL).")
-    current = get_setting(engine, "active_set")
-    if current and current != set_id and answers_stored(engine):
-        raise StudyLocked(f"answers already exist for stimulus set {current}; changing the stimuli now would "
-                              "mix two designs in one study. Start a new study with a new database "
-                              "(GRADVIZ_DB_URL) instead.")
+    ensure_can_switch_to(engine, set_id)
     set_setting(engine, "active_set", set_id)
     set_setting(engine, "active_dataset", dataset)
 
