@@ -6,7 +6,7 @@
 #   DATASETS="mnist fashion-mnist"  which datasets (default both)
 #   ONLY="mnist-normal mnist-gradreg"  build just these models (two shells with disjoint ONLY lists share 2 cores well)
 #   LAM_Y=… LAM_K=…  use these λ instead of running the sweep (docs/RECIPE.md says how the committed ones were chosen;
-#                    the committed MNIST zoo: LAM_Y=10 LAM_K=1); LAM_YA=…  λ of the MNIST both-defenses model (3)
+#                    the committed MNIST zoo: LAM_Y=10 LAM_K=1); LAM_YA=…  λ of a both-defenses model made from advtrain (3)
 # CPU cost on our 2-core machine: see docs/RECIPE.md.
 set -euo pipefail
 OUT=${1:-models}
@@ -24,7 +24,8 @@ declare -A EPOCHS=([mnist]=8 [fashion-mnist]=4)
 # The source of every transfer attack, the MNIST normal model, follows the paper's own recipe instead (no shifts,
 # batch 256, constant Adam 2e-4, 70 epochs ≈ 16,400 steps): how strongly its FGSM examples transfer depends on how
 # it was trained, and the paper's numbers are against a model trained this way (docs/RECIPE.md measures both).
-declare -A NORMAL_RECIPE=([mnist]="--epochs 70 --batch-size 256 --lr 2e-4 --lr-schedule constant" [fashion-mnist]="")
+declare -A PAPER_NORMAL=([mnist]="--seed 0 --epochs 70 --batch-size 256 --lr 2e-4 --lr-schedule constant")
+declare -A BOTH_FROM=([mnist]=advtrain [fashion-mnist]=gradreg)  # the finished model the both-defenses model continues
 declare -A UNIFORM_EPOCHS=([mnist]=16 [fashion-mnist]=4)  # Grad Reg (1/K) gains robustness from the longer run
 declare -A ADV_EPS=([mnist]=0.3 [fashion-mnist]=0.1)
 declare -A SWEEP_LAMS_Y=([mnist]=3,10,30,100 [fashion-mnist]=0.01,0.03,0.1,0.3)
@@ -38,40 +39,34 @@ chosen() {  # chosen λ of a defense from a sweep folder (gradviz.sweep.choose a
 
 for ds in ${DATASETS:-mnist fashion-mnist}; do
   common=(--dataset "$ds" --augment --seed 0 --lr-schedule cosine --epochs "${EPOCHS[$ds]}")
-  base=("${common[@]}")
-  train() {  # train NAME DEFENSE [flags…]: one zoo model, skipped when finished, resumed when interrupted
-    local name=$1 defense=$2; shift 2
+  run() {  # run FLAGS NAME DEFENSE [flags…]: one zoo model from the flag array named FLAGS, skipped when finished,
+           # resumed when interrupted
+    local -n start=$1; local name=$2 defense=$3; shift 3
     if [ -f "$OUT/$name.json" ] || ! want "$name"; then return 0; fi
-    $PY -m gradviz train "${base[@]}" --defense "$defense" --name "$name" --out "$OUT" \
+    $PY -m gradviz train "${start[@]}" --defense "$defense" --name "$name" --out "$OUT" \
       --resume --checkpoint-dir "$RUNS/checkpoints" "$@"
   }
+  train() { run common "$@"; }
   sweep() {  # sweep DEFENSE LAMS: full-length candidates on 55,000 digits, scored on 5,000 held-out ones
     local defense=$1 lams=$2 folder="$RUNS/sweep-$ds-$1"
     $PY -m gradviz sweep "${common[@]}" --defenses "$defense" --lams "$lams" --lam-warmup 0.2 \
       --sweep-out "$folder" >&2
     chosen "$folder" "$defense"
   }
-  if [ -n "${NORMAL_RECIPE[$ds]}" ]; then
-    base=(--dataset "$ds" --seed 0)
-    # shellcheck disable=SC2086  # the recipe is a list of flags
-    train "$ds-normal" normal ${NORMAL_RECIPE[$ds]}
-    base=("${common[@]}")
-  else
-    train "$ds-normal" normal
-  fi
+  normal=("${common[@]}")
+  [ -z "${PAPER_NORMAL[$ds]:-}" ] || read -ra normal <<< "--dataset $ds ${PAPER_NORMAL[$ds]}"
+  run normal "$ds-normal" normal
   train "$ds-advtrain" advtrain --eps "${ADV_EPS[$ds]}"
   train "$ds-distilled" distilled
-  if want "$ds-gradreg" || want "$ds-gradreg-advtrain"; then
+  from=${BOTH_FROM[$ds]}
+  if want "$ds-gradreg" || { want "$ds-gradreg-advtrain" && [ "$from" = gradreg ]; }; then
     lam_y=${LAM_Y:-$(sweep gradreg "${SWEEP_LAMS_Y[$ds]}")}
     train "$ds-gradreg" gradreg --lam "$lam_y" --lam-warmup 0.2
-    if [ "$ds" = mnist ]; then  # from the advtrain model at a smaller λ: from gradreg at λ = 10 it lost 1.3 points
-      train "$ds-gradreg-advtrain" gradreg+advtrain --lam "${LAM_YA:-3}" --eps "${ADV_EPS[$ds]}" --epochs 4 \
-        --init-from "$OUT/$ds-advtrain.json"
-    else
-      train "$ds-gradreg-advtrain" gradreg+advtrain --lam "$lam_y" --eps "${ADV_EPS[$ds]}" --epochs 4 \
-        --init-from "$OUT/$ds-gradreg.json"
-    fi
   fi
+  # From the advtrain model a smaller λ (LAM_YA): from gradreg at λ = 10 the MNIST model lost 1.3 points.
+  if [ "$from" = gradreg ]; then lam_both=${lam_y:-}; else lam_both=${LAM_YA:-3}; fi
+  train "$ds-gradreg-advtrain" gradreg+advtrain --lam "$lam_both" --eps "${ADV_EPS[$ds]}" --epochs 4 \
+    --init-from "$OUT/$ds-$from.json"
   if want "$ds-gradreg-uniform"; then
     lam_k=${LAM_K:-$(sweep gradreg-uniform "${SWEEP_LAMS_K[$ds]}")}
     train "$ds-gradreg-uniform" gradreg-uniform --lam "$lam_k" --lam-warmup 0.2 --epochs "${UNIFORM_EPOCHS[$ds]}"
