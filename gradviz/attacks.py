@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from captum.robust import PGD
 from torch import nn
 
+from gradviz.datasets import DATA_RANGE
 from gradviz.jsma import jsma
 
-DATA_RANGE = (0.0, 1.0)
 ATTACKS = ("fgsm", "tgsm", "itgsm", "pgd")  # the ε-sweep attacks of evaluate
 LIVE_ATTACKS = (*ATTACKS, "jsma")  # one image at a time (Attack lab)
 TARGET_MODES = ("next", "least-likely", "random")

@@ -22,6 +22,7 @@ import torch
 from gradviz.classes import CLASS_NAMES, DATASETS  # noqa: F401  (re-exported: the library's public names)
 from gradviz.idx import read_bytes, read_images_labels
 
+DATA_RANGE = (0.0, 1.0)  # pixel values after to_tensors; attacks clamp their images to it
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),

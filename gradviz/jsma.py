@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-DATA_RANGE = (0.0, 1.0)
+from gradviz.datasets import DATA_RANGE
+
 PAIR_CHUNK = 32  # examples scored at once: the pair table is chunk × pixels² floats (32 × 784² ≈ 79 MB)
 
 
