@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from gradviz import __version__
 from gradviz.architecture import channels_last
@@ -27,6 +26,7 @@ from gradviz.datasets import dataset_source, load_dataset
 from gradviz.jsma import jsma
 from gradviz.masking import masking_verdict, vanishing_gradient_share
 from gradviz.modelstore import load_model
+from gradviz.progress import progress_bar
 from gradviz.stats import wilson_interval
 
 INFERENCE_CHUNK = 256  # on CPU, smaller forward batches stay in cache: 2.66 s → 2.36 s per 10,000 images
@@ -181,7 +181,7 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
     cache = Path(cache_dir) if cache_dir else None
     blocks = [(s, a) for s in names for a in config.attacks]
     rows, reused, clean = [], 0, None
-    bar = tqdm(total=len(blocks), desc="evaluate", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(len(blocks), 0, "evaluate", progress, unit="block")
     for done, (source, attack) in enumerate(blocks, 1):
         bar.set_postfix_str(f"{source} {attack}")
         key = _block_key(config, cards[source], list(cards.values()), attack)

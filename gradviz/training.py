@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -15,7 +14,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from gradviz import __version__
 from gradviz.architecture import ZOO_WIDTH, PaperCNN, channels_last, describe
@@ -25,6 +23,7 @@ from gradviz.datasets import dataset_hashes, dataset_source, load_dataset
 from gradviz.defenses import ADVERSARIAL, DEFENSES, REGULARIZED, LossSettings, batch_loss
 from gradviz.modelstore import load_model, save_model
 from gradviz.penalties import NORMALISATION, to_reference_lambda
+from gradviz.progress import progress_bar
 
 StepCallback = Callable[[int, int, dict], None]
 LR_SCHEDULES = ("constant", "cosine")
@@ -144,39 +143,6 @@ def penalty_weight(config: TrainConfig, step: int, steps: int) -> float:
     """λ at 1-based `step`: rises linearly from 0 over the first `lam_warmup` of the run, then stays."""
     ramp = config.lam_warmup * steps
     return config.lam if ramp <= 0 else config.lam * min(1.0, step / ramp)
-
-
-class _LogLines:
-    """tqdm's interface for logs: a plain line every `interval` seconds instead of a redrawn bar."""
-
-    def __init__(self, total: int, initial: int, desc: str, interval: float = 30.0):
-        self.total, self.n, self.desc, self.interval = total, initial, desc, interval
-        self.started = self.last = time.monotonic()
-        self.start_n, self.postfix = initial, {}
-
-    def set_postfix(self, values: dict, refresh: bool = False) -> None:
-        self.postfix = values
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        now = time.monotonic()
-        if now - self.last >= self.interval or self.n == self.total:
-            self.last = now
-            rate = (self.n - self.start_n) / max(now - self.started, 1e-9)
-            left = (self.total - self.n) / rate if rate > 0 else float("nan")
-            stats = " ".join(f"{k}={v}" for k, v in self.postfix.items())
-            print(f"{self.desc}: step {self.n}/{self.total} ({self.n / self.total:.0%}), {rate:.2f} steps/s, "
-                  f"~{left / 60:.0f} min left  {stats}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        pass
-
-
-def progress_bar(total: int, initial: int, desc: str, enabled: bool):
-    """A tqdm bar on a terminal; occasional plain lines when stderr is a log file, CI or a background job."""
-    if enabled and not sys.stderr.isatty():
-        return _LogLines(total, initial, desc)
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True)
 
 
 @dataclass

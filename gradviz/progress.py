@@ -1,0 +1,47 @@
+"""Progress of long work: a tqdm bar on a terminal, plain lines in a log.
+
+A redrawn bar written to a log file (CI, `nohup`, a background zoo build) becomes one enormous line of
+carriage returns; a line every half minute reads well there and still says how long is left.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from tqdm.auto import tqdm
+
+
+class LogLines:
+    """tqdm's interface for logs: a plain line every `interval` seconds (and at the end) instead of a bar."""
+
+    def __init__(self, total: int, initial: int, desc: str, unit: str = "step", interval: float = 30.0):
+        self.total, self.n, self.desc, self.unit, self.interval = total, initial, desc, unit, interval
+        self.started = self.last = time.monotonic()
+        self.start_n, self.postfix = initial, ""
+
+    def set_postfix(self, values: dict, refresh: bool = False) -> None:
+        self.postfix = " ".join(f"{k}={v}" for k, v in values.items())
+
+    def set_postfix_str(self, text: str, refresh: bool = False) -> None:
+        self.postfix = text
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= self.interval or self.n == self.total:
+            self.last = now
+            rate = (self.n - self.start_n) / max(now - self.started, 1e-9)
+            left = (self.total - self.n) / rate if rate > 0 else float("nan")
+            print(f"{self.desc}: {self.unit} {self.n}/{self.total} ({self.n / self.total:.0%}), "
+                  f"{rate:.2f} {self.unit}s/s, ~{left / 60:.0f} min left  {self.postfix}", file=sys.stderr,
+                  flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, initial: int, desc: str, enabled: bool, unit: str = "step"):
+    """A tqdm bar on a terminal; occasional plain lines when stderr is a log file, CI or a background job."""
+    if enabled and not sys.stderr.isatty():
+        return LogLines(total, initial, desc, unit)
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True)
