@@ -6,8 +6,8 @@
 #   DATASETS="mnist fashion-mnist"  which datasets (default both)
 #   ONLY="mnist-normal mnist-gradreg"  build just these models (two shells with disjoint ONLY lists share 2 cores well)
 #   LAM_Y=… LAM_K=…  use these λ instead of running the sweep, for every dataset built (the committed MNIST zoo:
-#                    DATASETS=mnist LAM_Y=10 LAM_K=1; the sweep's rule picks LAM_Y=3, docs/RECIPE.md says why the zoo
-#                    keeps 10); LAM_YA=…  λ of a both-defenses model made from advtrain (3)
+#                    DATASETS=mnist LAM_Y=10 LAM_K=1; the sweeps pick LAM_Y=3 LAM_K=0.3, docs/RECIPE.md says why the zoo
+#                    keeps 10 and 1); LAM_YA=…  λ of a both-defenses model made from advtrain (3)
 # CPU cost on our 2-core machine: see docs/RECIPE.md.
 set -euo pipefail
 OUT=${1:-models}
