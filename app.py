@@ -26,6 +26,7 @@ else:
             st.Page("app_pages/grids.py", title="Target grids", icon=":material/grid_view:", url_path="grids"),
             st.Page("app_pages/robustness.py", title="Robustness", icon=":material/shield:"),
             st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+            st.Page("app_pages/experiments.py", title="Experiments", icon=":material/lab_panel:"),
         ],
         "Human study": [study, st.Page("app_pages/researcher.py", title="Researcher", icon=":material/lock:")],
     }).run()

@@ -1,8 +1,13 @@
 """The paper's CNN: conv5×5×32 → pool → conv5×5×64 → pool → FC → dropout → FC10, batch norm on all but the last.
 
-Max-pooling comes before batch norm and ReLU. ReLU commutes with max-pooling exactly; only where the batch
-statistics are taken changes. It makes every step cheaper and double backpropagation 1.6× cheaper on CPU,
-because batch norm's second derivative then runs on a quarter of the activations.
+Two layer styles share that shape:
+- "zoo" (the committed zoo): biased conv/FC, max-pool *before* batch norm (with γ, ε 1e-5) and ReLU, PyTorch's
+  default init. ReLU commutes with max-pooling exactly; only where the batch statistics are taken changes. It
+  makes every step cheaper and double backpropagation 1.6× cheaper on CPU, because batch norm's second
+  derivative then runs on a quarter of the activations.
+- "reference" (the authors' TF-slim code, shared/PAPER.md): conv/FC without bias → batch norm with a learned
+  shift β but no scale γ, ε 1e-3 → ReLU → max-pool; Xavier-uniform weights. Without γ the network cannot
+  shrink a layer's output to shrink its input gradient, which is what the paper's large λ pushes against.
 """
 from __future__ import annotations
 
@@ -11,6 +16,51 @@ from torch import nn
 
 PAPER_WIDTH = 1024  # the paper's FC width: about 3.3 M parameters
 ZOO_WIDTH = 128  # narrower default so the committed zoo stays small
+LAYER_STYLES = ("zoo", "reference")
+REFERENCE_BN_EPS = 1e-3  # TF-slim's batch_norm default
+
+
+class ShiftOnlyBatchNorm(nn.BatchNorm1d):
+    """Batch norm with a learned shift β and no scale γ (TF-slim `scale=False`); 2-D or 4-D inputs."""
+
+    def __init__(self, num_features: int, eps: float = REFERENCE_BN_EPS):
+        super().__init__(num_features, eps=eps, affine=False)
+        self.bias = nn.Parameter(torch.zeros(num_features))
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() not in (2, 4):
+            raise ValueError(f"expected 2-D or 4-D input, got {input.dim()}-D")
+
+
+def _zoo_layers(width: int, num_classes: int, dropout: float) -> tuple[nn.Sequential, nn.Sequential]:
+    features = nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2), nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 64, 5, padding=2), nn.MaxPool2d(2), nn.BatchNorm2d(64), nn.ReLU(),
+    )
+    classifier = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(7 * 7 * 64, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(width, num_classes),
+    )
+    return features, classifier
+
+
+def _reference_layers(width: int, num_classes: int, dropout: float) -> tuple[nn.Sequential, nn.Sequential]:
+    features = nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2, bias=False), ShiftOnlyBatchNorm(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2, bias=False), ShiftOnlyBatchNorm(64), nn.ReLU(), nn.MaxPool2d(2),
+    )
+    classifier = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(7 * 7 * 64, width, bias=False), ShiftOnlyBatchNorm(width), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(width, num_classes),
+    )
+    for layer in [*features, *classifier]:
+        if isinstance(layer, nn.Conv2d | nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return features, classifier
 
 
 class PaperCNN(nn.Module):
@@ -20,29 +70,26 @@ class PaperCNN(nn.Module):
     `forward` always returns temperature-1 logits, which is how the paper evaluates.
     """
 
-    def __init__(self, width: int = ZOO_WIDTH, num_classes: int = 10, dropout: float = 0.5):
+    def __init__(self, width: int = ZOO_WIDTH, num_classes: int = 10, dropout: float = 0.5, layers: str = "zoo"):
         super().__init__()
+        if layers not in LAYER_STYLES:
+            raise ValueError(f"unknown layer style {layers!r}; use {' or '.join(LAYER_STYLES)}")
         self.width = width
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 5, padding=2), nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.Conv2d(32, 64, 5, padding=2), nn.MaxPool2d(2), nn.BatchNorm2d(64), nn.ReLU(),
-        )
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(7 * 7 * 64, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(width, num_classes),
-        )
+        self.layers = layers
+        build = _reference_layers if layers == "reference" else _zoo_layers
+        self.features, self.classifier = build(width, num_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
 
 def build_model(architecture: dict) -> PaperCNN:
-    """Instantiate the network a model card describes."""
+    """Instantiate the network a model card describes (cards from before layer styles are "zoo")."""
     name = architecture.get("name", "PaperCNN")
     if name != "PaperCNN":
         raise ValueError(f"unknown architecture {name!r}")
-    return PaperCNN(width=int(architecture["width"]), num_classes=int(architecture.get("num_classes", 10)))
+    return PaperCNN(width=int(architecture["width"]), num_classes=int(architecture.get("num_classes", 10)),
+                    layers=architecture.get("layers", "zoo"))
 
 
 def describe(model: PaperCNN) -> dict:
@@ -50,6 +97,7 @@ def describe(model: PaperCNN) -> dict:
     return {
         "name": "PaperCNN",
         "width": model.width,
+        "layers": model.layers,
         "num_classes": model.classifier[-1].out_features,
         "parameters": sum(p.numel() for p in model.parameters()),
     }

@@ -1,4 +1,5 @@
-"""gradviz on the command line: train, sweep λ, evaluate, target grids, the reproduction report, the study."""
+"""gradviz on the command line: train, the zoo and its sweeps from a recipe, evaluate, target grids, the reproduction
+report, the study."""
 from __future__ import annotations
 
 import argparse
@@ -6,10 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from gradviz.architecture import ZOO_WIDTH
+from gradviz.architecture import LAYER_STYLES, ZOO_WIDTH
 from gradviz.cards import ModelFileError, list_models, require_dataset
 from gradviz.datasets import DATASETS, DatasetNotFound, download_mnist, load_arrays
 from gradviz.defenses import DEFENSES
+from gradviz.zoo_cli import add_zoo_parser, run_zoo
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -44,10 +46,16 @@ def _add_train(sub, command: str = "train", help_text: str = "train one model of
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--width", type=int, default=ZOO_WIDTH, help="FC width (the paper's is 1024)")
+    p.add_argument("--layers", choices=LAYER_STYLES, default="zoo",
+                   help="zoo: the committed zoo's layers; reference: the authors' code exactly (no bias before "
+                        "batch norm, no γ, ε 1e-3, Xavier init)")
     p.add_argument("--augment", action="store_true", help="random ±2 pixel shifts")
     p.add_argument("--name", default=None, help="model name (default: dataset-defense[-lamX])")
     p.add_argument("--out", default=None, help="output folder (default: the user model folder)")
     p.add_argument("--data-dir", default=None, help="folder with the dataset's IDX files")
+    p.add_argument("--train-subset", type=int, default=None, help="train on only the first N training digits")
+    p.add_argument("--holdout", type=int, default=0,
+                   help="hold out N training digits (seeded, the same for every --seed), as a sweep does")
     return p
 
 
@@ -72,9 +80,9 @@ def _config(args, defense: str | None = None):
     return TrainConfig(dataset=args.dataset, defense=defense or args.defense, lam=lam, eps=args.eps,
                        temperature=args.temperature, penalty=args.penalty, epochs=args.epochs,
                        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                       device=device, width=args.width, augment=args.augment, name=args.name,
+                       device=device, width=args.width, layers=args.layers, augment=args.augment, name=args.name,
                        data_dir=args.data_dir, lr_schedule=args.lr_schedule, lam_warmup=args.lam_warmup,
-                       init_from=args.init_from)
+                       init_from=args.init_from, train_subset=args.train_subset, holdout=args.holdout)
 
 
 def _train(args) -> int:
@@ -91,25 +99,6 @@ def _train(args) -> int:
                                 resume=args.resume)
     print(f"saved {path}  clean test accuracy {card['clean_test_accuracy']:.4f} "
           f"({card['n_test']} images, {card['train_seconds']:.0f} s on {card['device']})")
-    return 0
-
-
-def _sweep(args) -> int:
-    from gradviz.sweep import choose, finished_rows, lambda_sweep, save_sweep, to_markdown
-
-    config = _config(args, defense="normal")
-    defenses = args.defenses.split(",")
-    out = args.sweep_out
-    done = finished_rows(out, config) if out else []
-    if done:
-        print(f"{len(done)} finished rows found in {out}; training only the rest", file=sys.stderr)
-    rows = lambda_sweep(config, defenses, [float(v) for v in args.lams.split(",")], val_size=args.val_size,
-                        warm_start=args.warm_start, done=done,
-                        on_row=(lambda rows: save_sweep(rows, out, config)) if out else None)
-    print(to_markdown(rows))
-    print("chosen:", {d: choose(rows, d)["lam"] for d in defenses})
-    if out:
-        print(f"written to {save_sweep(rows, out, config)}")
     return 0
 
 
@@ -301,13 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gradviz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_checkpointing(_add_train(sub))
-    s = _add_train(sub, "sweep", "choose λ on a validation split by transferred-FGSM accuracy")
-    s.add_argument("--defenses", default="gradreg,gradreg-uniform")
-    s.add_argument("--lams", default="3,10,30,100", help="comma-separated λ values (gradviz units)")
-    s.add_argument("--val-size", type=int, default=5000)
-    s.add_argument("--warm-start", action="store_true",
-                   help="start every candidate from the sweep's own normal model (trained without the validation digits)")
-    s.add_argument("--sweep-out", default=None, help="folder for sweep.json and sweep.md")
+    add_zoo_parser(sub)
     e = sub.add_parser("evaluate", help="source×target robustness matrix, CSV + JSON + HTML report",
                        formatter_class=_Help)
     e.add_argument("--dataset", choices=DATASETS, default="mnist")
@@ -381,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": _train, "sweep": _sweep, "evaluate": _evaluate, "reproduce": _reproduce, "study": _study,
+COMMANDS = {"train": _train, "zoo": run_zoo, "evaluate": _evaluate, "reproduce": _reproduce, "study": _study,
             "grid": _grid, "models": _models, "data": _data}
 
 

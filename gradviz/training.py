@@ -16,16 +16,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradviz import __version__
-from gradviz.architecture import ZOO_WIDTH, PaperCNN, channels_last, describe
+from gradviz.architecture import LAYER_STYLES, ZOO_WIDTH, PaperCNN, channels_last, describe
 from gradviz.cards import user_model_dir
 from gradviz.checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from gradviz.datasets import dataset_hashes, dataset_source, load_dataset
+from gradviz.datasets import dataset_hashes, dataset_source, load_dataset, validation_split
 from gradviz.defenses import ADVERSARIAL, DEFENSES, REGULARIZED, LossSettings, batch_loss
 from gradviz.modelstore import load_model, save_model
 from gradviz.penalties import NORMALISATION, to_reference_lambda
 from gradviz.progress import progress_bar
 
 StepCallback = Callable[[int, int, dict], None]
+CheckpointCallback = Callable[[int, int, nn.Module, Path], None]  # (step, steps, model, checkpoint file)
+HOLDOUT_SEED = 0  # one validation split for every seed of a sweep, so candidates are scored on the same digits
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -50,12 +52,15 @@ class TrainConfig:
     seed: int = 0
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
     width: int = ZOO_WIDTH
+    layers: str = "zoo"
     augment: bool = False
     name: str | None = None
     data_dir: str | None = None
     lr_schedule: str = "constant"
     lam_warmup: float = 0.0
     init_from: str | None = None
+    train_subset: int | None = None
+    holdout: int = 0
 
     def validate(self) -> None:
         if self.defense not in DEFENSES:
@@ -68,6 +73,12 @@ class TrainConfig:
             raise ValueError("train for at least one step (--epochs > 0 or --steps ≥ 1)")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown learning-rate schedule {self.lr_schedule!r}; use {' or '.join(LR_SCHEDULES)}")
+        if (self.train_subset is not None and self.train_subset < 1) or self.holdout < 0:
+            raise ValueError("--train-subset must be ≥ 1 and --holdout ≥ 0")
+        if self.train_subset is not None and self.holdout >= self.train_subset:
+            raise ValueError(f"--holdout {self.holdout} leaves nothing of --train-subset {self.train_subset} to train on")
+        if self.layers not in LAYER_STYLES:
+            raise ValueError(f"unknown layer style {self.layers!r}; use {' or '.join(LAYER_STYLES)}")
         if not 0.0 <= self.lam_warmup <= 1.0:
             raise ValueError("--lam-warmup is a fraction of the run, between 0 and 1")
 
@@ -109,6 +120,19 @@ def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2
     theta[:, :, 2] = -2 * shifts.float() / x.shape[-1]
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+def training_split(config: TrainConfig) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """(fit, held-out) data of a run: the first `train_subset` training digits, less `holdout` of them held out
+    (seeded, the same for every seed) for choosing settings; the test set is never part of either."""
+    x, y = load_dataset(config.dataset, "train", config.data_dir)
+    if config.train_subset is not None:
+        x, y = x[:config.train_subset], y[:config.train_subset]
+    if config.holdout >= len(x):
+        raise ValueError(f"--holdout {config.holdout} leaves nothing to train on ({len(x)} digits)")
+    if config.holdout == 0:  # keep the order: batches are drawn by index, so reordering would change every run
+        return (x, y), (x[:0], y[:0])
+    return validation_split(x, y, config.holdout, seed=HOLDOUT_SEED)
 
 
 def total_steps(config: TrainConfig, n_train: int) -> int:
@@ -182,7 +206,8 @@ class _Checkpointing:
 
 
 def _fit(phase: _Phase, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, ckpt: _Checkpointing,
-         on_step: StepCallback | None, should_stop: Callable[[], bool] | None, progress: bool) -> dict:
+         on_step: StepCallback | None, should_stop: Callable[[], bool] | None, progress: bool,
+         on_checkpoint: CheckpointCallback | None = None) -> dict:
     device = torch.device(config.device)
     augment = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(phase.model.parameters(), lr=config.lr, eps=1e-4)
@@ -218,8 +243,11 @@ def _fit(phase: _Phase, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, c
         bar.update()
         if on_step is not None:
             on_step(step, steps, stats)
-        if step % ckpt.every == 0 and step < steps:
+        if step % ckpt.every == 0 and step < steps and ckpt.path is not None:
             ckpt.save(phase, step, steps, optimizer, augment, running)
+            if on_checkpoint is not None:
+                on_checkpoint(step, steps, phase.model, ckpt.path)
+                phase.model.train()
     bar.close()
     return running
 
@@ -252,7 +280,7 @@ def _new_model(config: TrainConfig, exact_double_backprop: bool) -> PaperCNN:
     gradreg step 1.3× faster, but exact double backprop 1.1× slower (its second-order convolutions
     have no fast channels-last path), so that one keeps the default layout.
     """
-    model = PaperCNN(width=config.width).to(config.device)
+    model = PaperCNN(width=config.width, layers=config.layers).to(config.device)
     return model if exact_double_backprop or config.device != "cpu" else channels_last(model)
 
 
@@ -290,15 +318,16 @@ def _open_checkpoint(config: TrainConfig, path: Path | None, resume: bool) -> Ch
 def train_model(config: TrainConfig, train_data: tuple[torch.Tensor, torch.Tensor] | None = None,
                 on_step: StepCallback | None = None, should_stop: Callable[[], bool] | None = None,
                 progress: bool = True, checkpoint: str | Path | None = None, checkpoint_every: int = 250,
-                resume: bool = False) -> tuple[nn.Module, dict]:
+                resume: bool = False, on_checkpoint: CheckpointCallback | None = None) -> tuple[nn.Module, dict]:
     """Train one model and return it (eval mode) with its card; `train_data` overrides the train split.
 
     With `checkpoint`, the run saves its whole state there every `checkpoint_every` steps (and when
-    cancelled); `resume=True` continues from that file, giving the same final weights as an uninterrupted run.
+    cancelled) and then calls `on_checkpoint` (an experiment runner reports metrics and the file there);
+    `resume=True` continues from that file, giving the same final weights as an uninterrupted run.
     """
     config.validate()
     _seed_everything(config.seed)
-    x, y = train_data if train_data is not None else load_dataset(config.dataset, "train", config.data_dir)
+    x, y = train_data if train_data is not None else training_split(config)[0]
     path = Path(checkpoint) if checkpoint is not None else None
     resumed = _open_checkpoint(config, path, resume)
     ckpt = _Checkpointing(path, max(1, checkpoint_every), resumed, config.identity(),
@@ -310,12 +339,12 @@ def train_model(config: TrainConfig, train_data: tuple[torch.Tensor, torch.Tenso
             teacher.load_state_dict(resumed.teacher)
         else:
             _fit(_Phase("teacher", teacher, config.loss_settings(teacher_phase=True)), x, y, config, ckpt,
-                 on_step, should_stop, progress)
+                 on_step, should_stop, progress, on_checkpoint)
         teacher.eval()
     model = _new_model(config, exact_double_backprop=config.defense in REGULARIZED and config.penalty == "exact")
     init = _warm_start(model, config)
     phase = _Phase("student" if teacher is not None else config.defense, model, config.loss_settings(), teacher)
-    final = _fit(phase, x, y, config, ckpt, on_step, should_stop, progress)
+    final = _fit(phase, x, y, config, ckpt, on_step, should_stop, progress, on_checkpoint)
     test_x, test_y = load_dataset(config.dataset, "test", config.data_dir)
     card = _card(config, model, final, ckpt.elapsed(), accuracy(model, test_x, test_y), len(test_x), len(x))
     card |= {"init_from": init, "resumed_at_step": resumed.step if resumed else None}

@@ -63,7 +63,7 @@ def test_sweep_choice_rule():
     from gradviz.sweep import choose
 
     def row(defense, lam, clean, transfer):
-        return {"defense": defense, "lam": lam, "clean": clean,
+        return {"defense": defense, "lam": lam, "seed": 0, "clean": clean,
                 **{f"transfer@{e:g}": transfer for e in (0.1, 0.2, 0.3, 0.4, 0.5)}}
 
     rows = [row("normal", 0, 0.99, 0.1), row("gradreg", 1, 0.985, 0.3), row("gradreg", 3, 0.986, 0.5),

@@ -1,0 +1,170 @@
+"""The Ray runner for real: a two-node cluster on loopback survives a SIGKILLed trial; the local default binds
+only 127.0.0.1; a trial cut off in one session resumes in the next."""
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from gradviz.modelstore import sha256_file
+from gradviz.recipe import load_recipe
+from gradviz.runner import LOOPBACK, dependency_waves, loopback_only, run_trials
+from gradviz.training import TrainingCancelled, train_model, training_split
+from gradviz.trials import LocalReporter, execute_trial, read_json, read_metrics
+from gradviz.zoo import sweep_trials
+
+ROOT = Path(__file__).resolve().parent.parent
+# 400 digits (100 held out), batch 30: 10 steps an epoch, 12 epochs = 120 steps, a checkpoint every epoch.
+TINY = """
+dataset = "mnist"
+[defaults]
+train_subset = 400
+holdout = 100
+batch_size = 30
+epochs = 12
+[sweeps.tiny]
+defense = "gradreg"
+lams = [0.3, 3]
+seeds = [0, 1]
+"""
+
+
+def tiny_recipe(tmp_path: Path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return load_recipe(path)
+
+
+def kill_when_past(trial, step: int, killed: dict) -> threading.Thread:
+    """SIGKILL the trial's worker process once it has reported `step`; records the step it had reached."""
+    def watch():
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            rows = read_metrics(trial.folder)
+            status = read_json(Path(trial.folder) / "status.json") or {}
+            if rows and rows[-1]["step"] >= step and status.get("state") == "running":
+                killed["step"] = rows[-1]["step"]
+                os.kill(int(status["pid"]), signal.SIGKILL)
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def sequential_train(trial, out: Path) -> Path:
+    """The same configuration trained by `gradviz train`, uninterrupted, one thread; returns its card path."""
+    s = trial.settings
+    args = ["--dataset", s["dataset"], "--defense", s["defense"], "--lam", str(s["lam"]), "--seed", str(s["seed"]),
+            "--train-subset", str(s["train_subset"]), "--holdout", str(s["holdout"]), "--batch-size",
+            str(s["batch_size"]), "--epochs", str(s["epochs"]), "--lam-warmup", str(s["lam_warmup"]),
+            "--name", trial.name, "--out", str(out), "--checkpoint-dir", str(out / "checkpoints"), "--device", "cpu"]
+    subprocess.run([sys.executable, "-m", "gradviz", "train", *args], check=True, cwd=ROOT, capture_output=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return out / f"{trial.name}.json"
+
+
+def test_dependency_waves_put_parents_first():
+    trials = sweep_trials(load_recipe(ROOT / "recipes" / "mnist.toml"), ["gradreg-y"])
+    waves = dependency_waves(trials)
+    assert [len(w) for w in waves] == [1, 4] and waves[0][0].name.startswith("mnist-sweep-normal-")
+
+
+def test_a_two_node_loopback_cluster_finishes_a_sweep_whose_trial_was_sigkilled(tmp_path, monkeypatch):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    loopback_only()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": LOOPBACK,
+                                                            "include_dashboard": False})
+    cluster.add_node(num_cpus=1, node_ip_address=LOOPBACK)
+    try:
+        trials = sweep_trials(tiny_recipe(tmp_path), None, tmp_path / "results")
+        victim, killed = trials[1], {}
+        watcher = kill_when_past(victim, 20, killed)
+        outcomes = run_trials(trials, tmp_path / "results" / "ray", address=cluster.address, max_failures=2)
+        watcher.join(timeout=1)
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert len(nodes) == 2 and all(n["Resources"]["CPU"] == 1 for n in nodes)
+    assert [o.state for o in outcomes] == ["finished"] * 5, outcomes
+    assert killed, "the victim finished before it could be killed"
+    final = read_json(Path(victim.folder) / "final.json")["metrics"]
+    # It resumed from the last checkpoint Ray had (a row is logged just before its checkpoint reaches Ray, so
+    # that is the row the kill saw or the one before): it redid at most one interval of the steps it had done.
+    assert 10 <= final["resumed_from_step"] <= killed["step"] <= final["resumed_from_step"] + 10
+    assert final["step"] == 120
+    assert len({r["step"] for r in read_metrics(victim.folder)}) == 12  # one row per checkpoint, none lost
+    ray_card = Path(victim.out_dir) / f"{victim.name}.json"
+    sequential = sequential_train(victim, tmp_path / "sequential")
+    assert read_json(ray_card)["sha256"] == read_json(sequential)["sha256"]
+    assert sha256_file(ray_card.with_suffix(".safetensors")) == sha256_file(sequential.with_suffix(".safetensors"))
+
+
+def _non_loopback(process: psutil.Process) -> set[tuple]:
+    found = set()
+    for conn in process.net_connections(kind="inet"):
+        for address in [conn.laddr, conn.raddr]:
+            if address and not ipaddress.ip_address(address.ip.removeprefix("::ffff:")).is_loopback:
+                if conn.status == psutil.CONN_LISTEN or conn.raddr:
+                    found.add((process.name(), conn.status, address.ip, address.port))
+    return found
+
+
+def test_the_local_default_binds_every_ray_port_to_loopback_only(tmp_path):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]").replace("epochs = 12", "epochs = 4"))
+    run = subprocess.Popen([sys.executable, "-m", "gradviz", "zoo", "sweep", str(recipe), "--results",
+                            str(tmp_path / "results"), "--num-cpus", "2"], cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, env={k: v for k, v in os.environ.items()
+                                                          if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"})
+    driver, listening, outside = psutil.Process(run.pid), set(), set()
+    while run.poll() is None:
+        for process in [driver, *driver.children(recursive=True)]:
+            try:
+                outside |= _non_loopback(process)
+                listening |= {(c.laddr.ip, c.laddr.port) for c in process.net_connections(kind="inet")
+                              if c.status == psutil.CONN_LISTEN}
+            except psutil.Error:
+                continue  # a worker that just ended
+        time.sleep(0.2)
+    output = run.stdout.read().decode()
+    assert run.returncode == 0, output[-3000:]
+    assert len(listening) >= 3  # GCS, raylet, workers: the check saw Ray's ports
+    assert outside == set()
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a trial runs, so its weights can be compared with a one-thread `gradviz train`
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_trial_cut_off_in_one_session_resumes_from_its_own_checkpoint_in_the_next(tmp_path, one_thread):
+    trial = sweep_trials(tiny_recipe(tmp_path), None, tmp_path / "results")[0]
+    config = trial.config()
+    calls = iter(range(10_000))
+    with pytest.raises(TrainingCancelled):  # the session ends at step 37; the checkpoint holds step 37
+        train_model(config, training_split(config)[0], progress=False, checkpoint=trial.checkpoint,
+                    checkpoint_every=10, resume=True, should_stop=lambda: next(calls) >= 37)
+    final = execute_trial(trial, LocalReporter())
+    assert final["resumed_from_step"] == 37 and final["step"] == 120
+    assert not Path(trial.checkpoint).exists()
+    sequential = sequential_train(trial, tmp_path / "sequential")
+    assert read_json(Path(trial.out_dir) / f"{trial.name}.json")["sha256"] == read_json(sequential)["sha256"]
+    assert execute_trial(trial, LocalReporter()) == final  # finished: not trained again
