@@ -18,7 +18,8 @@ states = runs.state.str.split(",").str[0].value_counts()
 st.write(" · ".join(f"**{count}** {state}" for state, count in states.items()))
 if st.button("Refresh", icon=":material/refresh:"):
     st.rerun()
-st.dataframe(runs.drop(columns=["folder", "card"]), hide_index=True, width="stretch",
+shown = runs.drop(columns=["folder", "card"]).dropna(axis="columns", how="all")  # no sweep columns without sweeps
+st.dataframe(shown, hide_index=True, width="stretch",
              column_config={"accuracy": st.column_config.NumberColumn("held-out acc.", format="%.4f"),
                             "lam": st.column_config.NumberColumn("λ"),
                             "updated": st.column_config.DatetimeColumn("last report", format="YYYY-MM-DD HH:mm")})

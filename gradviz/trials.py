@@ -23,7 +23,7 @@ from gradviz.attacks import single_step_sweep
 from gradviz.checkpoints import read_metadata
 from gradviz.datasets import load_dataset
 from gradviz.modelstore import atomic_write, load_model, save_model
-from gradviz.training import TrainConfig, accuracy, train_model, training_split
+from gradviz.training import TrainConfig, accuracy, total_steps, train_model, training_split
 
 MONITOR_EPS = (0.1, 0.2, 0.3, 0.4, 0.5)
 STALE_SECONDS = 600  # a "running" trial on another host silent this long was interrupted
@@ -122,9 +122,13 @@ def run_state(folder: Path, checkpoint: Path, settings: dict | None = None) -> d
         state = "interrupted"
     if state in ("pending", "interrupted", "failed") and checkpoint.is_file():
         state = "resumable" if state == "pending" else f"{state}, resumable"
-    rows = read_metrics(folder)
+    latest: dict = {}
+    for row in read_metrics(folder):  # the newest value of every metric (not every report evaluates)
+        latest |= row
+    if state == "finished":  # its status may be older than its result (written by a restart, say)
+        status = {**status, **{k: final["metrics"].get(k) for k in ("step", "steps")}}
     return {"name": folder.name, "state": state, "step": status.get("step", 0), "steps": status.get("steps"),
-            "error": status.get("error"), "updated": status.get("updated"), "metrics": rows[-1] if rows else {},
+            "error": status.get("error"), "updated": status.get("updated"), "metrics": latest,
             "group": (final or {}).get("group") or {}, "card": (final or {}).get("card")}
 
 
@@ -179,8 +183,17 @@ def _append_metrics(trial: Trial, row: dict) -> None:
         fh.write(json.dumps(row) + "\n")
 
 
-def _resumed_step(checkpoint: Path) -> int:
-    return int(read_metadata(checkpoint)["step"]) if checkpoint.is_file() else 0
+def _run_step(checkpoint: Path, steps: int) -> int:
+    """The step of a checkpoint counted over the whole run: a distillation student's step follows the teacher's."""
+    if not checkpoint.is_file():
+        return 0
+    meta = read_metadata(checkpoint)
+    return int(meta["step"]) + (steps if meta["phase"] == "student" else 0)
+
+
+def run_steps(config: TrainConfig, n_fit: int) -> int:
+    """Steps of the whole run: distillation trains a teacher, then a student, each for the configured length."""
+    return total_steps(config, n_fit) * (2 if config.defense == "distilled" else 1)
 
 
 def execute_trial(trial: Trial, reporter: Reporter, device: str = "cpu") -> dict:
@@ -197,23 +210,25 @@ def execute_trial(trial: Trial, reporter: Reporter, device: str = "cpu") -> dict
     folder.mkdir(parents=True, exist_ok=True)
     reporter.restore(checkpoint)
     config = trial.config(device)
-    resumed_from = _resumed_step(checkpoint)
-    write_status(trial, "running", step=resumed_from, resumed_from_step=resumed_from)
     try:
-        return _train(trial, config, reporter, checkpoint, resumed_from)
+        return _train(trial, config, reporter, checkpoint)
     except Exception as exc:  # recorded, then re-raised for Ray to retry or report
-        write_status(trial, "failed", error=f"{type(exc).__name__}: {exc}", step=_resumed_step(checkpoint))
+        write_status(trial, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
 
 
-def _train(trial: Trial, config: TrainConfig, reporter: Reporter, checkpoint: Path, resumed_from: int) -> dict:
+def _train(trial: Trial, config: TrainConfig, reporter: Reporter, checkpoint: Path) -> dict:
     fit, held = training_split(config)
+    phase_steps, steps = total_steps(config, len(fit[0])), run_steps(config, len(fit[0]))
+    resumed_from = _run_step(checkpoint, phase_steps)
+    write_status(trial, "running", step=resumed_from, steps=steps, resumed_from_step=resumed_from)
     monitor = Monitor(trial, config, held)
     per_epoch = max(1, len(fit[0]) // config.batch_size)
     every = trial.checkpoint_every or max(1, per_epoch // trial.checkpoints_per_epoch)
     meter, evaluated = _LossMeter(), [resumed_from // per_epoch]
 
-    def on_checkpoint(step: int, steps: int, model: nn.Module, path: Path) -> None:
+    def on_checkpoint(phase_step: int, _: int, model: nn.Module, path: Path) -> None:
+        step = _run_step(path, phase_steps)
         row = {"step": step, "steps": steps, "epoch": step / per_epoch, "resumed_from_step": resumed_from,
                "time": time.time(), **meter.take()}
         if step // per_epoch > evaluated[0]:  # an epoch ended since the last report
@@ -225,7 +240,6 @@ def _train(trial: Trial, config: TrainConfig, reporter: Reporter, checkpoint: Pa
 
     model, card = train_model(config, fit, on_step=meter, progress=False, checkpoint=checkpoint,
                               checkpoint_every=every, resume=True, on_checkpoint=on_checkpoint)
-    steps = card["steps"]
     final = {"step": steps, "steps": steps, "epoch": steps / per_epoch, "resumed_from_step": resumed_from,
              "time": time.time(), **meter.take(), **monitor(model),
              "clean_test_accuracy": card["clean_test_accuracy"], "final": True}

@@ -94,20 +94,23 @@ def _sweep(recipe, args) -> int:
 
 
 def _status(recipe, args) -> int:
-    from gradviz.zoo import build_trials, sweep_trials, trial_state
+    from gradviz.zoo import build_trials, card_mismatches, sweep_trials, trial_state
 
-    built = set(recipe.models) - {t.name for t in build_trials(recipe, _out(args), args.results)}
-    for name in recipe.models:
-        if name in built:
-            print(f"{name:40} built")
-    for trial in [*build_trials(recipe, _out(args), args.results), *sweep_trials(recipe, None, args.results)]:
+    differs = card_mismatches(recipe, _out(args))
+    models = build_trials(recipe, _out(args), args.results, rebuild=list(recipe.models))  # one trial per entry
+    trials = [*models, *sweep_trials(recipe, None, args.results)]
+    width = max(len(t.name) for t in trials) + 2
+    for trial in trials:
         s = trial_state(trial)
-        progress = f"step {s['step']}/{s['steps']}" if s["steps"] else ""
+        state = s["state"]
+        if trial in models and state == "pending" and (Path(trial.out_dir) / f"{trial.name}.json").is_file():
+            state = f"built, card differs in {', '.join(differs[trial.name])}" if trial.name in differs else "built"
+        progress = f"step {s['step']}/{s['steps']}" if s["steps"] and state != "built" else ""
         accuracy = s["metrics"].get("accuracy")
-        print(f"{trial.name:40} {s['state']:22} {progress:18} "
+        print(f"{trial.name:{width}}{state:24} {progress:18} "
               f"{'' if accuracy is None else f'held-out acc. {accuracy:.4f}'}".rstrip())
-        if s["error"]:
-            print(f"{'':40} {s['error']}")
+        if s["error"] and "failed" in state:
+            print(f"{'':{width}}{s['error']}")
     return 0
 
 

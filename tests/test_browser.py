@@ -11,7 +11,7 @@ import pytest
 from benchmarks.study_load import CHROMIUM, CHROMIUM_ARGS, start_streamlit
 
 PAGES = {"": "Models", "saliency": "Saliency", "attack_lab": "Attack lab", "robustness": "Robustness",
-         "train": "Train", "grids": "Target grids"}
+         "train": "Train", "grids": "Target grids", "experiments": "Experiments"}
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
                                 reason="Debian's chromium is not installed (CI installs it)")
@@ -43,8 +43,17 @@ def start_server(env: dict, port: int | None = None) -> tuple[subprocess.Popen, 
 
 
 def server_env(home: Path, study_url: str) -> dict:
+    """The server's environment: a private home, the study database, and experiment results (GRADVIZ_RESULTS
+    as given, e.g. runs/experiments for the README screenshots, else a tiny real sweep made here)."""
+    results = os.environ.get("GRADVIZ_RESULTS")
+    if results is None:
+        from experiment_helpers import populate_results
+
+        results = str(home / "results")
+        if not Path(results).is_dir():
+            populate_results(Path(results))
     env = {**os.environ, "GRADVIZ_HOME": str(home), "GRADVIZ_DB_URL": study_url,
-           "GRADVIZ_RESEARCHER_PASSWORD": PASSWORD}
+           "GRADVIZ_RESEARCHER_PASSWORD": PASSWORD, "GRADVIZ_RESULTS": results}
     env.pop("GRADVIZ_USER_MODELS", None)
     return env
 

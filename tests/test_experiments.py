@@ -6,38 +6,19 @@ import os
 from pathlib import Path
 
 import pytest
+from experiment_helpers import populate_results
 from streamlit.testing.v1 import AppTest
 
 from gradviz.cards import list_models
 from gradviz.experiments import curve_figure, curves, list_runs
-from gradviz.recipe import load_recipe
-from gradviz.trials import LocalReporter, execute_trial
-from gradviz.zoo import sweep_trials
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = """
-dataset = "mnist"
-[defaults]
-train_subset = 260
-holdout = 60
-batch_size = 25
-epochs = 2
-width = 8
-[sweeps.tiny]
-defense = "gradreg"
-lams = [1]
-seeds = [0, 1]
-"""
-
-
 @pytest.fixture
 def results(tmp_path, monkeypatch) -> Path:
     """A results folder with a finished sweep (reference + λ = 1 × two seeds) and one interrupted run."""
     folder = tmp_path / "results"
     monkeypatch.setenv("GRADVIZ_RESULTS", str(folder))
-    (tmp_path / "tiny.toml").write_text(TINY)
-    for trial in sweep_trials(load_recipe(tmp_path / "tiny.toml")):
-        execute_trial(trial, LocalReporter())
+    populate_results(folder)
     cut = folder / "mnist" / "trials" / "mnist-cut-off"
     cut.mkdir(parents=True)
     status = {"state": "running", "pid": 2**22 + 7, "host": os.uname().nodename, "updated": 1.0e9, "step": 40}

@@ -147,6 +147,19 @@ def test_the_local_default_binds_every_ray_port_to_loopback_only(tmp_path):
     assert outside == set()
 
 
+def test_a_distillation_trial_counts_teacher_and_student_as_one_run(tmp_path):
+    from gradviz.training import TrainConfig
+    from gradviz.trials import Trial, settings_of
+
+    config = TrainConfig(defense="distilled", train_subset=300, holdout=60, batch_size=30, epochs=3, width=8)
+    trial = Trial(name="distilled", settings=settings_of(config), folder=str(tmp_path / "trial"),
+                  checkpoint=str(tmp_path / "run.ckpt"), out_dir=str(tmp_path / "out"), eval_split="holdout",
+                  eval_n=60)
+    final = execute_trial(trial, LocalReporter())
+    steps = [r["step"] for r in read_metrics(trial.folder)]
+    assert final["steps"] == 48 and steps == [8, 16, 32, 40, 48]  # 24 a phase; no checkpoint at a phase's end
+
+
 @pytest.fixture
 def one_thread():
     threads = torch.get_num_threads()
