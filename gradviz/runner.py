@@ -61,13 +61,14 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     if address is None or is_loopback(address):
         loopback_only()
+    # Trials report through Tune's table; their own logs stay in Ray's session folder, errors come back by name.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    quiet = {"logging_level": "WARNING", "log_to_driver": False}
     if address is None:
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 _node_ip_address=LOOPBACK,
-                 logging_level="WARNING")
+                 _node_ip_address=LOOPBACK, **quiet)
     else:
-        ray.init(address=address, logging_level="WARNING",
-                 **({"_node_ip_address": LOOPBACK} if is_loopback(address) else {}))
+        ray.init(address=address, **quiet, **({"_node_ip_address": LOOPBACK} if is_loopback(address) else {}))
 
 
 class RayReporter:
@@ -95,9 +96,9 @@ class RayReporter:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def _tune_trainable(params: dict) -> None:
-    torch.set_num_threads(int(params["threads"]))
-    execute_trial(Trial.from_dict(params["trial"]), RayReporter(), device=params["device"])
+def _tune_trainable(params: dict, trials: dict[str, dict], threads: int, device: str) -> None:
+    torch.set_num_threads(threads)
+    execute_trial(Trial.from_dict(trials[params["trial"]]), RayReporter(), device=device)
 
 
 def dependency_waves(trials: list[Trial]) -> list[list[Trial]]:
@@ -118,26 +119,28 @@ def _run_wave(wave: list[Trial], storage: Path, label: str, cpus_per_trial: int,
               max_failures: int) -> list[TrialOutcome]:
     from ray import tune
 
-    device = "cuda" if gpus_per_trial > 0 else "cpu"
-    trainable = tune.with_resources(_tune_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    trainable = tune.with_parameters(_tune_trainable, trials={t.name: t.to_dict() for t in wave},
+                                     threads=cpus_per_trial, device="cuda" if gpus_per_trial > 0 else "cpu")
     tuner = tune.Tuner(
-        trainable,
-        param_space={"trial": tune.grid_search([t.to_dict() for t in wave]), "threads": cpus_per_trial,
-                     "device": device},
-        tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: t.config["trial"]["name"],
-                                    trial_name_creator=lambda t: t.config["trial"]["name"]),
+        tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
+        param_space={"trial": tune.grid_search([t.name for t in wave])},  # Tune's table shows just the name
+        tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: t.config["trial"],
+                                    trial_name_creator=lambda t: t.config["trial"]),
         run_config=tune.RunConfig(name=label, storage_path=str(storage.resolve()), verbose=1,
                                   failure_config=tune.FailureConfig(max_failures=max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
     outcomes = []
     for result in tuner.fit():
-        name = result.config["trial"]["name"]
+        name = result.config["trial"]
+        metrics = result.metrics or {}
         if result.error is not None:
             last_line = str(result.error).strip().splitlines()[-1]
-            outcomes.append(TrialOutcome(name, "failed", result.metrics or {}, last_line))
-        else:
-            outcomes.append(TrialOutcome(name, "finished", result.metrics or {}))
+            outcomes.append(TrialOutcome(name, "failed", metrics, last_line))
+        elif metrics.get("final"):
+            outcomes.append(TrialOutcome(name, "finished", metrics))
+        else:  # stopped (Ctrl-C, the session's end) with its checkpoint kept
+            outcomes.append(TrialOutcome(name, "interrupted", metrics, "run the same command again to resume it"))
     return outcomes
 
 

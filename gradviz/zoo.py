@@ -1,6 +1,6 @@
 """A recipe turned into trials, and trials back into results: what `gradviz zoo build | sweep | status` run.
 
-Everything a recipe's runs leave lives under one results folder per dataset (default runs/experiments/):
+Everything a recipe's runs leave lives under one results folder per dataset (default ~/.cache/gradviz/experiments/):
 trials/NAME/ (status, metrics, final result), checkpoints/ (unfinished runs, kept across sessions),
 models/ (finished models that are not zoo models: experiments and sweep candidates), sweeps/ (tables) and
 ray/ (Ray Tune's own records). Zoo models go to models/ in the repository.
@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from gradviz.cards import REPO_ROOT, ZOO_DIR
+from gradviz.cards import ZOO_DIR
 from gradviz.checkpoints import checkpoint_path
 from gradviz.defenses import ADVERSARIAL, REGULARIZED
 from gradviz.recipe import ModelEntry, Recipe, RecipeError, SweepEntry, entry_settings, recorded_settings
@@ -22,8 +22,12 @@ from gradviz.trials import Trial, read_json, run_state, settings_of
 
 
 def default_results() -> Path:
-    """The results folder: GRADVIZ_RESULTS, or runs/experiments in the repository (git-ignored)."""
-    return Path(os.environ.get("GRADVIZ_RESULTS", REPO_ROOT / "runs" / "experiments"))
+    """The results folder: GRADVIZ_RESULTS, else experiments/ in GRADVIZ_CACHE (~/.cache/gradviz).
+
+    Outside the repository on purpose: a fresh checkout of the work tree must not lose a long run's checkpoints.
+    """
+    cache = Path(os.environ.get("GRADVIZ_CACHE", Path.home() / ".cache" / "gradviz"))
+    return Path(os.environ.get("GRADVIZ_RESULTS", cache / "experiments"))
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ def sweep_rows(trials: list[Trial]) -> list[dict]:
         if final is None or final.get("settings") != trial.settings:
             continue
         metrics = final["metrics"]
-        if all(f"transfer@{c.split('@')[1]}" in metrics for c in COLUMNS[1:]) or trial.group["defense"] == "normal":
+        if all(c in metrics for c in COLUMNS[1:]) or trial.group["defense"] == "normal":  # scored, or the reference
             rows.append({**trial.group, "clean": metrics["accuracy"],
                          **{c: metrics.get(c, float("nan")) for c in COLUMNS[1:]}})
     return rows

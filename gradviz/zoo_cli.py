@@ -20,7 +20,8 @@ def add_zoo_parser(sub) -> None:
     s.add_argument("recipe")
     s.add_argument("sweeps", nargs="*", help="sweep names (default: every sweep in the recipe)")
     for p in (b, s):
-        p.add_argument("--results", default=None, help="results folder (default: runs/experiments)")
+        p.add_argument("--results", default=None,
+                       help="results folder (default: GRADVIZ_RESULTS or ~/.cache/gradviz/experiments)")
         p.add_argument("--address", default=None,
                        help="a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: a local Ray on 127.0.0.1)")
         p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")

@@ -44,7 +44,7 @@ def start_server(env: dict, port: int | None = None) -> tuple[subprocess.Popen, 
 
 def server_env(home: Path, study_url: str) -> dict:
     """The server's environment: a private home, the study database, and experiment results (GRADVIZ_RESULTS
-    as given, e.g. runs/experiments for the README screenshots, else a tiny real sweep made here)."""
+    as given, e.g. ~/.cache/gradviz/experiments for the README screenshots, else a tiny real sweep made here)."""
     results = os.environ.get("GRADVIZ_RESULTS")
     if results is None:
         from experiment_helpers import populate_results
