@@ -189,7 +189,8 @@ def zoo_table(recipes: list[Recipe], out_dir: str | Path = ZOO_DIR) -> str:
             start = f" from {entry.init_from}" if entry.init_from else ""
             lam = f"{c.lam:g}" if c.defense in REGULARIZED else "–"
             eps = f"{c.eps:g}" if c.defense in ADVERSARIAL else "–"
-            lines.append(f"| {name} | {c.defense}{start} | {lam} | {eps} | {c.epochs:g} | {c.batch_size} | "
+            epochs = f"{c.epochs:g} + {c.epochs:g}" if c.defense == "distilled" else f"{c.epochs:g}"  # teacher, student
+            lines.append(f"| {name} | {c.defense}{start} | {lam} | {eps} | {epochs} | {c.batch_size} | "
                          f"{c.lr:g} ({c.lr_schedule}) | {'yes' if c.augment else 'no'} | {c.lam_warmup:g} | "
                          f"{card['clean_test_accuracy']:.2%} | {card['train_seconds']:,.0f} s |")
     return "\n".join(lines)
