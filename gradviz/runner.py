@@ -125,7 +125,7 @@ def _run_wave(wave: list[Trial], storage: Path, label: str, cpus_per_trial: int,
         tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
         param_space={"trial": tune.grid_search([t.name for t in wave])},  # Tune's table shows just the name
         tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: t.config["trial"],
-                                    trial_name_creator=lambda t: t.config["trial"]),
+                                    trial_name_creator=lambda t: t.config["trial"], reuse_actors=True),
         run_config=tune.RunConfig(name=label, storage_path=str(storage.resolve()), verbose=1,
                                   failure_config=tune.FailureConfig(max_failures=max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
