@@ -11,10 +11,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from gradviz.cards import user_model_dir
-from gradviz.checkpoints import checkpoint_path
 from gradviz.modelstore import load_model, save_model
 from gradviz.trials import read_metrics, run_state
-from gradviz.zoo import default_results
+from gradviz.zoo import Layout, default_results
 
 RUN_COLUMNS = ["name", "dataset", "state", "step", "steps", "sweep", "lam", "seed", "accuracy", "updated"]
 METRIC_LABELS = {"train_loss": "training loss", "train_ce": "training cross-entropy",
@@ -31,7 +30,7 @@ def list_runs(results: str | Path | None = None) -> pd.DataFrame:
     rows = []
     for folder in _trial_folders(Path(results or default_results())):
         dataset_root = folder.parent.parent
-        state = run_state(folder, checkpoint_path(dataset_root / "checkpoints", folder.name))
+        state = run_state(folder, Layout(dataset_root).checkpoint(folder.name))
         group = state["group"]
         rows.append({"name": folder.name, "dataset": dataset_root.name, "state": state["state"],
                      "step": state["step"], "steps": state["steps"], "sweep": group.get("sweep"),

@@ -156,12 +156,14 @@ def run_trials(trials: list[Trial], storage: str | Path, label: str = "run", add
     stamp = time.strftime("%Y%m%d-%H%M%S")
     outcomes: dict[str, TrialOutcome] = {}
     for index, wave in enumerate(dependency_waves(trials)):
-        blocked = [t for t in wave if any(outcomes.get(d, TrialOutcome(d, "finished", {})).state != "finished"
-                                          for d in t.depends_on)]
-        for trial in blocked:
-            parents = ", ".join(d for d in trial.depends_on if outcomes.get(d) and outcomes[d].state != "finished")
-            outcomes[trial.name] = TrialOutcome(trial.name, "skipped", {}, f"its parent {parents} did not finish")
-        runnable = [t for t in wave if t not in blocked]
+        runnable = []
+        for trial in wave:  # parents outside `trials` are built already; those inside ran in an earlier wave
+            parents = [d for d in trial.depends_on if d in outcomes and outcomes[d].state != "finished"]
+            if parents:
+                outcomes[trial.name] = TrialOutcome(trial.name, "skipped", {},
+                                                    f"its parent {', '.join(parents)} did not finish")
+            else:
+                runnable.append(trial)
         if runnable:
             for outcome in _run_wave(runnable, storage, f"{label}-{stamp}-wave{index}", cpus_per_trial,
                                      gpus_per_trial, max_failures):

@@ -26,7 +26,7 @@ from gradviz.penalties import NORMALISATION, to_reference_lambda
 from gradviz.progress import progress_bar
 
 StepCallback = Callable[[int, int, dict], None]
-CheckpointCallback = Callable[[int, int, nn.Module, Path], None]  # (step, steps, model, checkpoint file)
+CheckpointCallback = Callable[[str, int, int, nn.Module, Path], None]  # (phase, step, steps, model, checkpoint file)
 HOLDOUT_SEED = 0  # one validation split for every seed of a sweep, so candidates are scored on the same digits
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -246,7 +246,7 @@ def _fit(phase: _Phase, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, c
         if step % ckpt.every == 0 and step < steps and ckpt.path is not None:
             ckpt.save(phase, step, steps, optimizer, augment, running)
             if on_checkpoint is not None:
-                on_checkpoint(step, steps, phase.model, ckpt.path)
+                on_checkpoint(phase.name, step, steps, phase.model, ckpt.path)
                 phase.model.train()
     bar.close()
     return running

@@ -114,9 +114,9 @@ def run_state(folder: Path, checkpoint: Path, settings: dict | None = None) -> d
     """Where a trial stands, from its folder alone: pending, running, finished, failed or interrupted, and
     whether a checkpoint makes it resumable. `settings`, when given, must match a finished result."""
     status = read_json(folder / "status.json") or {}
-    final = read_json(folder / "final.json")
+    final = finished_result(folder, settings)
     state = status.get("state", "pending")
-    if final is not None and (settings is None or final.get("settings") == settings):
+    if final is not None:
         state = "finished"
     elif state == "running" and not _alive(status):
         state = "interrupted"
@@ -183,12 +183,22 @@ def _append_metrics(trial: Trial, row: dict) -> None:
         fh.write(json.dumps(row) + "\n")
 
 
-def _run_step(checkpoint: Path, steps: int) -> int:
-    """The step of a checkpoint counted over the whole run: a distillation student's step follows the teacher's."""
+def _run_step(phase: str, step: int, phase_steps: int) -> int:
+    """A step counted over the whole run: a distillation student's steps follow the teacher's."""
+    return step + (phase_steps if phase == "student" else 0)
+
+
+def _resumed_step(checkpoint: Path, phase_steps: int) -> int:
     if not checkpoint.is_file():
         return 0
     meta = read_metadata(checkpoint)
-    return int(meta["step"]) + (steps if meta["phase"] == "student" else 0)
+    return _run_step(meta["phase"], int(meta["step"]), phase_steps)
+
+
+def finished_result(folder: Path, settings: dict | None = None) -> dict | None:
+    """A trial's final.json, if it finished (with these settings, when given)."""
+    final = read_json(folder / "final.json")
+    return final if final is not None and (settings is None or final.get("settings") == settings) else None
 
 
 def run_steps(config: TrainConfig, n_fit: int) -> int:
@@ -203,8 +213,8 @@ def execute_trial(trial: Trial, reporter: Reporter, device: str = "cpu") -> dict
     checkpoint file (a run cut off in an earlier session); a trial whose final result exists is not redone.
     """
     folder, checkpoint = Path(trial.folder), Path(trial.checkpoint)
-    finished = read_json(folder / "final.json")
-    if finished is not None and finished.get("settings") == trial.settings:
+    finished = finished_result(folder, trial.settings)
+    if finished is not None:
         reporter.report(finished["metrics"])
         return finished["metrics"]
     folder.mkdir(parents=True, exist_ok=True)
@@ -220,15 +230,15 @@ def execute_trial(trial: Trial, reporter: Reporter, device: str = "cpu") -> dict
 def _train(trial: Trial, config: TrainConfig, reporter: Reporter, checkpoint: Path) -> dict:
     fit, held = training_split(config)
     phase_steps, steps = total_steps(config, len(fit[0])), run_steps(config, len(fit[0]))
-    resumed_from = _run_step(checkpoint, phase_steps)
+    resumed_from = _resumed_step(checkpoint, phase_steps)
     write_status(trial, "running", step=resumed_from, steps=steps, resumed_from_step=resumed_from)
     monitor = Monitor(trial, config, held)
     per_epoch = max(1, len(fit[0]) // config.batch_size)
     every = trial.checkpoint_every or max(1, per_epoch // trial.checkpoints_per_epoch)
     meter, evaluated = _LossMeter(), [resumed_from // per_epoch]
 
-    def on_checkpoint(phase_step: int, _: int, model: nn.Module, path: Path) -> None:
-        step = _run_step(path, phase_steps)
+    def on_checkpoint(phase: str, phase_step: int, _: int, model: nn.Module, path: Path) -> None:
+        step = _run_step(phase, phase_step, phase_steps)
         row = {"step": step, "steps": steps, "epoch": step / per_epoch, "resumed_from_step": resumed_from,
                "time": time.time(), **meter.take()}
         if step // per_epoch > evaluated[0]:  # an epoch ended since the last report

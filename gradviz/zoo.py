@@ -18,7 +18,7 @@ from gradviz.checkpoints import checkpoint_path
 from gradviz.defenses import ADVERSARIAL, REGULARIZED
 from gradviz.recipe import ModelEntry, Recipe, RecipeError, SweepEntry, entry_settings, recorded_settings
 from gradviz.sweep import COLUMNS, to_markdown
-from gradviz.trials import Trial, read_json, run_state, settings_of
+from gradviz.trials import Trial, finished_result, run_state, settings_of
 
 
 def default_results() -> Path:
@@ -109,19 +109,18 @@ def sweep_trials(recipe: Recipe, names: list[str] | None = None, results: str | 
 
 
 def _sweep_trials(recipe: Recipe, sweep: SweepEntry, where: Layout) -> list[Trial]:
-    reference = sweep.reference()
+    reference, references = sweep.reference(), where.sweeps / "references" / "models"
 
-    def trial(config, group: dict, source: str | None, depends: tuple[str, ...]) -> Trial:
-        out = where.sweeps / (sweep.name if depends else "references") / "models"
+    def trial(config, group: dict, out: Path, source: str | None, depends: tuple[str, ...]) -> Trial:
         return Trial(name=config.name, settings=settings_of(config), folder=str(where.trial(config.name)),
                      checkpoint=str(where.checkpoint(config.name)), out_dir=str(out), eval_split="holdout",
                      eval_n=config.holdout, transfer_source=source, depends_on=depends,
                      checkpoints_per_epoch=recipe.checkpoints_per_epoch, group={"sweep": sweep.name, **group})
 
-    source = str(where.sweeps / "references" / "models" / f"{reference.name}.json")
-    return [trial(reference, {"defense": "normal", "lam": 0.0, "seed": reference.seed}, None, ()),
-            *[trial(c, {"defense": c.defense, "lam": c.lam, "seed": c.seed}, source, (reference.name,))
-              for c in sweep.candidates()]]
+    source = str(references / f"{reference.name}.json")
+    return [trial(reference, {"defense": "normal", "lam": 0.0, "seed": reference.seed}, references, None, ()),
+            *[trial(c, {"defense": c.defense, "lam": c.lam, "seed": c.seed}, where.sweeps / sweep.name / "models",
+                    source, (reference.name,)) for c in sweep.candidates()]]
 
 
 def reset(trials: list[Trial]) -> None:
@@ -135,8 +134,8 @@ def sweep_rows(trials: list[Trial]) -> list[dict]:
     """One row per finished sweep trial: its group (defense, λ, seed) and validation accuracies."""
     rows = []
     for trial in trials:
-        final = read_json(Path(trial.folder) / "final.json")
-        if final is None or final.get("settings") != trial.settings:
+        final = finished_result(Path(trial.folder), trial.settings)
+        if final is None:
             continue
         metrics = final["metrics"]
         if all(c in metrics for c in COLUMNS[1:]) or trial.group["defense"] == "normal":  # scored, or the reference
