@@ -10,9 +10,11 @@ from PIL import Image
 
 from gradviz import list_models, load_model
 from gradviz.architecture import channels_last
+from gradviz.attack_registry import Attack, Param
 from gradviz.datasets import CLASS_NAMES, DATASETS, load_sample
 from gradviz.images import ImageError, prepare_digit
 from gradviz.jobs import JobRunner
+from gradviz.progress import Estimate
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SOURCES = ("Test sample", "Upload", "Draw")
@@ -147,3 +149,45 @@ def pick_image(dataset: str) -> tuple[torch.Tensor, int, str]:
     label = st.selectbox("True class of this image", range(10), format_func=lambda c: names[c],
                          key=f"label_{source}", persist_state="session")
     return x.to(DEVICE), int(label), f"{source.lower()} (labelled {names[int(label)]})"
+
+
+def _param_widget(param: Param, key: str, default: float):
+    """The control a setting's kind asks for, within its registry range; it keeps its value across pages."""
+    common = {"key": key, "help": param.help or None, "persist_state": "session"}
+    kinds = {
+        "bool": lambda: st.toggle(param.label, bool(default), **common),
+        "choice": lambda: st.select_slider(param.label, list(param.choices), default, **common),
+        "int": lambda: st.slider(param.label, int(param.low), int(param.high), int(default), int(param.step),
+                                 **common),
+        "float": lambda: st.slider(param.label, float(param.low), float(param.high), float(default),
+                                   float(param.step), **common),
+    }
+    return kinds[param.kind]()
+
+
+def attack_controls(entry: Attack, key: str, eps_default: float = 0.3, eps_max: float = 0.7,
+                    defaults: dict | None = None, eps_per_attack: bool = False) -> tuple[float | None, dict]:
+    """ε (for an ε-bounded attack) and one control per registry setting; returns (ε, checked settings).
+    `eps_per_attack`: each attack keeps its own ε (where their defaults differ) instead of sharing one."""
+    eps = None
+    if entry.eps_bounded:
+        eps_key = f"{key}_{entry.name}_eps" if eps_per_attack else f"{key}_eps"
+        eps = st.slider("ε (L∞ budget)", 0.0, eps_max, eps_default, 0.01, key=eps_key, persist_state="session")
+    defaults = {p.name: p.default for p in entry.params} | (defaults or {})
+    given = {p.name: _param_widget(p, f"{key}_{entry.name}_{p.name}", defaults[p.name]) for p in entry.params}
+    return eps, entry.settings(given)
+
+
+class LiveProgress:
+    """A Streamlit progress bar fed by a library callback (done, total[, what]), with time spent and left."""
+
+    def __init__(self, text: str, upper_bound: bool = False) -> None:
+        self.text, self.upper_bound, self.estimate = text, upper_bound, Estimate()
+        self.bar = st.progress(0.0, text=f"{text}: starting…")
+
+    def __call__(self, done: int, total: int, what: str = "") -> None:
+        label = f"{self.text}{' · ' + what if what else ''}: {self.estimate.describe(done, total, self.upper_bound)}"
+        self.bar.progress(min(done / max(total, 1), 1.0), text=label)
+
+    def close(self) -> None:
+        self.bar.empty()

@@ -1,27 +1,31 @@
 """Target grids: the paper's figures of every class pushed towards every class, per model, with an iteration scrubber."""
 import json
 import time
+from collections import OrderedDict
 
 import pandas as pd
 import streamlit as st
 import torch
 
-from app_pages.common import DEVICE, cards_of, models_named, pick_dataset, sample
+from app_pages.common import DEVICE, LiveProgress, attack_controls, cards_of, models_named, pick_dataset, sample
 from gradviz import figures
+from gradviz.attack_registry import REGISTRY, attack_title, get_attack
 from gradviz.datasets import CLASS_NAMES
 from gradviz.grids import (
+    PAPER_GRID_ATTACK,
     PAPER_ITERATION,
     TargetGrid,
     cross_predictions,
     first_of_each_class,
+    grid_settings,
     mosaic,
     provenance,
     target_grid,
 )
 from gradviz.images import to_png16
 
-ATTACKS = {"itgsm": "Iterated TGSM, unprojected (the paper)", "itgsm-projected": "Iterated TGSM in an ε-ball",
-           "jsma": "JSMA (θ, γ)"}
+KEPT = {"grid": 8, "views": 256}  # per process: grids (tens of MB each) and cross-model views of one iteration
+
 
 st.title("Target grids")
 st.caption("Each row is a test digit of one class, each column the class it is pushed towards. Against a "
@@ -41,8 +45,10 @@ left, right = st.columns([2, 1])
 with left:
     chosen = st.multiselect("Models (same images, side by side)", list(cards), key=f"grid_models_{dataset}",
                             max_selections=4, persist_state="session")
-    attack = st.radio("Attack", list(ATTACKS), format_func=ATTACKS.get, horizontal=True, key="grid_attack",
-                      persist_state="session")
+    attack = st.radio("Attack", list(REGISTRY), index=list(REGISTRY).index(PAPER_GRID_ATTACK),
+                      format_func=lambda a: REGISTRY[a].label, horizontal=True, key="grid_attack", persist_state="session",
+                      help="Targeted attacks push each row towards every class (10 columns); untargeted ones make "
+                           "one column.")
 with right:
     rows_from = st.radio("Rows", ["First of each class", "Chosen images"], key="grid_rows", horizontal=True,
                          persist_state="session")
@@ -56,33 +62,46 @@ if not chosen or (indices is not None and not indices):
     st.info("Pick at least one model and one image.")
     st.stop()
 
-settings: dict = {}
-c1, c2, c3 = st.columns(3)
-if attack.startswith("itgsm"):
-    settings["step"] = c1.number_input("Step size", 0.01, 0.5, 0.1, 0.01, key="grid_step")
-    settings["steps"] = c2.slider("Iterations computed", 1, 50, 25, key="grid_steps")
-    if attack == "itgsm-projected":
-        settings["eps"] = c3.slider("ε (L∞ ball)", 0.05, 0.7, 0.3, 0.05, key="grid_eps")
-else:
-    settings["theta"] = c1.select_slider("θ (change per pixel)", [-1.0, -0.5, 0.5, 1.0], 1.0, key="grid_theta")
-    settings["gamma"] = c2.slider("γ (most pixels changed)", 0.02, 0.5, 0.25, 0.01, key="grid_gamma")
+entry = get_attack(attack)
+preset_eps, preset = grid_settings(attack)
+with st.container(horizontal=True):
+    eps, params = attack_controls(entry, "grid", eps_default=preset_eps or 0.3, eps_max=1.0, defaults=preset,
+                                  eps_per_attack=True)
+if entry.eps_bounded and eps == 1.0:
+    st.caption("ε = 1 keeps no ε-ball (every image is within it): the paper's unprojected grids.")
 
 
-@st.cache_resource(max_entries=8, show_spinner="Attacking every row towards every class on every model…")
-def computed_grid(dataset: str, hashes: tuple[tuple[str, str], ...], indices: tuple[int, ...] | None, attack: str,
-                  settings: tuple[tuple[str, float], ...]) -> tuple[TargetGrid, float]:
-    """One batched computation per model, every iteration kept: the scrubber below never recomputes."""
+@st.cache_resource
+def kept(kind: str) -> OrderedDict:
+    """Computed grids or cross-model views, newest last: the scrubber and the toggles never recompute them."""
+    return OrderedDict()
+
+
+def remember(kind: str, key: tuple, make):
+    store = kept(kind)
+    if key not in store:
+        store[key] = make()
+        while len(store) > KEPT[kind]:
+            store.popitem(last=False)
+    store.move_to_end(key)
+    return store[key]
+
+
+def compute_grid(names: list[str], indices: tuple[int, ...] | None) -> tuple[TargetGrid, float]:
+    """One batched computation per model, every iteration kept, with a progress bar while it runs."""
     x, y = (torch.from_numpy(a) for a in sample(dataset))
     x, y = first_of_each_class(x, y) if indices is None else (x[list(indices)], y[list(indices)])
-    models = models_named([n for n, _ in hashes], dataset)
+    bar = LiveProgress(f"{entry.label}: every row on every model", upper_bound=not entry.eps_bounded)
     start = time.perf_counter()
-    grid = target_grid(models, x.to(DEVICE), y, attack="jsma" if attack == "jsma" else "itgsm", **dict(settings))
+    grid = target_grid(models_named(names, dataset), x.to(DEVICE), y, attack, eps, params, progress=bar)
+    bar.close()
     return grid, time.perf_counter() - start
 
 
 hashes = tuple((n, cards[n]["sha256"]) for n in chosen)
-grid, seconds = computed_grid(dataset, hashes, tuple(indices) if indices is not None else None, attack,
-                              tuple(sorted(settings.items())))
+rows_key = tuple(indices) if indices is not None else None
+grid_key = (dataset, hashes, rows_key, attack, eps, tuple(sorted(params.items())))
+grid, seconds = remember("grid", grid_key, lambda: compute_grid(chosen, rows_key))
 
 if grid.iterations > 1:
     s1, s2 = st.columns([4, 1])
@@ -94,25 +113,32 @@ if grid.iterations > 1:
                           help=f"The paper's MNIST grids show iteration {PAPER_ITERATION}.")
 else:
     iteration = 1
-    st.caption("JSMA grids show the final images (each cell stops when its model predicts the target).")
+    st.caption(f"{attack_title(attack)} grids show the original and the final images"
+               + (" (each cell stops when its model predicts the target)." if entry.iterative else "."))
 show_all = st.toggle("Every model's prediction in the hover and a table", value=True, key="grid_all",
                      persist_state="session")
 
 models = models_named(chosen, dataset)
-views = cross_predictions(grid, models, iteration) if show_all else {}
+views = remember("views", (*grid_key, min(iteration, grid.iterations)),
+                 lambda: cross_predictions(grid, models, iteration)) if show_all else {}
 row_names = [names[c] for c in grid.labels]
+
+
+column_names = [names[t] for t in grid.targets] if grid.targeted else ["untargeted"]
 
 
 def cell_text(source: str) -> list[list[str]]:
     it = min(iteration, grid.iterations)
+    goals = grid.goals()
     out = []
     for r, true in enumerate(grid.labels):
         row = []
-        for t in range(10):
-            lines = [f"{names[true]} → {names[t]} (iteration {it})",
-                     f"{source}: {names[int(grid.predicted[source][it, r, t])]}, "
-                     f"p(target) {float(grid.target_prob[source][it, r, t]):.0%}"]
-            lines += [f"{other}: {names[int(pred[r, t])]}, p(target) {float(prob[r, t]):.0%}"
+        for c, column in enumerate(column_names):
+            goal = int(goals[r, min(c, goals.shape[1] - 1)])
+            lines = [f"{names[true]} → {column} (iteration {it})",
+                     f"{source}: {names[int(grid.predicted[source][it, r, c])]}, "
+                     f"p({names[goal]}) {float(grid.target_prob[source][it, r, c]):.0%}"]
+            lines += [f"{other}: {names[int(pred[r, c])]}, p({names[goal]}) {float(prob[r, c]):.0%}"
                       for other, (pred, prob) in views.get(source, {}).items() if other != source]
             row.append("<br>".join(lines))
         out.append(row)
@@ -120,21 +146,20 @@ def cell_text(source: str) -> list[list[str]]:
 
 
 st.plotly_chart(figures.target_grid_figure({n: mosaic(grid.cells(n, iteration)) for n in chosen},
-                                           {n: cell_text(n) for n in chosen}, row_names, names),
+                                           {n: cell_text(n) for n in chosen}, row_names, column_names),
                 width="stretch", key="grids")
-st.caption(f"{len(grid.labels)} rows × 10 targets × {len(chosen)} models, "
+st.caption(f"{len(grid.labels)} rows × {len(column_names)} {'targets' if grid.targeted else 'column'} × "
+           f"{len(chosen)} models, "
            f"{'all ' + str(grid.iterations) + ' iterations ' if grid.iterations > 1 else ''}computed once on "
            f"**{DEVICE}** in {seconds:.1f} s; moving the iteration slider only redraws.")
 
 if show_all:
     it = min(iteration, grid.iterations)
-    off_diagonal = torch.tensor([[t != true for t in range(10)] for true in grid.labels])
-    table = pd.DataFrame({evaluator: {source: float((pred == torch.arange(10))[off_diagonal].float().mean())
-                                      for source, per in views.items() for e, (pred, _) in per.items()
-                                      if e == evaluator}
+    table = pd.DataFrame({evaluator: {source: grid.success_share(per[evaluator][0]) for source, per in views.items()}
                           for evaluator in chosen})
-    st.markdown(f"**Share of off-diagonal cells classified as their target** at iteration {it} "
-                "(rows: the model attacked; columns: the model looking)")
+    what = ("Share of off-diagonal cells classified as their target" if grid.targeted
+            else "Share of images misclassified")
+    st.markdown(f"**{what}** at iteration {it} (rows: the model attacked; columns: the model looking)")
     st.dataframe(table.style.format("{:.0%}"), width="stretch")
 
 export = st.selectbox("Export the grid of", chosen, key="grid_export")

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app_pages.common import job_runner
 from app_pages.study_common import study_engine
+from gradviz.attack_registry import REGISTRY
 from gradviz.datasets import DATASETS
 from gradviz.study import preregistration, sessions
 from gradviz.study.analysis import analyse, export_frame, responses_frame
@@ -66,7 +67,10 @@ with tab_stimuli:
     st.write(f"Active stimulus set: **{active or 'none'}** ({len(sets)} built)")
     with st.form("build"):
         dataset = st.selectbox("Dataset", DATASETS)
-        attacks = st.multiselect("Attacks", ["itgsm", "tgsm", "fgsm"], default=["itgsm", "tgsm"])
+        attacks = st.multiselect("Attacks", list(REGISTRY), default=["itgsm", "tgsm"],
+                                 format_func=lambda a: REGISTRY[a].label,
+                                 help="Each attack × ε × source model is one condition; pixel-budget attacks "
+                                      "(JSMA) ignore ε and make one condition per model.")
         eps = st.text_input("ε values", "0.3")
         per_class = st.number_input("Images per class", 1, 50, 2)
         checks = st.number_input("Attention checks", 0, 20, 4)

@@ -5,6 +5,7 @@ import streamlit as st
 
 from app_pages.common import DEVICE, job_runner, pick_dataset
 from gradviz import figures
+from gradviz.attack_registry import REGISTRY, attack_title
 from gradviz.evaluation import (
     EvalConfig,
     default_models,
@@ -14,13 +15,16 @@ from gradviz.evaluation import (
     user_results_dir,
     write_results,
 )
+from gradviz.paper import PAPER_CURVES_FROM_NORMAL
 
 st.title("Robustness")
 dataset = pick_dataset()
 
 with st.expander("Run a new evaluation", expanded=False):
     with st.form("evaluate"):
-        attacks = st.multiselect("Attacks", ["fgsm", "tgsm", "itgsm", "pgd"], default=["fgsm", "tgsm"])
+        attacks = st.multiselect("Attacks", list(REGISTRY), default=["fgsm", "tgsm"],
+                                 format_func=lambda a: REGISTRY[a].label,
+                                 help="Pixel-budget attacks (JSMA) ignore ε and report success rates instead.")
         eps_text = st.text_input("ε values", "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7")
         n = st.number_input("Test images", 10, 10000, 256, step=10)
         submitted = st.form_submit_button("Start in the background")
@@ -69,12 +73,20 @@ rows = result.rows
 prov = result.provenance
 st.caption(f"{prov['config']['n']} test images · {len(prov['models'])} models · device {prov['device']} · "
            f"{prov['seconds']:.0f} s · finished {prov['finished']}")
-attack = st.radio("Attack", list(rows.attack.unique()), horizontal=True, key="rob_attack")
+for attack, block in result.l0.groupby("attack", sort=False):
+    st.subheader(f"{attack_title(attack)} ({block.budget.iloc[0]}, first {int(block.n.iloc[0])} images)")
+    st.markdown("Success rate: rows made on, columns evaluated on (white-box on the diagonal)")
+    st.dataframe(block.pivot_table(index="source", columns="target", values="success_rate", sort=False)
+                 .style.format("{:.0%}"), width="stretch")
+if rows.empty:
+    st.stop()
+attack = st.radio("Attack", list(rows.attack.unique()), format_func=attack_title, horizontal=True,
+                  key="rob_attack")
 st.plotly_chart(figures.accuracy_curves(rows, attack, paper_overlay=dataset == "mnist"), width="stretch",
                 key="curves")
-if dataset == "mnist" and attack == "fgsm":
-    st.caption("Crosses: the paper's accuracies on FGSM examples made on its normal model (256 images), "
-               "in the colour of our model with the same defense.")
+if dataset == "mnist" and attack in PAPER_CURVES_FROM_NORMAL:
+    st.caption(f"Crosses: the paper's accuracies on {attack_title(attack)} examples made on its normal model "
+               "(256 images), in the colour of our model with the same defense.")
 eps_values = sorted(rows.eps.unique())
 eps = st.select_slider("ε for the matrix", eps_values, value=min(eps_values, key=lambda e: abs(e - 0.3)),
                        key="matrix_eps")

@@ -11,9 +11,14 @@ from captum.robust import FGSM
 
 from benchmarks.common import compare, report
 from gradviz.architecture import ZOO_WIDTH, PaperCNN
-from gradviz.attacks import logit_cross_entropy, single_step_sweep
+from gradviz.attacks import single_step_sweep
 
 EPS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+
+
+def logit_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-example CE on logits; captum.robust's default loss assumes probabilities, ours are logits."""
+    return torch.nn.functional.cross_entropy(logits, labels, reduction="none")
 
 
 def main() -> None:

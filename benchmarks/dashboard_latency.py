@@ -10,7 +10,7 @@ import argparse
 import torch
 
 from benchmarks.common import compare, frozen_models, report
-from gradviz.attacks import attack_image
+from gradviz.attack_registry import get_attack
 from gradviz.saliency import explain
 
 
@@ -23,7 +23,7 @@ def main() -> None:
     x = torch.rand(1, 1, 28, 28, device=args.device)
 
     def slider_move():
-        adv, _ = attack_image(models["m0"], x, 3, "fgsm", 0.3)
+        adv = get_attack("fgsm").generate(models["m0"], x, torch.tensor([3], device=x.device), 0.3)
         explain(models, adv, 3, "gradient-ce")
 
     with torch.no_grad():

@@ -31,14 +31,14 @@ def main() -> None:
             z = cells.detach().requires_grad_(True)
             torch.autograd.grad(F.cross_entropy(m(z), targets), z)
 
-    grid = target_grid(models, x, y, steps=25)
+    grid = target_grid(models, x, y)
 
     def scrub():  # what moving the iteration slider does: mosaics and every model's view of one iteration
         cross_predictions(grid, models, 12)
         [mosaic(grid.cells(n, 12)) for n in models]
 
     variants = {"forward+backward, 4 × 100 images": forward_backward,
-                "grid: 4 models × 10×10 × 25 iterations": lambda: target_grid(models, x, y, steps=25),
+                "grid: 4 models × 10×10 × 25 iterations": lambda: target_grid(models, x, y),
                 "scrub: redraw one iteration (cached grid)": scrub}
     if args.jsma:
         variants["JSMA grid: 4 models × 10×10"] = lambda: target_grid(models, x, y, attack="jsma")

@@ -1,39 +1,33 @@
-"""Gradient-sign attacks on whole batches, on whatever device the model lives on.
+"""Gradient attacks on whole batches, on whatever device the model lives on.
 
-FGSM and TGSM are single steps of ±ε·sign(∇ₓ CE); because the sign does not depend on ε, one
-gradient per source model serves a whole ε-sweep (`single_step_sweep`). Iterated TGSM / BIM is a
-loop of such steps; L∞ PGD with a random start comes from captum.robust.
+FGSM and TGSM are single steps of ±ε·sign(∇ₓ CE); because the sign does not depend on ε, one gradient per
+source model serves a whole ε-sweep (`single_step_sweep`). The iterative L∞ attacks (iterated TGSM / BIM,
+PGD, MI-FGSM) are one loop, `linf_steps`, differing only in direction, start and momentum. Which attacks
+exist, with their settings, is gradviz.attack_registry's business.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
-from captum.robust import PGD
 from torch import nn
 
 from gradviz.datasets import DATA_RANGE
-from gradviz.jsma import jsma
 
-ATTACKS = ("fgsm", "tgsm", "itgsm", "pgd")  # the ε-sweep attacks of evaluate
-LIVE_ATTACKS = (*ATTACKS, "jsma")  # one image at a time (Attack lab)
 TARGET_MODES = ("next", "least-likely", "random")
 NUM_CLASSES = 10
+Progress = Callable[[int, int], None]  # (done, total)
 
 
-def logit_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-example CE on logits; captum.robust's default loss assumes probabilities, ours are logits."""
-    return F.cross_entropy(logits, labels, reduction="none")
-
-
-def logits_and_gradient_sign(model: nn.Module, x: torch.Tensor,
-                             labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The logits of x and sign(∇ₓ CE(model(x), labels)), from one forward and one backward pass."""
+def logits_and_gradient(model: nn.Module, x: torch.Tensor,
+                        labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits of x and ∇ₓ CE(model(x), labels) summed over the batch (each example's own gradient)."""
     x = x.detach().requires_grad_(True)
     logits = model(x)
     (grad,) = torch.autograd.grad(F.cross_entropy(logits, labels, reduction="sum"), x)
-    return logits.detach(), grad.sign()
+    return logits.detach(), grad
 
 
 def loss_gradient_sign(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -42,7 +36,7 @@ def loss_gradient_sign(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) 
     Written by hand rather than with captum.robust.FGSM because callers reuse the sign for a whole
     ε-sweep, and adversarial training needs it from a train-mode model mid-step.
     """
-    return logits_and_gradient_sign(model, x, labels)[1]
+    return logits_and_gradient(model, x, labels)[1].sign()
 
 
 def step_towards(x: torch.Tensor, direction: torch.Tensor, eps: float) -> torch.Tensor:
@@ -85,87 +79,75 @@ def single_step_sweep(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, e
     return {float(e): step_towards(x, direction, e) for e in eps_values}
 
 
-def itgsm_steps(model: nn.Module, x: torch.Tensor, target: torch.Tensor, step: float, steps: int,
-                eps: float | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Iterated TGSM one step at a time: yields the logits the step's gradient came from and the new iterate,
-    kept within the L∞ ε-ball around x when `eps` is given. The attack and the grids' iteration paths share it."""
-    adv = x.detach()
-    for _ in range(steps):
-        logits, sign = logits_and_gradient_sign(model, adv, target)
-        adv = step_towards(adv, -sign, step)
+def project(adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """adv moved back into the L∞ ε-ball around x and the data range."""
+    return torch.min(torch.max(adv, x - eps), x + eps).clamp(*DATA_RANGE)
+
+
+def random_start(x: torch.Tensor, eps: float, seed: int) -> torch.Tensor:
+    """A uniform point of the ε-ball around x (within the data range), the same for the same seed on any device."""
+    g = torch.Generator().manual_seed(seed)
+    noise = (torch.rand(x.shape, generator=g) * 2 - 1).to(x.device, x.dtype)
+    return (x + eps * noise).clamp(*DATA_RANGE)
+
+
+def linf_steps(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, step: float, steps: int,
+               eps: float | None = None, towards: bool = False, decay: float | None = None,
+               start: torch.Tensor | None = None,
+               progress: Progress | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Signed-gradient steps one at a time, yielding the logits each step's gradient came from and the new
+    iterate. Up the CE of `labels` (untargeted) or, with `towards`, down it (targeted); with `decay` μ the
+    step follows the momentum g ← μ·g + ∇/‖∇‖₁ (MI-FGSM); with `eps`, each iterate is kept in the ε-ball."""
+    adv = (x if start is None else start).detach()
+    momentum = torch.zeros_like(x)
+    for i in range(steps):
+        logits, grad = logits_and_gradient(model, adv, labels)
+        if decay is not None:
+            l1 = grad.abs().flatten(1).sum(1).clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
+            momentum = decay * momentum + grad / l1
+            grad = momentum
+        adv = step_towards(adv, -grad.sign() if towards else grad.sign(), step)
         if eps is not None:
-            adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(*DATA_RANGE)
+            adv = project(adv, x, eps)
+        if progress is not None:
+            progress(i + 1, steps)
         yield logits, adv
 
 
+def last_iterate(iterates: Iterator[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
+    """The final image of an iteration (x itself when it takes no steps)."""
+    last = deque(iterates, maxlen=1)
+    return last[0][1] if last else x.detach()
+
+
 def iterative_tgsm(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float | None = None,
-                   step: float = 0.1, steps: int = 10, project: bool = False) -> torch.Tensor:
+                   step: float = 0.1, steps: int = 10, project: bool = False,
+                   progress: Progress | None = None) -> torch.Tensor:
     """Iterated TGSM / BIM: repeated targeted steps; with `project`, kept within the L∞ ε-ball around x.
 
     Without projection (the paper's image grids: step 0.1, 10–25 steps) ε is unused.
     """
     if project and eps is None:
         raise ValueError("projection needs eps")
-    adv = x.detach()
-    for _, iterate in itgsm_steps(model, x, target, step, steps, eps if project else None):
-        adv = iterate
-    return adv
+    iterates = linf_steps(model, x, target, step, steps, eps if project else None, towards=True, progress=progress)
+    return last_iterate(iterates, x)
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 20,
-        step_size: float | None = None, seed: int = 0) -> torch.Tensor:
-    """Untargeted L∞ PGD with a random start (captum.robust.PGD), for honest white-box numbers."""
+        step_size: float | None = None, random: bool = True, seed: int = 0,
+        progress: Progress | None = None) -> torch.Tensor:
+    """Untargeted L∞ PGD (Madry et al.), from a seeded random point of the ball unless `random` is False."""
     if eps == 0:
         return x.detach().clone()
     step_size = step_size if step_size is not None else 2.5 * eps / steps
-    attack = PGD(model, loss_func=logit_cross_entropy, lower_bound=DATA_RANGE[0], upper_bound=DATA_RANGE[1])
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        return attack.perturb(x, radius=eps, step_size=step_size, step_num=steps, target=y,
-                              random_start=True).detach()
+    start = random_start(x, eps, seed) if random else None
+    return last_iterate(linf_steps(model, x, y, step_size, steps, eps, start=start, progress=progress), x)
 
 
-def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str, eps_values: Iterable[float],
-               target_mode: str | int = "next", seed: int = 0, steps: int = 10) -> dict[float, torch.Tensor]:
-    """Adversarial examples of one attack at every ε, for a batch; single-step attacks share one gradient."""
-    eps_values = [float(e) for e in eps_values]
-    if attack == "fgsm":
-        return single_step_sweep(model, x, y, eps_values)
-    if attack not in ATTACKS:
-        raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
-    if attack == "pgd":
-        return {e: pgd(model, x, y, e, seed=seed) for e in eps_values}
-    target = choose_targets(model, x, y, target_mode, seed)
-    if attack == "tgsm":
-        return single_step_sweep(model, x, target, eps_values, targeted=True)
-    return {e: iterative_tgsm(model, x, target, eps=e, step=max(e / 4, 1e-3) if e else 0.0, steps=steps,
-                              project=True) for e in eps_values}
-
-
-def attack_image(model: nn.Module, x: torch.Tensor, label: int, attack: str, eps: float,
-                 target: int | None = None, steps: int = 10, seed: int = 0,
-                 gamma: float = 0.25) -> tuple[torch.Tensor, dict]:
-    """One image [1, 1, 28, 28] attacked live; returns it with the provenance a download needs.
-
-    JSMA ignores ε: it raises pixels by θ = 1 (ε's role) until the target is predicted or γ of them changed.
-    """
-    y = torch.tensor([label], device=x.device)
-    t = torch.tensor([(label + 1) % NUM_CLASSES if target is None else target], device=x.device)
-    if attack == "fgsm":
-        adv = fgsm(model, x, y, eps)
-    elif attack == "tgsm":
-        adv = tgsm(model, x, t, eps)
-    elif attack == "itgsm":
-        adv = iterative_tgsm(model, x, t, eps=eps, step=max(eps / 4, 1e-3), steps=steps, project=True)
-    elif attack == "pgd":
-        adv = pgd(model, x, y, eps, seed=seed)
-    elif attack == "jsma":
-        result = jsma(model, x, t, theta=1.0, gamma=gamma)
-        adv, extra = result.images, {"theta": 1.0, "gamma": gamma, "pixels_changed": int(result.pixels_changed[0])}
-    else:
-        raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(LIVE_ATTACKS)}")
-    targeted = attack in ("tgsm", "itgsm", "jsma")
-    record = {"attack": attack, "eps": None if attack == "jsma" else eps, "true_class": label,
-              "target_class": int(t) if targeted else None, "steps": steps if attack in ("itgsm", "pgd") else 1,
-              "seed": seed, "linf": float((adv - x).abs().max()), "l2": float((adv - x).norm())}
-    return adv, {**record, **(extra if attack == "jsma" else {})}
+def mifgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10, decay: float = 1.0,
+           progress: Progress | None = None) -> torch.Tensor:
+    """Momentum iterative FGSM (Dong et al. 2018), untargeted: `steps` steps of ε/steps along the sign of the
+    accumulated L1-normalised gradient, the standard stronger transfer attack."""
+    if eps == 0:
+        return x.detach().clone()
+    return last_iterate(linf_steps(model, x, y, eps / steps, steps, eps, decay=decay, progress=progress), x)

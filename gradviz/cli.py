@@ -8,10 +8,19 @@ import sys
 from pathlib import Path
 
 from gradviz.architecture import LAYER_STYLES, ZOO_WIDTH
+from gradviz.attack_registry import REGISTRY, attack_names, parse_attack_params
 from gradviz.cards import ModelFileError, list_models, require_dataset
 from gradviz.datasets import DATASETS, DatasetNotFound, download_mnist, load_arrays
 from gradviz.defenses import DEFENSES
 from gradviz.zoo_cli import add_zoo_parser, run_zoo
+
+PARAM_HELP = ("an attack's setting over its default, repeatable: " + "; ".join(
+    f"{a.name}: {', '.join(f'{p.name} (default {p.default:g})' for p in a.params)}" for a in REGISTRY.values()
+    if a.params))
+
+
+def _iterative() -> list[str]:
+    return [a.name for a in REGISTRY.values() if a.iterative and a.eps_bounded]
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -103,26 +112,22 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from gradviz.evaluation import EvalConfig, evaluate, write_results
+    from gradviz.evaluation import EvalConfig, evaluate, evaluation_summary, write_results
     from gradviz.report import write_report
 
     config = EvalConfig(dataset=args.dataset, models=[m for m in args.models.split(",") if m],
                         attacks=args.attacks.split(","), eps=[float(e) for e in args.eps.split(",")], n=args.n,
                         seed=args.seed, target_mode=args.target, batch_size=args.batch_size,
-                        precision=args.precision, jsma_n=args.jsma_n, iterative_n=args.iterative_n,
-                        iterative_eps=[float(e) for e in args.iterative_eps.split(",")] if args.iterative_eps else None)
+                        precision=args.precision, l0_n=args.l0_n, iterative_n=args.iterative_n,
+                        iterative_eps=[float(e) for e in args.iterative_eps.split(",")] if args.iterative_eps else None,
+                        attack_params=parse_attack_params(args.param))
     if args.device:
         config.device = args.device
     result = evaluate(config, cache_dir=Path(args.out) / "cache")
     write_results(result, args.out)
     if not args.no_report:
         write_report(result, args.out, heatmap_eps=args.heatmap_eps)
-    white = result.rows[result.rows.whitebox].pivot_table(index="source", columns=["attack", "eps"],
-                                                          values="accuracy")
-    print(white.round(3).to_string())
-    if len(result.jsma):
-        print(result.jsma.pivot_table(index="source", columns="target", values="success_rate").round(3).to_string())
-    print(result.masking[["model", "flagged", "reason"]].to_string(index=False))
+    print(evaluation_summary(result))
     print(f"{result.provenance['seconds']:.1f} s on {result.provenance['device']}; results in {args.out}")
     return 0
 
@@ -131,7 +136,7 @@ def _reproduce(args) -> int:
     from gradviz.reproduction import write_reproduction
 
     preamble = Path(args.preamble).read_text() if args.preamble else ""
-    print(f"written {write_reproduction(args.mnist, args.fashion, args.out, preamble)}")
+    print(f"written {write_reproduction(args.mnist, args.fashion, args.out, preamble, args.mnist_beyond)}")
     return 0
 
 
@@ -175,6 +180,7 @@ def _study_build(engine, args) -> int:
                             attacks=args.attacks.split(","), eps=[float(e) for e in args.eps.split(",")],
                             items_per_class=args.items_per_class, attention_checks=args.attention_checks,
                             seed=args.seed)
+    config.attack_params.update(parse_attack_params(args.param))
     ensure_can_switch_to(engine, config.set_id())
     stored = store_stimuli(engine, build_stimuli(config))
     activate_set(engine, config.set_id(), config.dataset)
@@ -244,8 +250,12 @@ def _grid(args) -> int:
     cards = {n: c for n, (_, c) in loaded.items()}
     require_dataset(cards, args.dataset)
     x, y = first_of_each_class(*load_dataset(args.dataset, "test", args.data_dir), per_class=args.per_class)
-    grid = target_grid({n: m for n, (m, _) in loaded.items()}, x.to(device), y, attack=args.attack, step=args.step,
-                       steps=args.steps, eps=args.eps, theta=args.theta, gamma=args.gamma)
+    params = parse_attack_params(args.param)
+    stray = sorted(set(params) - {args.attack})
+    if stray:
+        raise ValueError(f"--param names {', '.join(stray)}, but the grid's attack is {args.attack}")
+    grid = target_grid({n: m for n, (m, _) in loaded.items()}, x.to(device), y, attack=args.attack, eps=args.eps,
+                       params=params.get(args.attack))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = f"first {args.per_class} test image(s) of each class"
@@ -254,9 +264,10 @@ def _grid(args) -> int:
         stem = out / f"{name}-{args.attack}-it{record['iteration']}"
         stem.with_suffix(".png").write_bytes(to_png16(mosaic(grid.cells(name, args.iteration))))
         stem.with_suffix(".json").write_text(json.dumps(record, indent=2))
-        cells = [(p, t) for c, row in zip(record["row_classes"], record["predicted"]) for t, p in enumerate(row) if t != c]
-        print(f"{stem}.png  {name} predicts the target in {sum(p == t for p, t in cells)} of {len(cells)} "
-              "off-diagonal cells")
+        share = grid.success_share(grid.predicted[name][record["iteration"]])
+        what = "predicts the target in" if grid.targeted else "is fooled in"
+        print(f"{stem}.png  {name} {what} {share:.0%} of the {int(grid.counted().sum())} "
+              f"{'off-diagonal ' if grid.targeted else ''}cells")
     return 0
 
 
@@ -295,14 +306,18 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_Help)
     e.add_argument("--dataset", choices=DATASETS, default="mnist")
     e.add_argument("--models", default="", help="comma-separated model names (default: the dataset's zoo)")
-    e.add_argument("--attacks", default="fgsm,tgsm", help="any of fgsm,tgsm,itgsm,pgd,jsma")
+    e.add_argument("--attacks", default="fgsm,tgsm", help=f"any of {','.join(attack_names())}")
+    e.add_argument("--param", action="append", metavar="ATTACK.SETTING=VALUE", help=PARAM_HELP)
     e.add_argument("--iterative-n", type=int, default=None,
-                   help="run itgsm and pgd on the first N of the --n images only (default: all of them)")
-    e.add_argument("--jsma-n", type=int, default=1000,
-                   help="JSMA (no ε; success rate and pixels changed) on the first N of the --n images")
+                   help=f"run the iterative ε-attacks ({','.join(_iterative())}) on the first N of the --n images only "
+                        "(default: all of them)")
+    e.add_argument("--l0-n", "--jsma-n", type=int, default=1000, dest="l0_n",
+                   help=f"pixel-budget attacks ({','.join(attack_names(eps_bounded=False))}: no ε; success rate and "
+                        "pixels changed) on the first N of the --n images")
     e.add_argument("--eps", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7")
     e.add_argument("--iterative-eps", default=None,
-                   help="ε grid for itgsm and pgd only (default: --eps); each of their ε costs 10-20 gradient steps")
+                   help="ε grid for the iterative ε-attacks only (default: --eps); each of their ε costs 10-20 "
+                        "gradient steps")
     e.add_argument("--n", type=int, default=1000, help="first n test images")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--target", default="next", help="TGSM target: next, least-likely, random or a class")
@@ -316,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reproduce", help="write docs/REPRODUCTION.md from evaluation result folders")
     r.add_argument("--mnist", required=True, help="result folder of an mnist evaluate run")
     r.add_argument("--fashion", default=None, help="result folder of a fashion-mnist evaluate run")
+    r.add_argument("--mnist-beyond", action="append", default=[], metavar="FOLDER",
+                   help="result folder of stronger transfer attacks (e.g. mifgsm) on the same MNIST models, repeatable")
     r.add_argument("--preamble", default=None, help="Markdown file with the prose that precedes the tables")
     r.add_argument("--out", default="docs/REPRODUCTION.md")
     st = sub.add_parser("study", formatter_class=_Help,
@@ -324,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--db-url", default=None, help="database URL (default: GRADVIZ_DB_URL or a local SQLite file)")
     st.add_argument("--dataset", choices=DATASETS, default="mnist")
     st.add_argument("--models", default="", help="source models (default: zoo normal,distilled,advtrain,gradreg)")
-    st.add_argument("--attacks", default="itgsm,tgsm")
+    st.add_argument("--attacks", default="itgsm,tgsm", help=f"any of {','.join(attack_names())}")
+    st.add_argument("--param", action="append", metavar="ATTACK.SETTING=VALUE",
+                    help="an attack's setting over the study's default (itgsm: steps 20, step_scale 0.125)")
     st.add_argument("--eps", default="0.3")
     st.add_argument("--items-per-class", type=int, default=2)
     st.add_argument("--attention-checks", type=int, default=4)
@@ -344,13 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_Help)
     g.add_argument("--dataset", choices=DATASETS, default="mnist")
     g.add_argument("--models", default="mnist-normal,mnist-distilled,mnist-gradreg")
-    g.add_argument("--attack", choices=("itgsm", "jsma"), default="itgsm")
-    g.add_argument("--step", type=float, default=0.1, help="iterated TGSM step size")
-    g.add_argument("--steps", type=int, default=25, help="iterated TGSM iterations computed")
+    g.add_argument("--attack", choices=attack_names(), default="itgsm",
+                   help="targeted attacks make 10 columns (one per target), untargeted ones a single column")
+    g.add_argument("--eps", type=float, default=None,
+                   help="L∞ budget (default: itgsm 1, the paper's unprojected grids; others 0.3; JSMA has none)")
+    g.add_argument("--param", action="append", metavar="ATTACK.SETTING=VALUE",
+                   help="a setting over the grid's default (itgsm: steps 25, step_scale 0.1 = step 0.1), e.g. "
+                        "itgsm.steps=50 or jsma.gamma=0.1")
     g.add_argument("--iteration", type=int, default=10, help="the iteration written (the paper's MNIST grids: 10)")
-    g.add_argument("--eps", type=float, default=None, help="keep iterated TGSM in this L∞ ball (the paper: none)")
-    g.add_argument("--theta", type=float, default=1.0, help="JSMA change per pixel")
-    g.add_argument("--gamma", type=float, default=0.25, help="JSMA: most pixels changed, as a fraction")
     g.add_argument("--per-class", type=int, default=1, help="rows: the first N test images of each class")
     g.add_argument("--device", default=None)
     g.add_argument("--data-dir", default=None)

@@ -20,10 +20,10 @@ from torch import nn
 
 from gradviz import __version__
 from gradviz.architecture import channels_last
-from gradviz.attacks import LIVE_ATTACKS, choose_targets, run_attack
+from gradviz.attack_registry import attack_names, get_attack, pixels_changed
+from gradviz.attacks import choose_targets
 from gradviz.cards import list_models, require_dataset
 from gradviz.datasets import dataset_source, load_dataset
-from gradviz.jsma import jsma
 from gradviz.masking import masking_verdict, vanishing_gradient_share
 from gradviz.modelstore import load_model
 from gradviz.progress import progress_bar
@@ -31,9 +31,9 @@ from gradviz.stats import wilson_interval
 
 INFERENCE_CHUNK = 256  # on CPU, smaller forward batches stay in cache: 2.66 s → 2.36 s per 10,000 images
 PAPER_EPS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
-ITERATIVE = ("itgsm", "pgd")
 COLUMNS = ["source", "target", "attack", "eps", "accuracy", "correct", "n", "ci_low", "ci_high", "whitebox"]
-JSMA_COLUMNS = ["source", "target", "attack", "success_rate", "accuracy", "mean_pixels_changed", "n", "whitebox"]
+L0_COLUMNS = ["source", "target", "attack", "budget", "success_rate", "accuracy", "mean_pixels_changed", "n",
+              "whitebox"]
 Progress = Callable[[int, int, str], None]
 
 
@@ -52,13 +52,38 @@ class EvalConfig:
     batch_size: int = 1000
     precision: str = "fp32"  # "bf16": faster target forward passes; attacks always use fp32 gradients
     data_dir: str | None = None
-    iterative_eps: list[float] | None = None  # ε for itgsm and pgd (default: eps); they cost 10-20 gradients each
-    iterative_n: int | None = None  # itgsm and pgd on the first iterative_n of the n images (default: all n)
-    jsma_n: int = 1000  # JSMA (no ε) runs on the first jsma_n of the n images: up to 98 Jacobian steps each
+    iterative_eps: list[float] | None = None  # ε of the iterative ε-attacks (default: eps); 10-20 gradients each
+    iterative_n: int | None = None  # iterative ε-attacks on the first iterative_n of the n images (default: all n)
+    l0_n: int = 1000  # pixel-budget attacks (JSMA: no ε) on the first l0_n of the n images: up to 98 Jacobians each
+    attack_params: dict[str, dict] = field(default_factory=dict)  # {attack: {setting: value}} over the defaults
 
     def eps_for(self, attack: str) -> list[float]:
         """The ε grid of one attack: iterative attacks may run on a smaller grid than single-step ones."""
-        return list(self.iterative_eps) if attack in ITERATIVE and self.iterative_eps is not None else list(self.eps)
+        return list(self.iterative_eps) if self._iterative(attack) and self.iterative_eps is not None else list(self.eps)
+
+    def n_for(self, attack: str, n: int) -> int:
+        """How many of the n images an attack runs on."""
+        entry = get_attack(attack)
+        if not entry.eps_bounded:
+            return min(n, self.l0_n)
+        return min(n, self.iterative_n) if entry.iterative and self.iterative_n is not None else n
+
+    def params_for(self, attack: str) -> dict:
+        """The attack's settings: its registry defaults with this run's overrides, checked."""
+        return get_attack(attack).settings(self.attack_params.get(attack))
+
+    def check(self) -> None:
+        """Refuse unknown attacks and settings before any model loads."""
+        for attack in self.attacks:
+            self.params_for(attack)
+        stray = sorted(set(self.attack_params) - set(self.attacks))
+        if stray:
+            raise ValueError(f"settings given for {', '.join(stray)}, which this run does not include")
+
+    @staticmethod
+    def _iterative(attack: str) -> bool:
+        entry = get_attack(attack)
+        return entry.iterative and entry.eps_bounded
 
 
 @dataclass
@@ -66,7 +91,7 @@ class EvalResult:
     rows: pd.DataFrame
     masking: pd.DataFrame
     provenance: dict
-    jsma: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=JSMA_COLUMNS))
+    l0: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=L0_COLUMNS))  # pixel-budget attacks
 
 
 def default_models(dataset: str) -> list[str]:
@@ -76,12 +101,10 @@ def default_models(dataset: str) -> list[str]:
 
 def _block_key(config: EvalConfig, source_card: dict, target_cards: list[dict], attack: str) -> str:
     payload = {"source": source_card["sha256"], "targets": [c["sha256"] for c in target_cards],
-               "attack": attack, "eps": config.eps_for(attack),
-               "jsma_n": config.jsma_n if attack == "jsma" else None, "n": config.n, "seed": config.seed,
+               "attack": attack, "params": config.params_for(attack), "eps": config.eps_for(attack),
+               "images": config.n_for(attack, config.n), "seed": config.seed,
                "target_mode": config.target_mode, "dataset": config.dataset, "precision": config.precision,
                "data": dataset_source(config.dataset, config.data_dir), "version": __version__}
-    if attack in ITERATIVE and config.iterative_n is not None:  # only then: other blocks keep their cache keys
-        payload["iterative_n"] = config.iterative_n
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -96,44 +119,55 @@ def correct_counts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
         return sum(int((model(x[i:i + chunk]).argmax(1) == y[i:i + chunk]).sum()) for i in range(0, len(x), chunk))
 
 
+def _attack_labels(config: EvalConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str) -> torch.Tensor:
+    """What the attack aims at: the target classes of a targeted attack, the true classes otherwise."""
+    return choose_targets(model, x, y, config.target_mode, config.seed) if get_attack(attack).targeted else y
+
+
 def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: torch.Tensor,
                   y: torch.Tensor, attack: str, clean: dict[str, int] | None = None) -> list[dict]:
-    """Rows of one source model and attack: every ε, every target model.
+    """Rows of one source model and ε-attack: every ε, every target model.
 
     ε = 0 leaves the images unchanged, so `clean` (correct counts per target) stands in for it.
     """
-    if attack in ITERATIVE and config.iterative_n is not None and config.iterative_n < len(x):
-        x, y, clean = x[:config.iterative_n], y[:config.iterative_n], None
+    n = config.n_for(attack, len(x))
+    if n < len(x):
+        x, y, clean = x[:n], y[:n], None
     clean = clean if clean is not None else {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
+    entry, params = get_attack(attack), config.params_for(attack)
     eps_list = config.eps_for(attack)
     attacked = [e for e in eps_list if e != 0]
     counts = {(e, t): 0 for e in attacked for t in models}
     for i in range(0, len(x), config.batch_size) if attacked else []:
         xb, yb = x[i:i + config.batch_size], y[i:i + config.batch_size]
-        adversarial = run_attack(models[source], xb, yb, attack, attacked, config.target_mode, config.seed)
-        for e, adv in adversarial.items():
+        labels = _attack_labels(config, models[source], xb, yb, attack)
+        for e, adv in entry.sweep(models[source], xb, labels, attacked, config.seed, **params).items():
             for target, model in models.items():
                 counts[(e, target)] += correct_counts(model, adv, yb, config.batch_size, config.precision)
     counts.update({(0.0, t): c for t, c in clean.items()} if len(attacked) < len(eps_list) else {})
     return [_row(source, target, attack, e, counts[(e, target)], len(x)) for e in eps_list for target in models]
 
 
-def _jsma_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: torch.Tensor,
-                y: torch.Tensor) -> list[dict]:
-    """JSMA (θ = 1, γ = 0.25, target (y+1) mod 10) made on `source`: how often each model then predicts the
-    target, its accuracy, and the pixels the attack changed."""
-    x, y = x[:config.jsma_n], y[:config.jsma_n]
-    target = choose_targets(models[source], x, y, config.target_mode, config.seed)
-    made = [jsma(models[source], x[i:i + config.batch_size], target[i:i + config.batch_size])
-            for i in range(0, len(x), config.batch_size)]
-    adv = torch.cat([m.images for m in made])
-    pixels = float(torch.cat([m.pixels_changed for m in made]).float().mean())
+def _l0_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: torch.Tensor,
+              y: torch.Tensor, attack: str) -> list[dict]:
+    """A pixel-budget attack made on `source` (JSMA: θ = 1, γ = 0.25, target (y+1) mod 10 by default): how
+    often each model is then fooled (predicts the target; for an untargeted attack, anything but the truth),
+    its accuracy, and how many pixels the attack changed."""
+    n = config.n_for(attack, len(x))
+    x, y = x[:n], y[:n]
+    entry, params = get_attack(attack), config.params_for(attack)
+    labels = _attack_labels(config, models[source], x, y, attack)
+    adv = torch.cat([entry.generate(models[source], x[i:i + config.batch_size], labels[i:i + config.batch_size],
+                                    seed=config.seed, **params) for i in range(0, len(x), config.batch_size)])
+    pixels = float(pixels_changed(x, adv).float().mean())
     rows = []
     for name, model in models.items():
-        hits = correct_counts(model, adv, target, config.batch_size, config.precision)
-        rows.append({"source": source, "target": name, "attack": "jsma", "success_rate": hits / len(x),
-                     "accuracy": correct_counts(model, adv, y, config.batch_size, config.precision) / len(x),
-                     "mean_pixels_changed": pixels, "n": len(x), "whitebox": name == source})
+        correct = correct_counts(model, adv, y, config.batch_size, config.precision)
+        hits = correct_counts(model, adv, labels, config.batch_size, config.precision) if entry.targeted \
+            else len(x) - correct
+        rows.append({"source": source, "target": name, "attack": attack, "budget": entry.budget(None, params),
+                     "success_rate": hits / len(x), "accuracy": correct / len(x), "mean_pixels_changed": pixels,
+                     "n": len(x), "whitebox": name == source})
     return rows
 
 
@@ -167,9 +201,9 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
     names = config.models or default_models(config.dataset)
     if not names:
         raise ValueError(f"no models to evaluate for {config.dataset}")
-    unknown = sorted(set(config.attacks) - set(LIVE_ATTACKS))
-    if unknown:
-        raise ValueError(f"unknown attack(s) {', '.join(unknown)}; choose from {', '.join(LIVE_ATTACKS)}")
+    if not config.attacks:
+        raise ValueError(f"no attacks to run; choose from {', '.join(attack_names())}")
+    config.check()
     loaded = {n: load_model(n, config.device) for n in names}
     models = {n: channels_last(m) for n, (m, _) in loaded.items()}
     cards = {n: c for n, (_, c) in loaded.items()}
@@ -191,8 +225,8 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
         else:
             if clean is None:
                 clean = {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
-            block = (_jsma_block(config, source, models, x, y) if attack == "jsma"
-                     else _attack_block(config, source, models, x, y, attack, clean))
+            block = (_attack_block(config, source, models, x, y, attack, clean) if get_attack(attack).eps_bounded
+                     else _l0_block(config, source, models, x, y, attack))
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(block))
@@ -201,11 +235,28 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
         if on_progress is not None:
             on_progress(done, len(blocks), f"{source} · {attack}")
     bar.close()
-    frame = pd.DataFrame([r for r in rows if r["attack"] != "jsma"], columns=COLUMNS)
-    masking = masking_table(config, models, x, y, frame)
+    frame = pd.DataFrame([r for r in rows if "eps" in r], columns=COLUMNS)
+    masking = masking_table(config, models, x, y, frame) if len(frame) else pd.DataFrame()
     provenance = _provenance(config, cards, time.perf_counter() - started, reused, len(blocks))
-    return EvalResult(frame, masking, provenance, pd.DataFrame([r for r in rows if r["attack"] == "jsma"],
-                                                               columns=JSMA_COLUMNS))
+    return EvalResult(frame, masking, provenance, pd.DataFrame([r for r in rows if "eps" not in r],
+                                                               columns=L0_COLUMNS))
+
+
+def evaluation_summary(result: EvalResult) -> str:
+    """What a run found, in a terminal: white-box accuracy per ε-attack and ε, the pixel-budget attacks'
+    success rates (rows: made on; columns: evaluated on) and the masking flags, each only where the run has it."""
+    parts = []
+    if len(result.rows):
+        white = result.rows[result.rows.whitebox]
+        parts.append("white-box accuracy\n" + white.pivot_table(index="source", columns=["attack", "eps"],
+                                                                 values="accuracy").round(3).to_string())
+    for attack, block in result.l0.groupby("attack", sort=False):
+        table = block.pivot_table(index="source", columns="target", values="success_rate", sort=False)
+        parts.append(f"{attack} success rate ({block.budget.iloc[0]}, first {int(block.n.iloc[0])} images)\n"
+                     + table.round(3).to_string())
+    if len(result.masking):
+        parts.append(result.masking[["model", "flagged", "reason"]].to_string(index=False))
+    return "\n\n".join(parts)
 
 
 def _provenance(config: EvalConfig, cards: dict, seconds: float, reused: int, blocks: int) -> dict:
@@ -229,8 +280,8 @@ def write_results(result: EvalResult, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     result.rows.to_csv(out / "results.csv", index=False)
     result.masking.to_csv(out / "masking.csv", index=False)
-    if len(result.jsma):
-        result.jsma.to_csv(out / "jsma.csv", index=False)
+    if len(result.l0):
+        result.l0.to_csv(out / "l0.csv", index=False)
     (out / "provenance.json").write_text(json.dumps(result.provenance, indent=2, default=str))
     return out
 
@@ -240,11 +291,14 @@ def read_results(folder: str | Path) -> EvalResult:
     folder = Path(folder)
     if not (folder / "results.csv").is_file():
         raise FileNotFoundError(f"{folder} holds no results.csv")
-    masking, jsma_rows = folder / "masking.csv", folder / "jsma.csv"
+    masking = folder / "masking.csv"
+    l0_rows = next((f for f in (folder / "l0.csv", folder / "jsma.csv") if f.is_file()), None)  # jsma.csv: older folders
+    l0 = pd.read_csv(l0_rows) if l0_rows else pd.DataFrame(columns=L0_COLUMNS)
+    if "budget" not in l0:  # jsma.csv had one attack at fixed settings
+        l0.insert(3, "budget", get_attack("jsma").budget(None, {"theta": 1.0, "gamma": 0.25}))
     return EvalResult(pd.read_csv(folder / "results.csv"),
                       pd.read_csv(masking) if masking.is_file() else pd.DataFrame(),
-                      json.loads((folder / "provenance.json").read_text()),
-                      pd.read_csv(jsma_rows) if jsma_rows.is_file() else pd.DataFrame(columns=JSMA_COLUMNS))
+                      json.loads((folder / "provenance.json").read_text()), l0)
 
 
 COMMITTED_RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"

@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from gradviz.paper import PAPER_FGSM_FROM_NORMAL
+from gradviz.attack_registry import attack_title
+from gradviz.paper import PAPER_CURVES_FROM_NORMAL
 
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
 
@@ -22,12 +23,12 @@ def _colours(names: list[str]) -> dict[str, str]:
 
 def accuracy_curves(rows: pd.DataFrame, attack: str, paper_overlay: bool = False) -> go.Figure:
     """One panel per source model: accuracy vs ε of every evaluated model (the paper's figure)."""
-    rows = rows[rows.attack == attack]
+    rows = rows[rows["attack"].eq(attack)]
     sources = list(dict.fromkeys(rows.source))
     colours = _colours(list(dict.fromkeys(rows.target)))
     cols = min(3, len(sources))
     fig = make_subplots(rows=math.ceil(len(sources) / cols), cols=cols, shared_yaxes=True,
-                        subplot_titles=[f"{attack.upper()} made on {s}" for s in sources])
+                        subplot_titles=[f"{attack_title(attack)} made on {s}" for s in sources])
     for i, source in enumerate(sources):
         r, c = divmod(i, cols)
         for target, group in rows[rows.source == source].groupby("target", sort=False):
@@ -39,13 +40,13 @@ def accuracy_curves(rows: pd.DataFrame, attack: str, paper_overlay: bool = False
                 error_y=dict(type="data", symmetric=False, array=group.ci_high - group.accuracy,
                              arrayminus=group.accuracy - group.ci_low, thickness=1, width=2),
             ), row=r + 1, col=c + 1)
-        if paper_overlay and attack == "fgsm" and source.endswith("-normal"):
-            for target, values in PAPER_FGSM_FROM_NORMAL.items():
-                ours = next((t for t in colours if t.endswith(f"-{target}")), None)
-                fig.add_trace(go.Scatter(x=list(values), y=list(values.values()), mode="markers",
-                                         marker=dict(symbol="x", size=8, color=colours.get(ours, "grey")),
-                                         name=f"paper: {target}", legendgroup="paper", showlegend=i == 0),
-                              row=r + 1, col=c + 1)
+        paper = PAPER_CURVES_FROM_NORMAL.get(attack, {}) if paper_overlay and source.endswith("-normal") else {}
+        for target, values in paper.items():
+            ours = next((t for t in colours if t.endswith(f"-{target}")), None)
+            fig.add_trace(go.Scatter(x=list(values), y=list(values.values()), mode="markers",
+                                     marker=dict(symbol="x", size=8, color=colours.get(ours, "grey")),
+                                     name=f"paper: {target}", legendgroup="paper", showlegend=i == 0),
+                          row=r + 1, col=c + 1)
     fig.update_yaxes(range=[0, 1.02], title_text="accuracy", col=1)
     fig.update_xaxes(title_text="ε")
     fig.update_layout(height=320 * math.ceil(len(sources) / cols), margin=dict(t=40, b=30))
@@ -54,7 +55,7 @@ def accuracy_curves(rows: pd.DataFrame, attack: str, paper_overlay: bool = False
 
 def matrix_at(rows: pd.DataFrame, attack: str, eps: float) -> pd.DataFrame:
     """Source × target accuracy matrix of one attack at the ε nearest to `eps`."""
-    rows = rows[rows.attack == attack]
+    rows = rows[rows["attack"].eq(attack)]
     nearest = min(rows.eps.unique(), key=lambda e: abs(e - eps))
     sub = rows[rows.eps == nearest]
     order = list(dict.fromkeys(rows.source))
@@ -67,7 +68,7 @@ def transfer_heatmap(rows: pd.DataFrame, attack: str, eps: float) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=m.values, x=m.columns, y=m.index, zmin=0, zmax=1, colorscale="Viridis",
                                text=[[f"{v:.2f}" for v in row] for row in m.values], texttemplate="%{text}",
                                colorbar=dict(title="accuracy")))
-    fig.update_layout(title=f"{attack.upper()} at ε = {eps:g}: rows made on, columns evaluated on",
+    fig.update_layout(title=f"{attack_title(attack)} at ε = {eps:g}: rows made on, columns evaluated on",
                       xaxis_title="evaluated on (target)", yaxis_title="made on (source)",
                       yaxis_autorange="reversed", height=420)
     return fig
@@ -75,7 +76,7 @@ def transfer_heatmap(rows: pd.DataFrame, attack: str, eps: float) -> go.Figure:
 
 def whitebox_vs_transfer(rows: pd.DataFrame, attack: str) -> pd.DataFrame:
     """Per target and ε: white-box accuracy and mean accuracy on examples transferred from the others."""
-    rows = rows[rows.attack == attack]
+    rows = rows[rows["attack"].eq(attack)]
     white = rows[rows.whitebox].groupby(["target", "eps"]).accuracy.mean().rename("whitebox")
     transfer = rows[~rows.whitebox].groupby(["target", "eps"]).accuracy.mean().rename("mean_transfer")
     return pd.concat([white, transfer], axis=1).reset_index()
@@ -90,7 +91,7 @@ def whitebox_transfer_figure(rows: pd.DataFrame, attack: str) -> go.Figure:
                                  line=dict(color=colours[target])))
         fig.add_trace(go.Scatter(x=g.eps, y=g.mean_transfer, name=f"{target} transfer (mean)",
                                  line=dict(color=colours[target], dash="dot")))
-    fig.update_layout(title=f"{attack.upper()}: white-box vs mean transferred accuracy", xaxis_title="ε",
+    fig.update_layout(title=f"{attack_title(attack)}: white-box vs mean transferred accuracy", xaxis_title="ε",
                       yaxis_title="accuracy", yaxis_range=[0, 1.02], height=420)
     return fig
 

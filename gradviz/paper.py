@@ -12,10 +12,14 @@ PAPER_FGSM_FROM_NORMAL = {
     "gradreg": {0.1: .984, 0.2: .922, 0.3: .797, 0.4: .621, 0.5: .395, 0.7: .227},
 }
 
+# The paper's accuracy-vs-ε curves on examples made on its normal model, by attack (it plots FGSM only).
+PAPER_CURVES_FROM_NORMAL = {"fgsm": PAPER_FGSM_FROM_NORMAL}
+
 # White-box FGSM accuracy at ε = 0.2 and 0.3.
 PAPER_WHITEBOX_FGSM = {"normal": {0.2: .277, 0.3: .113}, "distilled": {0.2: .992, 0.3: .992},
                        "advtrain": {0.2: .992, 0.3: .965}, "gradreg-uniform": {0.2: .547, 0.3: .113},
                        "gradreg": {0.2: .652, 0.3: .277}}
+PAPER_WHITEBOX = {"fgsm": PAPER_WHITEBOX_FGSM}  # by attack: the paper reports white-box FGSM only
 
 # Mean FGSM transfer accuracy from the three non-distilled other sources, at ε = 0.3, 0.4, 0.5.
 PAPER_MEAN_TRANSFER = {"normal": {0.3: .439, 0.4: .174, 0.5: .087}, "advtrain": {0.3: .697, 0.4: .247, 0.5: .094},

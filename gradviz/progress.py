@@ -45,3 +45,17 @@ def progress_bar(total: int, initial: int, desc: str, enabled: bool, unit: str =
     if enabled and not sys.stderr.isatty():
         return LogLines(total, initial, desc, unit)
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True)
+
+
+class Estimate:
+    """Done/total with the time spent and an estimate of the time left, for views that draw their own bar."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def describe(self, done: int, total: int, upper_bound: bool = False) -> str:
+        """'23/98 · 4 s spent, ~13 s left'; with `upper_bound`, 'at most ~13 s left' (work that may end early)."""
+        spent = time.monotonic() - self.started
+        left = spent * (total - done) / done if done else None
+        guess = "estimating…" if left is None else f"{'at most ' if upper_bound else ''}~{left:.0f} s left"
+        return f"{done}/{total} · {spent:.0f} s spent, {guess}"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from gradviz import figures
+from gradviz.attack_registry import attack_title
 from gradviz.datasets import load_dataset
 from gradviz.evaluation import EvalResult
 from gradviz.interpretability import deletion_curves, gradient_norms
@@ -39,12 +40,13 @@ def write_report(result: EvalResult, out: str | Path, heatmap_eps: float = 0.3) 
     rows, dataset = result.rows, result.provenance["config"]["dataset"]
     parts = []
     for attack in rows.attack.unique():
-        parts += [f"<h2>{attack.upper()}</h2>",
+        parts += [f"<h2>{html.escape(attack_title(attack))}</h2>",
                   figures.accuracy_curves(rows, attack, paper_overlay=dataset == "mnist"),
                   figures.transfer_heatmap(rows, attack, heatmap_eps),
                   figures.whitebox_transfer_figure(rows, attack)]
-    if len(result.jsma):
-        parts += ["<h2>JSMA (θ = 1, γ = 0.25)</h2>", _table(result.jsma)]
+    for attack, block in result.l0.groupby("attack", sort=False):
+        parts += [f"<h2>{html.escape(attack_title(attack))} ({html.escape(str(block.budget.iloc[0]))})</h2>",
+                  _table(block)]
     parts += ["<h2>Gradient masking</h2>", _table(result.masking),
               "<h2>Interpretability</h2>", figures.norm_boxplot(norms), figures.deletion_figure(deletion),
               _table(deletion.groupby("model", sort=False).auc.first().reset_index()),

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from gradviz.attack_registry import REGISTRY, attack_title
 from gradviz.evaluation import EvalResult, read_results
-from gradviz.paper import PAPER_CLEAN, PAPER_FGSM_FROM_NORMAL, PAPER_MEAN_TRANSFER, PAPER_WHITEBOX_FGSM
+from gradviz.paper import PAPER_CLEAN, PAPER_FGSM_FROM_NORMAL, PAPER_MEAN_TRANSFER, PAPER_WHITEBOX
 from gradviz.report import INTERPRETABILITY_IMAGES
 
 ORDER = ["normal", "distilled", "advtrain", "gradreg-uniform", "gradreg", "gradreg+advtrain"]
@@ -18,7 +19,7 @@ def _by_defense(result: EvalResult) -> dict[str, str]:
 
 
 def _acc(rows: pd.DataFrame, source: str, target: str, attack: str, eps: float) -> pd.Series | None:
-    hit = rows[(rows.source == source) & (rows.target == target) & (rows.attack == attack)
+    hit = rows[(rows.source == source) & (rows.target == target) & rows["attack"].eq(attack)
                & ((rows.eps - eps).abs() < 1e-9)]
     return None if hit.empty else hit.iloc[0]
 
@@ -63,7 +64,7 @@ def _section(result: EvalResult, with_paper: bool) -> tuple[list[str], dict]:
     for d in defenses:
         for attack in rows.attack.unique():
             cells = [_cell(_acc(rows, names[d], names[d], attack, e),
-                           pp(PAPER_WHITEBOX_FGSM, d, e) if attack == "fgsm" else None) for e in eps_list]
+                           pp(PAPER_WHITEBOX.get(attack, {}), d, e)) for e in eps_list]
             out.append(f"| {names[d]} | {attack} | " + " | ".join(cells) + " |")
     if "fgsm" in set(rows.attack):
         out += ["", "### Mean FGSM transfer accuracy from the other non-distilled sources (ours (paper))", "",
@@ -239,28 +240,96 @@ def _interpretability(folder: Path, names: dict[str, str], masked: set[str]) -> 
     return out
 
 
-def jsma_table(result) -> list[str]:
-    """JSMA made on each model (θ = 1, γ = 0.25, target (y+1) mod 10): how often each model then predicts the
-    target, and how many pixels the attack changed. The paper showed JSMA as images only."""
-    jsma = result.jsma
-    if jsma.empty:
-        return []
-    success = jsma.pivot_table(index="source", columns="target", values="success_rate", sort=False)
-    pixels = jsma.groupby("source", sort=False).mean_pixels_changed.first()
-    names = list(success.columns)
-    out = [f"### JSMA (θ = 1, γ = 0.25, first {int(jsma.n.iloc[0])} test images)", "",
-           "Share of images each model (columns) classifies as the target, for JSMA made on the row's model; the "
-           "diagonal is white-box. A model that needs more changed pixels is harder to push towards a target.", "",
-           "| made on | pixels changed (mean) | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
-    for source in success.index:
-        cells = [f"**{success.loc[source, t]:.3f}**" if t == source else f"{success.loc[source, t]:.3f}"
-                 for t in names]
-        out.append(f"| {source} | {pixels[source]:.1f} | " + " | ".join(cells) + " |")
+def l0_tables(result: EvalResult) -> list[str]:
+    """Each pixel-budget attack (JSMA: θ = 1, γ = 0.25, target (y+1) mod 10) made on each model: how often each
+    model is then fooled, and how many pixels the attack changed. The paper showed JSMA as images only."""
+    out = []
+    for attack, block in result.l0.groupby("attack", sort=False):
+        success = block.pivot_table(index="source", columns="target", values="success_rate", sort=False)
+        pixels = block.groupby("source", sort=False).mean_pixels_changed.first()
+        names = list(success.columns)
+        fooled = "classifies as the target" if REGISTRY.get(attack) is None or REGISTRY[attack].targeted \
+            else "misclassifies"
+        out += [f"### {attack_title(attack)} ({block.budget.iloc[0]}, first {int(block.n.iloc[0])} test images)", "",
+                f"Share of images each model (columns) {fooled}, for {attack_title(attack)} made on the row's model; "
+                "the diagonal is white-box. A model that needs more changed pixels is harder to push towards a "
+                "target.", "",
+                "| made on | pixels changed (mean) | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+        for source in success.index:
+            cells = [f"**{success.loc[source, t]:.3f}**" if t == source else f"{success.loc[source, t]:.3f}"
+                     for t in names]
+            out.append(f"| {source} | {pixels[source]:.1f} | " + " | ".join(cells) + " |")
+        out.append("")
     return out
 
 
-def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str | Path, preamble: str = "") -> Path:
-    """Write the report; `preamble` is prose (setup, differences) placed before the generated tables."""
+def _same_models(main: EvalResult, extra: EvalResult) -> None:
+    ours, theirs = main.provenance["models"], extra.provenance["models"]
+    differ = sorted(n for n in theirs if n in ours and ours[n]["sha256"] != theirs[n]["sha256"])
+    if differ:
+        raise ValueError(f"the extra results evaluated other weights of {', '.join(differ)}; rerun them")
+
+
+def _transfer_attacks(result: EvalResult) -> list[str]:
+    """The untargeted ε-attacks of a result other than FGSM: the stronger transfer attacks."""
+    return [a for a in result.rows.attack.unique()
+            if a in REGISTRY and REGISTRY[a].eps_bounded and not REGISTRY[a].targeted and not REGISTRY[a].one_gradient]
+
+
+def beyond_the_paper(main: EvalResult, extra: EvalResult) -> list[str]:
+    """Stronger untargeted transfer attacks (MI-FGSM) beside FGSM on the same models and images, with a verdict:
+    does Grad Reg (y)'s transfer advantage over normal and adversarial training survive them?"""
+    _same_models(main, extra)
+    names = _by_defense(main)
+    defenses = [d for d in ORDER if d in names]
+    rows = pd.concat([main.rows, extra.rows], ignore_index=True)
+    out = []
+    for attack in _transfer_attacks(extra):
+        title, n = attack_title(attack), int(extra.rows[extra.rows["attack"].eq(attack)].n.iloc[0])
+        settings = REGISTRY[attack].settings(extra.provenance["config"].get("attack_params", {}).get(attack))
+        eps_list = sorted(e for e in extra.rows[extra.rows["attack"].eq(attack)].eps.unique() if e > 0)
+        header = "| evaluated on \\ ε | " + " | ".join(f"{e:g}" for e in eps_list) + " |"
+        out += [f"### {title} transfer (beyond the paper; {', '.join(f'{k} {v:g}' for k, v in settings.items())}, "
+                f"first {n} test images, {extra.provenance['device']}, {extra.provenance['seconds']:.0f} s)", "",
+                f"{REGISTRY[attack].reference}. The paper's transfer claim rests on single-step FGSM; {title} is the "
+                "standard stronger transfer attack. Cells: "
+                f"{title} accuracy [95% CI] / FGSM accuracy on the same images.", "",
+                f"#### Examples made on {names.get('normal', 'the normal model')}", "", header,
+                "|---" * (len(eps_list) + 1) + "|"]
+        for d in defenses if "normal" in names else []:
+            cells = [f"{_cell(_acc(rows, names['normal'], names[d], attack, e))} / "
+                     f"{_fmt(_from_normal(rows, names, d, e))}" for e in eps_list]
+            out.append(f"| {names[d]} | " + " | ".join(cells) + " |")
+        means = {d: {e: mean_transfer(rows, names, d, attack, e) for e in eps_list} for d in defenses
+                 if d != "distilled"}
+        fgsm_means = {d: {e: mean_transfer(rows, names, d, "fgsm", e) for e in eps_list} for d in means}
+        out += ["", "#### Mean transfer accuracy from the other non-distilled sources", "",
+                f"| model | {' | '.join(f'ε={e:g}' for e in eps_list)} |", "|---" * (len(eps_list) + 1) + "|"]
+        for d, values in means.items():
+            out.append(f"| {names[d]} | " + " | ".join(f"{values[e]:.3f} / {fgsm_means[d][e]:.3f}" for e in eps_list)
+                       + " |")
+        out += ["", *_transfer_verdicts(title, means, fgsm_means, names), ""]
+    return out
+
+
+def _transfer_verdicts(title: str, means: dict, fgsm_means: dict, names: dict[str, str]) -> list[str]:
+    lines = []
+    for rival, eps in (("normal", (0.3, 0.4, 0.5)), ("advtrain", (0.4, 0.5))):
+        if "gradreg" not in means or rival not in means:
+            continue
+        verdict, detail = _compare(means["gradreg"], means[rival], eps)
+        _, fgsm_detail = _compare(fgsm_means["gradreg"], fgsm_means[rival], eps)
+        lines.append(f"- **Under {title}, gradreg beats {rival} on transferred examples at ε = "
+                     f"{'/'.join(f'{e:g}' for e in eps)}: {verdict}** ({detail}; gradreg "
+                     f"{_series(means['gradreg'], eps)} vs {names[rival]} {_series(means[rival], eps)}; under FGSM "
+                     f"{_series(fgsm_means['gradreg'], eps)} vs {_series(fgsm_means[rival], eps)}, {fgsm_detail}).")
+    return lines
+
+
+def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str | Path, preamble: str = "",
+                       mnist_beyond: list[str | Path] | None = None) -> Path:
+    """Write the report; `preamble` is prose (setup, differences) placed before the generated tables;
+    `mnist_beyond`: result folders of attacks beyond the paper on the same MNIST models and images."""
     result = read_results(mnist)
     prov = result.provenance
     lines = ["# Reproduction of Ross & Doshi-Velez (AAAI 2018)", "",
@@ -271,7 +340,11 @@ def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str |
     section, facts = _section(result, with_paper=True)
     lines += ["### Targets", "", *mnist_targets(facts), "",
               "### Which claims held", "", *_verdicts(facts, result), "", *section, "",
-              *jsma_table(result), "", *_interpretability(Path(mnist), facts["names"], _masked(facts)), ""]
+              *l0_tables(result), *_interpretability(Path(mnist), facts["names"], _masked(facts)), ""]
+    if mnist_beyond:
+        lines += ["## MNIST beyond the paper", ""]
+    for folder in mnist_beyond or []:
+        lines += beyond_the_paper(result, read_results(folder))
     if fashion:
         fr = read_results(fashion)
         fsec, ffacts = _section(fr, with_paper=False)

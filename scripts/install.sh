@@ -23,6 +23,9 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "${1:-}" = "--dev" ]; then
   .venv/bin/python -m pip install -q -r requirements-dev.txt
+  # The attack oracle of the tests. Without --no-deps it pulls torchvision, which no code path uses (checked:
+  # torchattacks 3.5.1 never imports it) and whose wheel would replace the pinned CPU torch with a CUDA build.
+  .venv/bin/python -m pip install -q --no-deps torchattacks==3.5.1
 else
   .venv/bin/python -m pip install -q -r requirements.txt
 fi

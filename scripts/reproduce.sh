@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 EPS=0,0.1,0.2,0.3,0.4,0.5,0.6,0.7
 $PY -m gradviz evaluate --dataset mnist --attacks fgsm,tgsm,itgsm,pgd,jsma --eps "$EPS" --iterative-eps 0.3 \
-  --iterative-n 1000 --jsma-n 200 --n 10000 --out docs/results/mnist
+  --iterative-n 1000 --l0-n 200 --n 10000 --out docs/results/mnist
 $PY -m gradviz evaluate --dataset fashion-mnist --attacks fgsm,tgsm,pgd --eps "$EPS" --iterative-eps 0.1 \
   --n 2000 --out docs/results/fashion-mnist
 $PY -m gradviz reproduce --mnist docs/results/mnist --fashion docs/results/fashion-mnist \

@@ -3,9 +3,11 @@ import io
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from gradviz.attack_registry import REGISTRY
 from gradviz.evaluation import EvalConfig, evaluate, user_results_dir, write_results
 from gradviz.modelstore import save_model
 from gradviz.training import TrainConfig, train_model
@@ -73,10 +75,10 @@ def test_attack_lab_changes_with_eps_and_attack(user_zoo):
     at = page("attack_lab")
     assert not at.exception, at.exception
     fooled_at = lambda: list(at.dataframe[0].value["adversarial prediction"])  # noqa: E731
-    at.slider(key="eps").set_value(0.0).run()
+    at.slider(key="lab_eps").set_value(0.0).run()
     clean = fooled_at()
     assert clean == list(at.dataframe[0].value["clean prediction"])
-    at.slider(key="eps").set_value(0.7).run()
+    at.slider(key="lab_eps").set_value(0.7).run()
     assert not at.exception and fooled_at() != clean
     at.radio(key="attack").set_value("itgsm").run()
     assert not at.exception
@@ -87,7 +89,34 @@ def test_attack_lab_changes_with_eps_and_attack(user_zoo):
     assert not at.exception and fooled_at() != clean
     at.radio(key="attack").set_value("jsma").run()
     assert not at.exception, at.exception
-    assert any("pixels changed" in c.value for c in at.caption) and at.slider(key="gamma").value == 0.25
+    assert any("pixels changed" in c.value for c in at.caption) and at.slider(key="lab_jsma_gamma").value == 0.25
+
+
+@pytest.mark.parametrize("attack", list(REGISTRY))
+def test_attack_lab_runs_every_registered_attack_with_its_own_controls(attack, user_zoo):
+    at = page("attack_lab")
+    at.radio(key="attack").set_value(attack).run()
+    assert not at.exception, at.exception
+    entry = REGISTRY[attack]
+    assert any("generated on" in c.value for c in at.caption) and any(entry.reference in c.value for c in at.caption)
+    keys = {w.key for kind in ("slider", "select_slider", "toggle") for w in at.get(kind)}
+    assert {f"lab_{attack}_{p.name}" for p in entry.params} <= keys
+    assert ("lab_eps" in keys) == entry.eps_bounded
+    assert len(at.get("download_button")) == 2
+
+
+def test_live_progress_shows_done_total_and_time_left():
+    def script():
+        from app_pages.common import LiveProgress
+
+        bar = LiveProgress("JSMA", upper_bound=True)
+        bar(10, 40, "mnist-normal")
+
+    at = AppTest.from_function(script).run()
+    assert not at.exception, at.exception
+    assert at.progress[0].value == 25
+    text = at.progress[0].proto.text
+    assert "JSMA · mnist-normal: 10/40" in text and "at most ~" in text and "s left" in text
 
 
 def test_robustness_page_shows_a_result_folder(user_zoo):
@@ -154,7 +183,14 @@ def test_train_page_lists_an_interrupted_run_and_resumes_it(user_models):
     assert not any("cut-short" in m.value for m in at.markdown)
 
 
-def test_target_grids_scrub_without_recomputing_and_export(user_zoo):
+def test_target_grids_scrub_without_recomputing_and_export(user_zoo, monkeypatch):
+    import gradviz.grids
+
+    st.cache_resource.clear()  # grids kept by another test would hide the first computation
+    views_made = []
+    real = gradviz.grids.cross_predictions
+    monkeypatch.setattr(gradviz.grids, "cross_predictions",
+                        lambda grid, models, it: views_made.append(it) or real(grid, models, it))
     at = page("grids")
     assert not at.exception, at.exception
     assert at.slider(key="grid_iteration").value == 10  # the paper's iteration by default
@@ -166,6 +202,7 @@ def test_target_grids_scrub_without_recomputing_and_export(user_zoo):
     assert next(c.value for c in at.caption if "computed once" in c.value) == computed  # cached, not recomputed
     at.button(key="grid_paper").click().run()
     assert at.slider(key="grid_iteration").value == 10 and figure() == at10
+    assert views_made == [10, 3]  # back at iteration 10 the cross-model predictions were kept, not recomputed
     assert len(at.dataframe) == 1 and "Share of off-diagonal cells" in at.markdown[-1].value
     at.toggle(key="grid_all").set_value(False).run()
     assert not at.exception and len(at.dataframe) == 0
@@ -176,6 +213,8 @@ def test_target_grids_scrub_without_recomputing_and_export(user_zoo):
     at.multiselect(key="grid_images_mnist").set_value([0, 1]).run()
     at.radio(key="grid_attack").set_value("jsma").run()
     assert not at.exception, at.exception
-    assert any("JSMA grids show the final images" in c.value for c in at.caption)
-    at.radio(key="grid_attack").set_value("itgsm-projected").run()
-    assert not at.exception and at.slider(key="grid_eps").value == 0.3
+    assert any("JSMA grids show the original and the final images" in c.value for c in at.caption)
+    at.radio(key="grid_attack").set_value("itgsm").run()
+    assert at.slider(key="grid_itgsm_eps").value == 1.0  # the paper's unprojected grid
+    at.slider(key="grid_itgsm_eps").set_value(0.3).run()
+    assert not at.exception and at.slider(key="grid_itgsm_steps").value == 25

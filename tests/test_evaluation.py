@@ -63,26 +63,27 @@ def test_iterative_attacks_can_run_on_a_smaller_eps_grid(two_models):
     config = EvalConfig(dataset="mnist", models=two_models, attacks=["fgsm", "pgd"], eps=[0.0, 0.1, 0.3],
                         iterative_eps=[0.3], n=32, device="cpu", batch_size=32)
     rows = evaluate(config, progress=False).rows
-    assert sorted(rows[rows.attack == "fgsm"].eps.unique()) == [0.0, 0.1, 0.3]
-    assert sorted(rows[rows.attack == "pgd"].eps.unique()) == [0.3]
+    assert sorted(rows[rows.attack.eq("fgsm")].eps.unique()) == [0.0, 0.1, 0.3]
+    assert sorted(rows[rows.attack.eq("pgd")].eps.unique()) == [0.3]
     assert len(rows) == 2 * (3 + 1) * 2  # sources × (fgsm ε + pgd ε) × targets
     config.iterative_n = 16
     rows = evaluate(config, progress=False).rows
-    assert (rows[rows.attack == "pgd"].n == 16).all() and (rows[rows.attack == "fgsm"].n == 32).all()
+    assert (rows[rows.attack.eq("pgd")].n == 16).all() and (rows[rows.attack.eq("fgsm")].n == 32).all()
 
 
 def test_jsma_reports_success_rate_and_pixels_changed(two_models, tmp_path):
     config = EvalConfig(dataset="mnist", models=two_models, attacks=["fgsm", "jsma"], eps=[0.0, 0.3], n=32,
-                        jsma_n=8, device="cpu", batch_size=32)
+                        l0_n=8, device="cpu", batch_size=32)
     result = evaluate(config, progress=False)
     assert set(result.rows.attack) == {"fgsm"}  # JSMA has no ε: it gets its own table
-    jsma = result.jsma
+    jsma = result.l0
+    assert set(jsma.budget) == {"theta=1,gamma=0.25"}
     assert len(jsma) == 2 * 2 and (jsma.n == 8).all()
     assert (jsma.whitebox == (jsma.source == jsma.target)).all()
     assert jsma.success_rate.between(0, 1).all() and (jsma.mean_pixels_changed <= 0.25 * 784).all()
     white = jsma[jsma.whitebox]
     assert (white.success_rate + white.accuracy <= 1).all()  # the target is never the true label
-    assert read_results(write_results(result, tmp_path / "r")).jsma.equals(jsma)
+    assert read_results(write_results(result, tmp_path / "r")).l0.equals(jsma)
     with pytest.raises(ValueError, match="unknown attack"):
         evaluate(EvalConfig(dataset="mnist", models=two_models, attacks=["cw"], n=8), progress=False)
 
@@ -179,14 +180,15 @@ def test_mnist_targets_read_the_right_cells():
 
 
 def test_jsma_table_puts_white_box_on_the_diagonal():
-    from gradviz.evaluation import JSMA_COLUMNS, EvalResult
-    from gradviz.reproduction import jsma_table
+    from gradviz.evaluation import L0_COLUMNS, EvalResult
+    from gradviz.reproduction import l0_tables
 
-    rows = [{"source": s, "target": t, "attack": "jsma", "success_rate": 0.9 if s == t else 0.1, "accuracy": 0.05,
+    rows = [{"source": s, "target": t, "attack": "jsma", "budget": "theta=1,gamma=0.25",
+             "success_rate": 0.9 if s == t else 0.1, "accuracy": 0.05,
              "mean_pixels_changed": 30.0 if s == "a" else 60.0, "n": 200, "whitebox": s == t}
             for s in ("a", "b") for t in ("a", "b")]
-    table = "\n".join(jsma_table(EvalResult(pd.DataFrame(), pd.DataFrame(), {}, pd.DataFrame(rows,
-                                                                                          columns=JSMA_COLUMNS))))
-    assert "first 200 test images" in table
+    table = "\n".join(l0_tables(EvalResult(pd.DataFrame(), pd.DataFrame(), {}, pd.DataFrame(rows,
+                                                                                         columns=L0_COLUMNS))))
+    assert "JSMA (theta=1,gamma=0.25, first 200 test images)" in table
     assert "| a | 30.0 | **0.900** | 0.100 |" in table and "| b | 60.0 | 0.100 | **0.900** |" in table
-    assert jsma_table(EvalResult(pd.DataFrame(), pd.DataFrame(), {})) == []
+    assert l0_tables(EvalResult(pd.DataFrame(), pd.DataFrame(), {})) == []

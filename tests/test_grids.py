@@ -23,7 +23,7 @@ def rows(mnist_test):
 
 @pytest.fixture(scope="module")
 def grid(models, rows):
-    return target_grid(models, *rows, attack="itgsm", step=0.1, steps=3)
+    return target_grid(models, *rows, attack="itgsm", params={"steps": 3})
 
 
 def test_rows_are_the_first_digit_of_each_class(rows, mnist_test):
@@ -49,13 +49,15 @@ def test_every_iteration_is_kept_and_matches_iterated_tgsm(grid, models, rows):
 
 def test_projected_grid_stays_in_the_ball_and_jsma_grid_has_one_step(models, rows):
     x, _ = rows
-    projected = target_grid({"n": models["mnist-normal"]}, *rows, steps=4, eps=0.15)
+    projected = target_grid({"n": models["mnist-normal"]}, *rows, eps=0.15, params={"steps": 4})
     assert (projected.images["n"] - x[None, :, None, 0]).abs().max() <= 0.15 + 1e-6
     few = (x[:2], torch.tensor([0, 1]))
-    jsma_grid = target_grid({"n": models["mnist-normal"]}, *few, attack="jsma", gamma=0.05)
-    assert jsma_grid.iterations == 1 and jsma_grid.settings == {"theta": 1.0, "gamma": 0.05}
-    with pytest.raises(ValueError, match="unknown grid attack"):
-        target_grid(models, *rows, attack="fgsm")
+    jsma_grid = target_grid({"n": models["mnist-normal"]}, *few, attack="jsma", params={"gamma": 0.05})
+    assert jsma_grid.iterations == 1 and jsma_grid.settings == {"eps": None, "theta": 1.0, "gamma": 0.05, "seed": 0}
+    with pytest.raises(ValueError, match="unknown attack"):
+        target_grid(models, *rows, attack="cw")
+    with pytest.raises(ValueError, match="gamma must be between"):
+        target_grid(models, *rows, attack="jsma", params={"gamma": 2})
 
 
 def test_cross_predictions_agree_with_each_models_own_view(grid, models):
@@ -79,9 +81,16 @@ def test_exported_grid_is_lossless_with_its_provenance(grid):
 def test_cli_writes_a_grid_png_and_its_provenance(tmp_path, capsys):
     from gradviz.cli import main
 
-    assert main(["grid", "--models", "mnist-gradreg", "--steps", "4", "--iteration", "3", "--out", str(tmp_path)]) == 0
+    assert main(["grid", "--models", "mnist-gradreg", "--param", "itgsm.steps=4", "--iteration", "3",
+                 "--out", str(tmp_path)]) == 0
     png, record = tmp_path / "mnist-gradreg-itgsm-it3.png", tmp_path / "mnist-gradreg-itgsm-it3.json"
     assert from_png16(png.read_bytes()).shape == (1, 1, 298, 298)
     assert json.loads(record.read_text())["iteration"] == 3
     assert "predicts the target in" in capsys.readouterr().out
     assert main(["grid", "--dataset", "fashion-mnist", "--models", "mnist-gradreg", "--out", str(tmp_path)]) == 2
+
+
+def test_a_grid_reports_progress_across_its_models(models, rows):
+    heard = []
+    target_grid(models, *rows, params={"steps": 2}, progress=lambda done, total, name: heard.append((done, total, name)))
+    assert heard == [(1, 4, "mnist-normal"), (2, 4, "mnist-normal"), (3, 4, "mnist-gradreg"), (4, 4, "mnist-gradreg")]

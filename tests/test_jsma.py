@@ -48,3 +48,12 @@ def test_jsma_lowers_pixels_with_negative_theta_and_refuses_bad_settings(normal,
         jsma(normal, x, y, gamma=0)
     with pytest.raises(ValueError, match="theta"):
         jsma(normal, x, y, theta=0)
+
+
+def test_jsma_reports_each_jacobian_step_out_of_the_most_its_budget_allows(normal, mnist_test):
+    x, y = mnist_test[0][:4], mnist_test[1][:4]
+    heard = []
+    result = jsma(normal, x, (y + 1) % 10, gamma=0.1, progress=lambda done, most: heard.append((done, most)))
+    assert heard and all(most == int(0.1 * 784) // 2 for _, most in heard)
+    steps = [done for done, _ in heard]
+    assert steps == sorted(steps) and steps[-1] == int(result.iterations.max())

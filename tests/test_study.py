@@ -247,7 +247,8 @@ def test_build_stimuli_from_real_models(tmp_path, tiny_train, user_models):
         save_model(model, card, user_models)
         names.append(card["name"])
     config = StimulusConfig(models=names, attacks=["itgsm", "tgsm"], eps=[0.2], items_per_class=1,
-                            attention_checks=2, itgsm_steps=5, seed=3)
+                            attention_checks=2, seed=3,
+                            attack_params={"itgsm": {"steps": 5, "step_scale": 0.125}})
     rows = build_stimuli(config)
     adversarial = [r for r in rows if r["kind"] == "adversarial"]
     assert len(adversarial) == 10 * 2 * 2 and sum(r["kind"] == "attention" for r in rows) == 2

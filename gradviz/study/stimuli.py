@@ -13,13 +13,15 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-from gradviz.attacks import fgsm, iterative_tgsm, tgsm
+from gradviz.attack_registry import get_attack, pixels_changed
 from gradviz.cards import list_models
 from gradviz.datasets import load_dataset
 from gradviz.images import to_png16
 from gradviz.modelstore import load_model
 
 DEFAULT_DEFENSES = ("normal", "distilled", "advtrain", "gradreg")
+# Study images take smaller, more numerous iterated-TGSM steps than evaluation (20 of ε/8): smoother images.
+STIMULUS_PARAMS = {"itgsm": {"steps": 20, "step_scale": 0.125}}
 
 
 @dataclass
@@ -30,8 +32,17 @@ class StimulusConfig:
     eps: list[float] = field(default_factory=lambda: [0.3])
     items_per_class: int = 2
     attention_checks: int = 4
-    itgsm_steps: int = 20
+    attack_params: dict[str, dict] = field(default_factory=lambda: dict(STIMULUS_PARAMS))
     seed: int = 0
+
+    def conditions(self) -> list[tuple[str, float | None, dict]]:
+        """(attack, ε, settings) of every condition per source model; a pixel-budget attack has no ε sweep."""
+        out = []
+        for attack in self.attacks:
+            entry = get_attack(attack)
+            params = entry.settings(self.attack_params.get(attack))
+            out += [(attack, entry.check_eps(e), params) for e in (self.eps if entry.eps_bounded else [None])]
+        return out
 
     def model_names(self) -> list[str]:
         if self.models:
@@ -44,16 +55,6 @@ class StimulusConfig:
 
     def set_id(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _attack(model, x, y, target, attack: str, eps: float, steps: int) -> torch.Tensor:
-    if attack == "tgsm":
-        return tgsm(model, x, target, eps)
-    if attack == "itgsm":
-        return iterative_tgsm(model, x, target, eps=eps, step=eps / 8, steps=steps, project=True)
-    if attack == "fgsm":
-        return fgsm(model, x, y, eps)
-    raise ValueError(f"unknown attack {attack!r} for stimuli; use itgsm, tgsm or fgsm")
 
 
 def _sample_items(y: torch.Tensor, per_class: int, rng: np.random.Generator, exclude: set[int]) -> list[int]:
@@ -80,27 +81,30 @@ def build_stimuli(config: StimulusConfig) -> list[dict]:
     rows = []
     xi, yi = x[items], y[items]
     ti = (yi + 1) % 10
+    conditions = config.conditions()
     for name, (model, card) in models.items():
-        for attack in config.attacks:
-            for eps in config.eps:
-                adv = _attack(model, xi, yi, ti, attack, eps, config.itgsm_steps)
-                with torch.no_grad():
-                    preds = {n: m(adv).argmax(1).tolist() for n, (m, _) in models.items()}
-                condition = f"{name}|{attack}|{eps:g}"
-                for k, index in enumerate(items):
-                    provenance = {"set_id": set_id, "dataset": config.dataset, "test_index": index,
-                                  "source_model": name, "source_sha256": card["sha256"], "attack": attack,
-                                  "eps": eps, "steps": config.itgsm_steps if attack == "itgsm" else 1,
-                                  "true_class": int(yi[k]), "target_class": int(ti[k]), "seed": config.seed,
-                                  "predictions": {n: p[k] for n, p in preds.items()},
-                                  "png": "16-bit grey, value / 65535"}
-                    rows.append({"stimulus_id": f"{set_id}-{index}-{hashlib.sha1(condition.encode()).hexdigest()[:8]}",
-                                 "set_id": set_id, "item_id": f"{index}>{int(ti[k])}", "condition": condition,
-                                 "kind": "adversarial", "source_model": name, "source_sha256": card["sha256"],
-                                 "attack": attack, "eps": eps, "true_class": int(yi[k]),
-                                 "target_class": int(ti[k]), "l2": float((adv[k] - xi[k]).norm()),
-                                 "ssim": _ssim(adv[k], xi[k]), "png": to_png16(adv[k]),
-                                 "provenance": json.dumps(provenance)})
+        for attack, eps, params in conditions:
+            entry = get_attack(attack)
+            adv = entry.generate(model, xi, ti if entry.targeted else yi, eps, config.seed, **params)
+            with torch.no_grad():
+                preds = {n: m(adv).argmax(1).tolist() for n, (m, _) in models.items()}
+            changed = pixels_changed(xi, adv)
+            condition = f"{name}|{attack}|{eps:g}" if entry.eps_bounded else f"{name}|{attack}|{entry.budget(eps, params)}"
+            for k, index in enumerate(items):
+                target = int(ti[k]) if entry.targeted else None
+                provenance = {"set_id": set_id, "dataset": config.dataset, "test_index": index,
+                              "source_model": name, "source_sha256": card["sha256"],
+                              **entry.describe(eps, params, config.seed), "true_class": int(yi[k]),
+                              "target_class": target, "pixels_changed": int(changed[k]),
+                              "predictions": {n: p[k] for n, p in preds.items()},
+                              "png": "16-bit grey, value / 65535"}
+                rows.append({"stimulus_id": f"{set_id}-{index}-{hashlib.sha1(condition.encode()).hexdigest()[:8]}",
+                             "set_id": set_id, "item_id": f"{index}>{int(ti[k])}", "condition": condition,
+                             "kind": "adversarial", "source_model": name, "source_sha256": card["sha256"],
+                             "attack": attack, "eps": eps, "true_class": int(yi[k]),
+                             "target_class": target, "l2": float((adv[k] - xi[k]).norm()),
+                             "ssim": _ssim(adv[k], xi[k]), "png": to_png16(adv[k]),
+                             "provenance": json.dumps(provenance)})
     rows += _attention_items(config, models, x, y, rng, set(items), set_id)
     return rows
 
