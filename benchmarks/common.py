@@ -45,3 +45,17 @@ def frozen_models(count: int, device: str) -> dict[str, torch.nn.Module]:
         for p in model.parameters():
             p.requires_grad_(False)
     return models
+
+
+def training_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings) -> Callable[[], None]:
+    """One Adam step of `model` on the batch under a defense's LossSettings, as a callable to time."""
+    from gradviz.defenses import batch_loss
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def run() -> None:
+        loss, _ = batch_loss(model, x, y, settings)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return run

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import compare, timed
+from benchmarks.common import compare, timed, training_step
 from gradviz.architecture import channels_last
 from gradviz.attack_registry import REGISTRY
 from gradviz.attacks import choose_targets
 from gradviz.datasets import load_dataset
-from gradviz.defenses import ADVERSARIAL, DEFENSES, REGULARIZED, LossSettings, batch_loss
+from gradviz.defenses import ADVERSARIAL, DEFENSES, REGULARIZED, LossSettings
 from gradviz.evaluation import PAPER_EPS, EvalConfig, default_models, evaluate
 from gradviz.modelstore import load_model
 from gradviz.saliency import explain
@@ -62,17 +62,10 @@ def training_rows(x: torch.Tensor, y: torch.Tensor, device: str, repeats: int) -
     settings = {d: LossSettings(d, lam=10.0 if d in REGULARIZED else 0.0, eps=0.3,
                                 temperature=50.0 if d not in REGULARIZED | ADVERSARIAL | {"normal"} else 1.0)
                 for d in DEFENSES}  # distilled: its teacher phase (CE at temperature 50)
+
     def step(loss_settings: LossSettings):
         torch.manual_seed(0)
-        model = PaperCNN(width=ZOO_WIDTH).to(device).train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-        def run():
-            loss, _ = batch_loss(model, x, y, loss_settings)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        return run
+        return training_step(PaperCNN(width=ZOO_WIDTH).to(device).train(), x, y, loss_settings)
 
     medians = compare({d: step(s) for d, s in settings.items()}, device, repeats)
     base = medians["normal"]

@@ -9,9 +9,9 @@ import argparse
 
 import torch
 
-from benchmarks.common import compare, report
+from benchmarks.common import compare, report, training_step
 from gradviz.architecture import ZOO_WIDTH, PaperCNN, channels_last
-from gradviz.defenses import LossSettings, batch_loss
+from gradviz.defenses import LossSettings
 
 VARIANTS = {
     "normal": LossSettings("normal"),
@@ -33,15 +33,7 @@ def main() -> None:
 
     def step(settings: LossSettings, fast_layout: bool = False):
         model = PaperCNN(width=args.width).to(args.device).train()
-        model = channels_last(model) if fast_layout else model
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-        def run():
-            loss, _ = batch_loss(model, x, y, settings)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        return run
+        return training_step(channels_last(model) if fast_layout else model, x, y, settings)
 
     variants = {k: step(s) for k, s in VARIANTS.items()}
     variants.update({f"{k}, channels-last": step(s, fast_layout=True) for k, s in VARIANTS.items()})

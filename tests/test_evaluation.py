@@ -192,3 +192,27 @@ def test_jsma_table_puts_white_box_on_the_diagonal():
     assert "JSMA (theta=1,gamma=0.25, first 200 test images)" in table
     assert "| a | 30.0 | **0.900** | 0.100 |" in table and "| b | 60.0 | 0.100 | **0.900** |" in table
     assert l0_tables(EvalResult(pd.DataFrame(), pd.DataFrame(), {})) == []
+
+
+def test_a_stronger_transfer_attack_is_reported_beside_fgsm_with_a_verdict():
+    from gradviz.evaluation import EvalResult, _row
+    from gradviz.reproduction import beyond_the_paper
+
+    defenses = ["normal", "advtrain", "gradreg"]
+    models = {f"m-{d}": {"sha256": d * 3, "defense": d} for d in defenses}
+    # FGSM: gradreg holds 0.6 of transferred examples, the others 0.2; MI-FGSM: everyone falls to 0.1.
+    fgsm = [_row(f"m-{s}", f"m-{t}", "fgsm", e, 600 if t == "gradreg" else 200, 1000)
+            for s in defenses for t in defenses for e in (0.0, 0.3, 0.4, 0.5)]
+    mi = [_row(f"m-{s}", f"m-{t}", "mifgsm", e, 100, 1000) for s in defenses for t in defenses for e in (0.3, 0.4, 0.5)]
+    main = EvalResult(pd.DataFrame(fgsm), pd.DataFrame(), {"models": models})
+    extra = EvalResult(pd.DataFrame(mi), pd.DataFrame(), {"models": models, "device": "cpu", "seconds": 1.0,
+                                                          "config": {"attack_params": {}}})
+    text = "\n".join(beyond_the_paper(main, extra))
+    assert "### MI-FGSM transfer (beyond the paper; steps 10, decay 1, first 1000 test images" in text
+    assert "| m-gradreg | 0.100 [0.083, 0.120] / 0.600 |" in text
+    assert "gradreg beats normal on transferred examples at ε = 0.3/0.4/0.5: did not hold" in text
+    assert "under FGSM 0.600/0.600/0.600 vs 0.200/0.200/0.200, won at ε = 0.3, 0.4, 0.5" in text
+    other = EvalResult(extra.rows, extra.masking, {**extra.provenance,
+                                                   "models": {**models, "m-gradreg": {"sha256": "new"}}})
+    with pytest.raises(ValueError, match="other weights of m-gradreg"):
+        beyond_the_paper(main, other)
