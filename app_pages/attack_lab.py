@@ -104,7 +104,7 @@ st.plotly_chart(figures.saliency_grid(adv[0, 0].cpu().numpy(), maps, list(views)
 record = {**provenance, "dataset": dataset, "source_model": source, "source_sha256": cards[source]["sha256"],
           "image": caption, "png": "16-bit grey, pixel value = PNG value / 65535",
           "predictions": {r["model"]: r["adversarial prediction"] for r in rows}}
-stem = f"{source}-{attack}-{entry.budget(eps, params).replace(',', '-').replace('=', '')}"
+stem = f"{source}-{attack}" + (f"-eps{eps:g}" if eps is not None else "") + "".join(f"-{k}{v:g}" for k, v in params.items())
 c1, c2 = st.columns(2)
 c1.download_button("Download adversarial PNG (lossless)", to_png16(adv), f"{stem}.png", "image/png",
                    on_click="ignore", key="png")

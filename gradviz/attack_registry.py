@@ -136,10 +136,11 @@ class Attack:
         yield logits, self.generate(model, x, labels, eps, seed, progress, **settings)
 
     def budget(self, eps: float | None, params: Mapping[str, float] | None = None) -> str:
-        """The attack's strength in words: 'ε=0.3' or its pixel budget 'γ=0.25'."""
+        """The attack's strength in words: 'ε = 0.3', or for a pixel budget its settings 'θ = 1, γ = 0.25'."""
         if self.eps_bounded:
-            return f"ε={eps:g}"
-        return ",".join(f"{k}={v:g}" for k, v in self.settings(params).items())
+            return f"ε = {eps:g}"
+        labels = {p.name: p.label.split(" ")[0] for p in self.params}
+        return ", ".join(f"{labels[k]} = {v:g}" for k, v in self.settings(params).items())
 
     def describe(self, eps: float | None, params: Mapping[str, float] | None = None, seed: int = 0) -> dict:
         """The provenance of examples this attack made: name, ε (None for pixel budgets), settings, source."""

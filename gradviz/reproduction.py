@@ -290,7 +290,7 @@ def beyond_the_paper(main: EvalResult, extra: EvalResult) -> list[str]:
         eps_list = sorted(e for e in extra.rows[extra.rows["attack"].eq(attack)].eps.unique() if e > 0)
         header = "| evaluated on \\ ε | " + " | ".join(f"{e:g}" for e in eps_list) + " |"
         out += [f"### {title} transfer (beyond the paper; {', '.join(f'{k} {v:g}' for k, v in settings.items())}, "
-                f"first {n} test images, {extra.provenance['device']}, {extra.provenance['seconds']:.0f} s)", "",
+                f"first {n:,} test images, {extra.provenance['device']}, {extra.provenance['seconds']:.0f} s)", "",
                 f"{REGISTRY[attack].reference}. The paper's transfer claim rests on single-step FGSM; {title} is the "
                 "standard stronger transfer attack. Cells: "
                 f"{title} accuracy [95% CI] / FGSM accuracy on the same images.", "",

@@ -17,7 +17,7 @@ from gradviz.saliency import explain
 DEVICE = os.environ.get("GRADVIZ_TEST_DEVICE", "cpu")
 if DEVICE.startswith("cuda") and not torch.cuda.is_available():
     pytest.skip(f"GRADVIZ_TEST_DEVICE={DEVICE} but no CUDA device", allow_module_level=True)
-FAST = {"itgsm": {"steps": 3}, "pgd": {"steps": 3}, "mifgsm": {"steps": 3}, "jsma": {"gamma": 0.05}}
+FAST = {"itgsm": {"steps": 3}, "pgd": {"steps": 3}, "mifgsm": {"steps": 3}, "jsma": {"gamma": 0.02}}
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,7 @@ def test_jsma_reports_success_rate_and_pixels_changed(two_models, tmp_path):
     result = evaluate(config, progress=False)
     assert set(result.rows.attack) == {"fgsm"}  # JSMA has no ε: it gets its own table
     jsma = result.l0
-    assert set(jsma.budget) == {"theta=1,gamma=0.25"}
+    assert set(jsma.budget) == {"θ = 1, γ = 0.25"}
     assert len(jsma) == 2 * 2 and (jsma.n == 8).all()
     assert (jsma.whitebox == (jsma.source == jsma.target)).all()
     assert jsma.success_rate.between(0, 1).all() and (jsma.mean_pixels_changed <= 0.25 * 784).all()
@@ -183,13 +183,13 @@ def test_jsma_table_puts_white_box_on_the_diagonal():
     from gradviz.evaluation import L0_COLUMNS, EvalResult
     from gradviz.reproduction import l0_tables
 
-    rows = [{"source": s, "target": t, "attack": "jsma", "budget": "theta=1,gamma=0.25",
+    rows = [{"source": s, "target": t, "attack": "jsma", "budget": "θ = 1, γ = 0.25",
              "success_rate": 0.9 if s == t else 0.1, "accuracy": 0.05,
              "mean_pixels_changed": 30.0 if s == "a" else 60.0, "n": 200, "whitebox": s == t}
             for s in ("a", "b") for t in ("a", "b")]
     table = "\n".join(l0_tables(EvalResult(pd.DataFrame(), pd.DataFrame(), {}, pd.DataFrame(rows,
                                                                                          columns=L0_COLUMNS))))
-    assert "JSMA (theta=1,gamma=0.25, first 200 test images)" in table
+    assert "JSMA (θ = 1, γ = 0.25, first 200 test images)" in table
     assert "| a | 30.0 | **0.900** | 0.100 |" in table and "| b | 60.0 | 0.100 | **0.900** |" in table
     assert l0_tables(EvalResult(pd.DataFrame(), pd.DataFrame(), {})) == []
 
@@ -208,7 +208,7 @@ def test_a_stronger_transfer_attack_is_reported_beside_fgsm_with_a_verdict():
     extra = EvalResult(pd.DataFrame(mi), pd.DataFrame(), {"models": models, "device": "cpu", "seconds": 1.0,
                                                           "config": {"attack_params": {}}})
     text = "\n".join(beyond_the_paper(main, extra))
-    assert "### MI-FGSM transfer (beyond the paper; steps 10, decay 1, first 1000 test images" in text
+    assert "### MI-FGSM transfer (beyond the paper; steps 10, decay 1, first 1,000 test images" in text
     assert "| m-gradreg | 0.100 [0.083, 0.120] / 0.600 |" in text
     assert "gradreg beats normal on transferred examples at ε = 0.3/0.4/0.5: did not hold" in text
     assert "under FGSM 0.600/0.600/0.600 vs 0.200/0.200/0.200, won at ε = 0.3, 0.4, 0.5" in text
