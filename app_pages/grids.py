@@ -1,5 +1,6 @@
 """Target grids: the paper's figures of every class pushed towards every class, per model, with an iteration scrubber."""
 import json
+import threading
 import time
 from collections import OrderedDict
 
@@ -72,19 +73,25 @@ if entry.eps_bounded and eps == 1.0:
 
 
 @st.cache_resource
-def kept(kind: str) -> OrderedDict:
-    """Computed grids or cross-model views, newest last: the scrubber and the toggles never recompute them."""
-    return OrderedDict()
+def kept(kind: str) -> tuple[OrderedDict, threading.Lock]:
+    """Computed grids or cross-model views, newest last, shared by every session: the scrubber and the toggles
+    never recompute them."""
+    return OrderedDict(), threading.Lock()
 
 
 def remember(kind: str, key: tuple, make):
-    store = kept(kind)
-    if key not in store:
-        store[key] = make()
+    store, lock = kept(kind)
+    with lock:
+        found = store.get(key)
+        if found is not None:
+            store.move_to_end(key)
+            return found
+    made = make()  # outside the lock: another session may be computing its own grid
+    with lock:
+        store[key] = made
         while len(store) > KEPT[kind]:
             store.popitem(last=False)
-    store.move_to_end(key)
-    return store[key]
+    return made
 
 
 def compute_grid(names: list[str], indices: tuple[int, ...] | None) -> tuple[TargetGrid, float]:
