@@ -138,14 +138,13 @@ def target_grid(models: dict[str, nn.Module], x: torch.Tensor, labels: torch.Ten
     inputs, aims = _grid_inputs(x, labels, entry.targeted)
     rows, cols, shape = len(x), NUM_CLASSES if entry.targeted else 1, x.shape[-2:]
     images, target_prob, predicted = {}, {}, {}
-    goal = aims if entry.targeted else labels.to(x.device)
     for k, (name, model) in enumerate(models.items()):
         def report(done: int, total: int, k=k, name=name) -> None:
             if progress is not None:
                 progress(k * total + done, len(models) * total, name)
 
         path, probs = attack_path(model, inputs, aims, attack, eps, seed, report, **settings)
-        prob, pred = _own_view(probs.flatten(0, 1), goal.repeat(len(path)))
+        prob, pred = _own_view(probs.flatten(0, 1), aims.repeat(len(path)))  # aims are the goals
         images[name] = path.view(len(path), rows, cols, *shape).cpu()
         target_prob[name] = prob.view(len(path), rows, cols).cpu()
         predicted[name] = pred.view(len(path), rows, cols).cpu()
