@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 
 from gradviz import list_models, load_model
-from gradviz.architecture import channels_last
-from gradviz.attack_registry import Attack, Param
-from gradviz.datasets import CLASS_NAMES, DATASETS, load_sample
-from gradviz.images import ImageError, prepare_digit
+from gradviz.attacks.registry import Attack, Param
+from gradviz.data.datasets import CLASS_NAMES, DATASETS, load_sample
+from gradviz.data.images import ImageError, prepare_digit
 from gradviz.jobs import JobRunner
+from gradviz.nets.architecture import channels_last
 from gradviz.progress import Estimate
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

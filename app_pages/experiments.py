@@ -1,8 +1,8 @@
 """Experiments page: runs of `python -m gradviz zoo build | sweep`, their curves, and their models."""
 import streamlit as st
 
-from gradviz.experiments import METRIC_LABELS, adopt_model, curve_figure, curves, list_runs
-from gradviz.zoo import default_results
+from gradviz.experiments.plan import default_results
+from gradviz.experiments.runs import METRIC_LABELS, adopt_model, curve_figure, curves, list_runs
 
 st.title("Experiments")
 st.caption(f"Trials under `{default_results()}`: running, finished, failed, or cut off and resumable "

@@ -9,10 +9,11 @@ import streamlit as st
 import torch
 
 from app_pages.common import DEVICE, LiveProgress, attack_controls, cards_of, models_named, pick_dataset, sample
-from gradviz import figures
-from gradviz.attack_registry import REGISTRY, attack_title, get_attack
-from gradviz.datasets import CLASS_NAMES
-from gradviz.grids import (
+from gradviz.attacks.registry import REGISTRY, attack_title, get_attack
+from gradviz.data.datasets import CLASS_NAMES
+from gradviz.data.images import to_png16
+from gradviz.evaluation import figures
+from gradviz.evaluation.grids import (
     PAPER_GRID_ATTACK,
     PAPER_ITERATION,
     TargetGrid,
@@ -23,7 +24,6 @@ from gradviz.grids import (
     provenance,
     target_grid,
 )
-from gradviz.images import to_png16
 
 KEPT = {"grid": 8, "views": 256}  # per process: grids (tens of MB each) and cross-model views of one iteration
 

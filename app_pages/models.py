@@ -1,7 +1,7 @@
 """Models page: the committed zoo and the user's own models, as a table of cards."""
 import streamlit as st
 
-from gradviz.catalog import model_table
+from gradviz.nets.catalog import model_table
 
 st.title("gradviz")
 st.caption("Input-gradient regularization, saliency and adversarial robustness — "

@@ -7,8 +7,8 @@ import streamlit as st
 
 from app_pages.common import job_runner
 from app_pages.study_common import study_engine
-from gradviz.attack_registry import REGISTRY
-from gradviz.datasets import DATASETS
+from gradviz.attacks.registry import REGISTRY
+from gradviz.data.datasets import DATASETS
 from gradviz.study import preregistration, sessions
 from gradviz.study.analysis import analyse, export_frame, responses_frame
 from gradviz.study.auth import Throttle, configured_password

@@ -4,18 +4,18 @@ from datetime import datetime
 import streamlit as st
 
 from app_pages.common import DEVICE, job_runner, pick_dataset
-from gradviz import figures
-from gradviz.attack_registry import REGISTRY, attack_title
-from gradviz.evaluation import (
+from gradviz.attacks.registry import REGISTRY, attack_title
+from gradviz.evaluation import figures
+from gradviz.evaluation.matrix import (
     EvalConfig,
     default_models,
     evaluate,
     read_results,
     result_folders,
-    user_results_dir,
     write_results,
 )
-from gradviz.paper import PAPER_CURVES_FROM_NORMAL
+from gradviz.evaluation.paper import PAPER_CURVES_FROM_NORMAL
+from gradviz.paths import user_results_dir
 
 st.title("Robustness")
 dataset = pick_dataset()

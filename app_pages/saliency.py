@@ -3,10 +3,10 @@ import streamlit as st
 import torch
 
 from app_pages.common import DEVICE, cards_of, models_named, pick_dataset, pick_image, pick_models, sample
-from gradviz import figures
-from gradviz.datasets import CLASS_NAMES
-from gradviz.interpretability import gradient_norms, zero_share
-from gradviz.saliency import METHODS, explain, normalise
+from gradviz.attribution.measures import gradient_norms, zero_share
+from gradviz.attribution.methods import METHODS, explain, normalise
+from gradviz.data.datasets import CLASS_NAMES
+from gradviz.evaluation import figures
 
 st.title("Saliency")
 st.caption("Input gradients are what the paper regularizes. On one shared scale equal colours mean equal "

@@ -7,7 +7,7 @@ import time
 import streamlit as st
 
 from app_pages.study_common import participant_id, setting, stimulus, study_engine
-from gradviz.classes import CLASS_NAMES
+from gradviz.data.classes import CLASS_NAMES
 from gradviz.study import sessions
 from gradviz.study.db import NotReady
 

@@ -9,10 +9,12 @@ import plotly.express as px
 import streamlit as st
 
 from app_pages.common import DEVICE, job_runner, pick_dataset
-from gradviz.cards import checkpoint_dir, list_models, user_model_dir
-from gradviz.checkpoints import checkpoint_path, list_checkpoints
-from gradviz.defenses import ADVERSARIAL, DEFENSES, REGULARIZED
-from gradviz.training import LR_SCHEDULES, TrainConfig, train_and_save
+from gradviz.nets.cards import list_models
+from gradviz.nets.checkpoints import checkpoint_path, list_checkpoints
+from gradviz.paths import checkpoint_dir, user_model_dir
+from gradviz.training.config import LR_SCHEDULES, TrainConfig
+from gradviz.training.defenses import DEFENSE_SPECS, DEFENSES, SETTINGS
+from gradviz.training.loop import train_and_save
 
 st.title("Train")
 dataset = pick_dataset()
@@ -68,16 +70,14 @@ defense = c_defense.selectbox("Defense", DEFENSES, index=1, key="t_defense",
 unit = c_unit.radio("Train for", ["epochs", "steps"], horizontal=True, key="t_unit")
 with st.form("train"):
     c1, c2, c3 = st.columns(3)
-    lam, penalty, warmup, eps, temperature = 0.0, "exact", 0.0, 0.3, 50.0
-    if defense in REGULARIZED:
-        lam = c1.number_input("λ (gradient penalty)", 0.0, 1e6, 10.0, key="t_lam")
-        penalty = c2.selectbox("Penalty", ["exact", "finite-difference"])
-        warmup = c3.number_input("λ warm-up (fraction of the run)", 0.0, 1.0, 0.2, key="t_warmup",
-                                 help="λ rises linearly from 0 over this part of the run; avoids collapse at large λ.")
-    if defense in ADVERSARIAL:
-        eps = c1.number_input("ε (adversarial training)", 0.0, 1.0, 0.3, key="t_eps")
-    if defense == "distilled":
-        temperature = c1.number_input("T (distillation)", 1.0, 1000.0, 50.0, key="t_temperature")
+    chosen = {}  # the defense's own settings, as its spec lists them; the rest keep TrainConfig's defaults
+    for column, name in zip((c1, c2, c3) * 2, DEFENSE_SPECS[defense].settings):
+        setting = SETTINGS[name]
+        if setting.choices:
+            chosen[name] = column.selectbox(setting.label, setting.choices, key=f"t_{name}", help=setting.help)
+        else:
+            chosen[name] = column.number_input(setting.label, setting.low, setting.high, setting.suggested,
+                                               key=f"t_{name}", help=setting.help)
     length = c1.number_input(f"Number of {unit}", 1, 100_000, 1 if unit == "epochs" else 500, step=1,
                              key=f"t_length_{unit}")
     batch = c2.number_input("Batch size", 8, 1024, 128, step=8)
@@ -90,11 +90,11 @@ with st.form("train"):
     start = st.form_submit_button("Start training", type="primary", key="t_start")
 
 if start:
-    config = TrainConfig(dataset=dataset, defense=defense, lam=lam, eps=eps, temperature=temperature, penalty=penalty,
+    config = TrainConfig(dataset=dataset, defense=defense, **chosen,
                          epochs=float(length) if unit == "epochs" else 1.0,
                          steps=int(length) if unit == "steps" else None, batch_size=int(batch),
                          lr=lr, device=DEVICE, width=int(width), name=name.strip() or None, lr_schedule=schedule,
-                         lam_warmup=warmup, init_from=init_from or None)
+                         init_from=init_from or None)
     existing = checkpoint_path(checkpoint_dir(), config.name or config.default_name())
     try:
         config.validate()

@@ -10,8 +10,8 @@ import torch
 from captum.robust import FGSM
 
 from benchmarks.common import compare, report
-from gradviz.architecture import ZOO_WIDTH, PaperCNN
-from gradviz.attacks import single_step_sweep
+from gradviz.attacks.linf import single_step_sweep
+from gradviz.nets.architecture import ZOO_WIDTH, PaperCNN
 
 EPS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
 

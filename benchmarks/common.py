@@ -37,7 +37,7 @@ def report(medians: dict[str, float], baseline: str, header: str) -> None:
 
 def frozen_models(count: int, device: str) -> dict[str, torch.nn.Module]:
     """`count` randomly initialised zoo-sized models, in eval mode with frozen weights, as the dashboard holds them."""
-    from gradviz.architecture import ZOO_WIDTH, PaperCNN
+    from gradviz.nets.architecture import ZOO_WIDTH, PaperCNN
 
     torch.manual_seed(0)
     models = {f"m{i}": PaperCNN(width=ZOO_WIDTH).to(device).eval() for i in range(count)}
@@ -49,7 +49,7 @@ def frozen_models(count: int, device: str) -> dict[str, torch.nn.Module]:
 
 def training_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings) -> Callable[[], None]:
     """One Adam step of `model` on the batch under a defense's LossSettings, as a callable to time."""
-    from gradviz.defenses import batch_loss
+    from gradviz.training.defenses import batch_loss
 
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 

@@ -10,8 +10,8 @@ import argparse
 import torch
 
 from benchmarks.common import compare, frozen_models, report
-from gradviz.attack_registry import get_attack
-from gradviz.saliency import explain
+from gradviz.attacks.registry import get_attack
+from gradviz.attribution.methods import explain
 
 
 def main() -> None:

@@ -18,14 +18,14 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import compare, timed, training_step
-from gradviz.architecture import channels_last
-from gradviz.attack_registry import REGISTRY
-from gradviz.attacks import choose_targets
-from gradviz.datasets import load_dataset
-from gradviz.defenses import ADVERSARIAL, DEFENSES, REGULARIZED, LossSettings
-from gradviz.evaluation import PAPER_EPS, EvalConfig, default_models, evaluate
-from gradviz.modelstore import load_model
-from gradviz.saliency import explain
+from gradviz.attacks.linf import choose_targets
+from gradviz.attacks.registry import REGISTRY
+from gradviz.attribution.methods import explain
+from gradviz.data.datasets import load_dataset
+from gradviz.evaluation.matrix import PAPER_EPS, EvalConfig, default_models, evaluate
+from gradviz.nets.architecture import channels_last
+from gradviz.nets.store import load_model
+from gradviz.training.defenses import ADVERSARIAL, DEFENSES, REGULARIZED, LossSettings
 
 L0_SHARE = 10  # pixel-budget attacks (JSMA: up to 98 Jacobian steps) run on a tenth of --attack-n, scaled up
 
@@ -57,7 +57,7 @@ def dashboard_rows(models: dict, x: torch.Tensor, label: int, device: str, repea
 
 def training_rows(x: torch.Tensor, y: torch.Tensor, device: str, repeats: int) -> list[tuple]:
     """One optimizer step of each defense on a batch of 128, as the zoo trains them (zoo width, Adam)."""
-    from gradviz.architecture import ZOO_WIDTH, PaperCNN
+    from gradviz.nets.architecture import ZOO_WIDTH, PaperCNN
 
     settings = {d: LossSettings(d, lam=10.0 if d in REGULARIZED else 0.0, eps=0.3,
                                 temperature=50.0 if d not in REGULARIZED | ADVERSARIAL | {"normal"} else 1.0)

@@ -4,7 +4,7 @@ trial (goal ≤ 2 s): 2 CPUs × Ray's wall time, less the time the trials themse
 4 trials — Ray's start-up, worker processes and scheduling. The rest of the gap to 0.5 is the trials running
 slower two at a time than alone (two cores sharing caches and memory), printed as the parallel slowdown.
 
-Both sides run gradviz.trials.execute_trial with one torch thread per trial. Needs 2 idle cores to mean anything.
+Both sides run gradviz.experiments.trials.execute_trial with one torch thread per trial. Needs 2 idle cores to mean anything.
 
 Usage: python -m benchmarks.sweep_scaling [--epochs 6] [--train-subset 2000]
 """
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from gradviz.recipe import load_recipe
-from gradviz.runner import run_trials
-from gradviz.trials import LocalReporter, execute_trial
-from gradviz.zoo import sweep_trials
+from gradviz.experiments.plan import sweep_trials
+from gradviz.experiments.recipe import load_recipe
+from gradviz.experiments.runner import run_trials
+from gradviz.experiments.trials import LocalReporter, execute_trial
 
 RECIPE = """
 dataset = "mnist"

@@ -10,8 +10,8 @@ import argparse
 import torch
 
 from benchmarks.common import compare, report, training_step
-from gradviz.architecture import ZOO_WIDTH, PaperCNN, channels_last
-from gradviz.defenses import LossSettings
+from gradviz.nets.architecture import ZOO_WIDTH, PaperCNN, channels_last
+from gradviz.training.defenses import LossSettings
 
 VARIANTS = {
     "normal": LossSettings("normal"),

@@ -1,6 +1,6 @@
 """Entry point for `python -m gradviz`."""
 import sys
 
-from gradviz.cli import main
+from gradviz.cli.main import main
 
 sys.exit(main())

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gradviz.recipe import load_recipe
-from gradviz.trials import LocalReporter, execute_trial
-from gradviz.zoo import sweep_trials
+from gradviz.experiments.plan import sweep_trials
+from gradviz.experiments.recipe import load_recipe
+from gradviz.experiments.trials import LocalReporter, execute_trial
 
 TINY = """
 dataset = "mnist"

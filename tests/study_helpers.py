@@ -8,7 +8,7 @@ import pytest
 import torch
 from sqlalchemy import create_engine, text
 
-from gradviz.images import to_png16
+from gradviz.data.images import to_png16
 from gradviz.study.db import make_engine, set_setting
 from gradviz.study.stimulus_sets import store_stimuli
 

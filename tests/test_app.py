@@ -7,10 +7,12 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from gradviz.attack_registry import REGISTRY
-from gradviz.evaluation import EvalConfig, evaluate, user_results_dir, write_results
-from gradviz.modelstore import save_model
-from gradviz.training import TrainConfig, train_model
+from gradviz.attacks.registry import REGISTRY
+from gradviz.evaluation.matrix import EvalConfig, evaluate, write_results
+from gradviz.nets.store import save_model
+from gradviz.paths import user_results_dir
+from gradviz.training.config import TrainConfig
+from gradviz.training.loop import train_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,7 +142,7 @@ def test_train_page_trains_in_the_background_and_saves(user_models):
     assert not at.exception
     assert at.number_input(key="t_lam").value == 10.0  # gradreg, the default, shows λ and its warm-up
     at.selectbox(key="t_defense").set_value("normal").run()
-    assert not [n for n in at.number_input if n.key in ("t_lam", "t_eps", "t_temperature", "t_warmup")]
+    assert not [n for n in at.number_input if n.key in ("t_lam", "t_eps", "t_temperature", "t_lam_warmup")]
     at.selectbox(key="t_defense").set_value("advtrain").run()
     assert at.number_input(key="t_eps").value == 0.3
     at.selectbox(key="t_defense").set_value("normal").run()
@@ -161,9 +163,9 @@ def test_train_page_trains_in_the_background_and_saves(user_models):
 
 def test_train_page_lists_an_interrupted_run_and_resumes_it(user_models):
     from app_pages.common import job_runner
-    from gradviz.cards import checkpoint_dir
-    from gradviz.checkpoints import checkpoint_path
-    from gradviz.training import TrainingCancelled
+    from gradviz.nets.checkpoints import checkpoint_path
+    from gradviz.paths import checkpoint_dir
+    from gradviz.training.loop import TrainingCancelled
 
     path = checkpoint_path(checkpoint_dir(), "cut-short")
     config = TrainConfig(defense="gradreg", lam=1.0, steps=6, batch_size=32, width=8, device="cpu", name="cut-short")
@@ -184,12 +186,12 @@ def test_train_page_lists_an_interrupted_run_and_resumes_it(user_models):
 
 
 def test_target_grids_scrub_without_recomputing_and_export(user_zoo, monkeypatch):
-    import gradviz.grids
+    import gradviz.evaluation.grids
 
     st.cache_resource.clear()  # grids kept by another test would hide the first computation
     views_made = []
-    real = gradviz.grids.cross_predictions
-    monkeypatch.setattr(gradviz.grids, "cross_predictions",
+    real = gradviz.evaluation.grids.cross_predictions
+    monkeypatch.setattr(gradviz.evaluation.grids, "cross_predictions",
                         lambda grid, models, it: views_made.append(it) or real(grid, models, it))
     at = page("grids")
     assert not at.exception, at.exception

@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from gradviz.architecture import PaperCNN, ShiftOnlyBatchNorm, build_model, describe
-from gradviz.modelstore import load_model, save_model
-from gradviz.training import TrainConfig, train_model
+from gradviz.nets.architecture import PaperCNN, ShiftOnlyBatchNorm, build_model, describe
+from gradviz.nets.store import load_model, save_model
+from gradviz.training.config import TrainConfig
+from gradviz.training.loop import train_model
 
 
 def test_reference_layers_are_conv_bn_relu_pool_with_shift_only_batch_norm_and_no_bias_before_it():

@@ -6,8 +6,8 @@ precision. JSMA legitimately differs (below), so only its success rate is compar
 import pytest
 import torch
 
-from gradviz.attack_registry import get_attack
-from gradviz.modelstore import load_model
+from gradviz.attacks.registry import get_attack
+from gradviz.nets.store import load_model
 
 torchattacks = pytest.importorskip("torchattacks")
 

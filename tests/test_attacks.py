@@ -3,7 +3,7 @@ import torch
 from captum.robust import FGSM
 from torch import nn
 
-from gradviz.attacks import (
+from gradviz.attacks.linf import (
     choose_targets,
     fgsm,
     iterative_tgsm,

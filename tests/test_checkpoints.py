@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gradviz.checkpoints import (
+from gradviz.nets.checkpoints import (
     Checkpoint,
     CheckpointError,
     checkpoint_path,
@@ -19,7 +19,8 @@ from gradviz.checkpoints import (
     read_metadata,
     save_checkpoint,
 )
-from gradviz.training import TrainConfig, TrainingCancelled, learning_rate, penalty_weight, train_model
+from gradviz.training.config import TrainConfig
+from gradviz.training.loop import TrainingCancelled, learning_rate, penalty_weight, train_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

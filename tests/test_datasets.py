@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from gradviz import load_dataset
-from gradviz.datasets import DatasetIntegrityError, DatasetNotFound, load_arrays, validation_split
-from gradviz.idx import write_idx
+from gradviz.data.datasets import DatasetIntegrityError, DatasetNotFound, load_arrays, validation_split
+from gradviz.data.idx import write_idx
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
@@ -57,7 +57,7 @@ def test_bad_names():
 
 
 def test_missing_fashion_gives_instructions(tmp_path, monkeypatch):
-    monkeypatch.setattr("gradviz.datasets.FASHION_SYSTEM_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr("gradviz.data.datasets.FASHION_SYSTEM_DIR", tmp_path / "nowhere")
     monkeypatch.setenv("GRADVIZ_CACHE", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     load_arrays.cache_clear()

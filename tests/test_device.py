@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from gradviz.attack_registry import REGISTRY
-from gradviz.defenses import DEFENSES, REGULARIZED, LossSettings, batch_loss
-from gradviz.evaluation import EvalConfig, evaluate
-from gradviz.grids import target_grid
-from gradviz.modelstore import load_model
-from gradviz.saliency import explain
+from gradviz.attacks.registry import REGISTRY
+from gradviz.attribution.methods import explain
+from gradviz.evaluation.grids import target_grid
+from gradviz.evaluation.matrix import EvalConfig, evaluate
+from gradviz.nets.store import load_model
+from gradviz.training.defenses import DEFENSES, REGULARIZED, LossSettings, batch_loss
 
 DEVICE = os.environ.get("GRADVIZ_TEST_DEVICE", "cpu")
 if DEVICE.startswith("cuda") and not torch.cuda.is_available():
@@ -54,7 +54,7 @@ def test_saliency_on_the_device_matches_the_cpu(models, digits):
 
 @pytest.mark.parametrize("defense", DEFENSES)
 def test_a_training_step_of_each_defense_on_the_device(defense, digits):
-    from gradviz.architecture import PaperCNN
+    from gradviz.nets.architecture import PaperCNN
 
     torch.manual_seed(0)
     model = PaperCNN(width=16).to(DEVICE).train()

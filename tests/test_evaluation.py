@@ -5,14 +5,15 @@ import pytest
 import torch
 from torch import nn
 
-from gradviz.architecture import PaperCNN
-from gradviz.cli import main
-from gradviz.evaluation import COLUMNS, EvalConfig, evaluate, read_results, write_results
-from gradviz.masking import masking_verdict, vanishing_gradient_share
-from gradviz.modelstore import save_model
-from gradviz.report import write_report
-from gradviz.stats import wilson_interval
-from gradviz.training import TrainConfig, train_model
+from gradviz.cli.main import main
+from gradviz.evaluation.masking import masking_verdict, vanishing_gradient_share
+from gradviz.evaluation.matrix import COLUMNS, EvalConfig, evaluate, read_results, write_results
+from gradviz.evaluation.report import write_report
+from gradviz.evaluation.stats import wilson_interval
+from gradviz.nets.architecture import PaperCNN
+from gradviz.nets.store import save_model
+from gradviz.training.config import TrainConfig
+from gradviz.training.loop import train_model
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_matrix_schema_intervals_and_cache(two_models, tmp_path):
     text = report.read_text()
     assert "plotly" in text and "Gradient masking" in text and "Deletion" in text
 
-    from gradviz.reproduction import write_reproduction
+    from gradviz.evaluation.reproduction import write_reproduction
 
     doc = write_reproduction(tmp_path / "out", tmp_path / "out", tmp_path / "REPRODUCTION.md", "preamble text").read_text()
     assert "preamble text" in doc and doc.count("### Which claims held") == 2
@@ -137,7 +138,7 @@ class _Scale(nn.Module):
 
 def test_bf16_counting_agrees_with_fp32(two_models, mnist_test):
     from gradviz import load_model
-    from gradviz.evaluation import correct_counts
+    from gradviz.evaluation.matrix import correct_counts
 
     model, _ = load_model(two_models[0])
     x, y = mnist_test
@@ -147,7 +148,7 @@ def test_bf16_counting_agrees_with_fp32(two_models, mnist_test):
 
 
 def test_claim_verdicts_ignore_noise_and_chance_level():
-    from gradviz.reproduction import _compare
+    from gradviz.evaluation.reproduction import _compare
     eps = (0.3, 0.4, 0.5)
     assert _compare({0.3: 0.7, 0.4: 0.5, 0.5: 0.3}, {0.3: 0.4, 0.4: 0.2, 0.5: 0.1}, eps)[0] == "held"
     verdict, detail = _compare({0.3: 0.28, 0.4: 0.10, 0.5: 0.09}, {0.3: 0.09, 0.4: 0.09, 0.5: 0.09}, eps)
@@ -159,7 +160,7 @@ def test_claim_verdicts_ignore_noise_and_chance_level():
 def test_mnist_targets_read_the_right_cells():
     import pandas as pd
 
-    from gradviz.reproduction import fashion_targets, mnist_targets
+    from gradviz.evaluation.reproduction import fashion_targets, mnist_targets
 
     names = {d: f"m-{d}" for d in ("normal", "distilled", "advtrain", "gradreg")}
     cells = {("normal", "normal", "fgsm", 0.0): 0.995, ("gradreg", "gradreg", "fgsm", 0.0): 0.989,
@@ -180,8 +181,8 @@ def test_mnist_targets_read_the_right_cells():
 
 
 def test_jsma_table_puts_white_box_on_the_diagonal():
-    from gradviz.evaluation import L0_COLUMNS, EvalResult
-    from gradviz.reproduction import l0_tables
+    from gradviz.evaluation.matrix import L0_COLUMNS, EvalResult
+    from gradviz.evaluation.reproduction import l0_tables
 
     rows = [{"source": s, "target": t, "attack": "jsma", "budget": "θ = 1, γ = 0.25",
              "success_rate": 0.9 if s == t else 0.1, "accuracy": 0.05,
@@ -195,8 +196,8 @@ def test_jsma_table_puts_white_box_on_the_diagonal():
 
 
 def test_a_stronger_transfer_attack_is_reported_beside_fgsm_with_a_verdict():
-    from gradviz.evaluation import EvalResult, _row
-    from gradviz.reproduction import beyond_the_paper
+    from gradviz.evaluation.matrix import EvalResult, _row
+    from gradviz.evaluation.reproduction import beyond_the_paper
 
     defenses = ["normal", "advtrain", "gradreg"]
     models = {f"m-{d}": {"sha256": d * 3, "defense": d} for d in defenses}

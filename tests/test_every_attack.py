@@ -6,13 +6,14 @@ import json
 import pytest
 import torch
 
-from gradviz.attack_registry import REGISTRY, get_attack
-from gradviz.cli import main
-from gradviz.evaluation import EvalConfig, evaluate
-from gradviz.grids import target_grid
-from gradviz.modelstore import load_model, save_model
+from gradviz.attacks.registry import REGISTRY, get_attack
+from gradviz.cli.main import main
+from gradviz.evaluation.grids import target_grid
+from gradviz.evaluation.matrix import EvalConfig, evaluate
+from gradviz.nets.store import load_model, save_model
 from gradviz.study.stimuli import StimulusConfig, build_stimuli
-from gradviz.training import TrainConfig, train_model
+from gradviz.training.config import TrainConfig
+from gradviz.training.loop import train_model
 
 ATTACKS = list(REGISTRY)
 # Cheaper settings for tiny models; an attack missing here runs at its defaults.

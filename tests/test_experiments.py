@@ -9,8 +9,8 @@ import pytest
 from experiment_helpers import populate_results
 from streamlit.testing.v1 import AppTest
 
-from gradviz.cards import list_models
-from gradviz.experiments import curve_figure, curves, list_runs
+from gradviz.experiments.runs import curve_figure, curves, list_runs
+from gradviz.nets.cards import list_models
 
 ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture

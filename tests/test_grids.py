@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from gradviz.attacks import iterative_tgsm
-from gradviz.grids import cross_predictions, first_of_each_class, mosaic, provenance, target_grid
-from gradviz.images import from_png16, to_png16
-from gradviz.modelstore import load_model
+from gradviz.attacks.linf import iterative_tgsm
+from gradviz.data.images import from_png16, to_png16
+from gradviz.evaluation.grids import cross_predictions, first_of_each_class, mosaic, provenance, target_grid
+from gradviz.nets.store import load_model
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_exported_grid_is_lossless_with_its_provenance(grid):
 
 
 def test_cli_writes_a_grid_png_and_its_provenance(tmp_path, capsys):
-    from gradviz.cli import main
+    from gradviz.cli.main import main
 
     assert main(["grid", "--models", "mnist-gradreg", "--param", "itgsm.steps=4", "--iteration", "3",
                  "--out", str(tmp_path)]) == 0

@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from gradviz.idx import IdxFormatError, read_idx, read_images_labels, write_idx
+from gradviz.data.idx import IdxFormatError, read_idx, read_images_labels, write_idx
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """The paper's gradient-norm comparison, measured on the committed zoo."""
 import torch
 
-from gradviz.interpretability import gradient_norms, input_gradient, zero_share
-from gradviz.modelstore import load_model
+from gradviz.attribution.measures import gradient_norms, input_gradient, zero_share
+from gradviz.nets.store import load_model
 
 
 def test_gradient_norms_of_true_and_target_log_probabilities(mnist_test):

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from gradviz.jsma import jsma
-from gradviz.modelstore import load_model
+from gradviz.attacks.jsma import jsma
+from gradviz.nets.store import load_model
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from gradviz.architecture import PaperCNN
-from gradviz.images import ImageError, prepare_digit
+from gradviz.attribution.methods import METHODS, normalise, saliency_map
+from gradviz.data.images import ImageError, prepare_digit
 from gradviz.jobs import JobRunner
-from gradviz.saliency import METHODS, normalise, saliency_map
+from gradviz.nets.architecture import PaperCNN
 
 
 def test_shared_scale_keeps_relative_magnitudes():

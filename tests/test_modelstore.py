@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from gradviz import list_models, load_model
-from gradviz.architecture import PaperCNN
-from gradviz.cards import ModelFileError
-from gradviz.modelstore import save_model
+from gradviz.nets.architecture import PaperCNN
+from gradviz.nets.cards import ModelFileError
+from gradviz.nets.store import save_model
 
 
 def _card(name="tiny"):
@@ -31,7 +31,7 @@ def test_round_trip_gives_the_same_outputs(saved):
 
 
 def test_channels_last_weights_give_the_same_outputs_and_still_save(saved, tmp_path):
-    from gradviz.architecture import channels_last
+    from gradviz.nets.architecture import channels_last
     model, card_path = saved
     fast, _ = load_model(card_path)
     channels_last(fast)

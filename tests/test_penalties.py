@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradviz.penalties import (
+from gradviz.training.penalties import (
     exact_penalty,
     finite_difference_penalty,
     from_reference_lambda,

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from gradviz.cli import main
-from gradviz.recipe import RecipeError, load_recipe, parse_recipe
-from gradviz.sweep import choose, to_markdown
-from gradviz.zoo import build_trials, card_mismatches, sweep_trials, zoo_table
-from gradviz.zoo_cli import README_MARKERS
+from gradviz.cli.main import main
+from gradviz.cli.zoo import README_MARKERS
+from gradviz.experiments.plan import build_trials, card_mismatches, sweep_trials, zoo_table
+from gradviz.experiments.recipe import RecipeError, load_recipe, parse_recipe
+from gradviz.experiments.sweep import choose, to_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = """

@@ -15,12 +15,12 @@ import psutil
 import pytest
 import torch
 
-from gradviz.modelstore import sha256_file
-from gradviz.recipe import load_recipe
-from gradviz.runner import LOOPBACK, dependency_waves, loopback_only, run_trials
-from gradviz.training import TrainingCancelled, train_model, training_split
-from gradviz.trials import LocalReporter, execute_trial, read_json, read_metrics
-from gradviz.zoo import sweep_trials
+from gradviz.experiments.plan import sweep_trials
+from gradviz.experiments.recipe import load_recipe
+from gradviz.experiments.runner import LOOPBACK, dependency_waves, loopback_only, run_trials
+from gradviz.experiments.trials import LocalReporter, execute_trial, read_json, read_metrics
+from gradviz.nets.store import sha256_file
+from gradviz.training.loop import TrainingCancelled, train_model, training_split
 
 ROOT = Path(__file__).resolve().parent.parent
 # 400 digits (100 held out), batch 30: 10 steps an epoch, 12 epochs = 120 steps, a checkpoint every epoch.
@@ -148,11 +148,11 @@ def test_the_local_default_binds_every_ray_port_to_loopback_only(tmp_path):
 
 
 def test_a_distillation_trial_counts_teacher_and_student_as_one_run(tmp_path):
-    from gradviz.training import TrainConfig
-    from gradviz.trials import Trial, settings_of
+    from gradviz.experiments.trials import Trial
+    from gradviz.training.config import TrainConfig
 
     config = TrainConfig(defense="distilled", train_subset=300, holdout=60, batch_size=30, epochs=3, width=8)
-    trial = Trial(name="distilled", settings=settings_of(config), folder=str(tmp_path / "trial"),
+    trial = Trial(name="distilled", settings=config.settings(), folder=str(tmp_path / "trial"),
                   checkpoint=str(tmp_path / "run.ckpt"), out_dir=str(tmp_path / "out"), eval_split="holdout",
                   eval_n=60)
     final = execute_trial(trial, LocalReporter())
@@ -181,3 +181,52 @@ def test_a_trial_cut_off_in_one_session_resumes_from_its_own_checkpoint_in_the_n
     sequential = sequential_train(trial, tmp_path / "sequential")
     assert read_json(Path(trial.out_dir) / f"{trial.name}.json")["sha256"] == read_json(sequential)["sha256"]
     assert execute_trial(trial, LocalReporter()) == final  # finished: not trained again
+
+
+SOURCED = """
+dataset = "mnist"
+transfer_source = "zoo-source"
+eval_n = 50
+[defaults]
+train_subset = 200
+batch_size = 50
+epochs = 1
+width = 8
+[models.zoo-source]
+defense = "normal"
+[models.same-arch-source]
+defense = "normal"
+seed = 1
+[models.student]
+defense = "gradreg"
+lam = 1
+transfer_source = "same-arch-source"
+"""
+
+
+def test_an_entry_is_monitored_against_its_own_source_its_checkpoint_until_it_finishes(tmp_path, one_thread):
+    from gradviz.experiments.plan import build_trials
+    from gradviz.experiments.trials import Monitor
+    from gradviz.nets.checkpoints import model_from_checkpoint
+
+    path = tmp_path / "sourced.toml"
+    path.write_text(SOURCED)
+    trials = {t.name: t for t in build_trials(load_recipe(path), tmp_path / "zoo", tmp_path / "results")}
+    student, source = trials["student"], trials["same-arch-source"]
+    assert student.transfer_source.endswith("same-arch-source.json")
+    assert student.transfer_checkpoint == source.checkpoint and trials["zoo-source"].transfer_source is None
+    monitor = Monitor(student, student.config(), training_split(student.config())[1])
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    assert "transfer@0.4" not in monitor(model)  # nothing of the source yet: accuracy only
+    config = source.config()
+    with pytest.raises(TrainingCancelled):  # the source is cut off at step 2 of 4: its checkpoint stands in
+        calls = iter(range(100))
+        train_model(config, training_split(config)[0], progress=False, checkpoint=source.checkpoint,
+                    checkpoint_every=1, resume=True, should_stop=lambda: next(calls) >= 2)
+    metrics = monitor(model)
+    assert metrics["transfer_source_step"] == 2 and "transfer@0.4" in metrics
+    made_from_checkpoint = monitor.adversarial[0.4].clone()
+    assert model_from_checkpoint(source.checkpoint).training is False
+    execute_trial(source, LocalReporter())  # the source finishes: its saved model replaces the checkpoint
+    assert monitor(model)["transfer_source_step"] == "final"
+    assert not torch.equal(made_from_checkpoint, monitor.adversarial[0.4])

@@ -234,11 +234,12 @@ def test_cluster_bootstrap_interval_covers_the_mean():
 def test_build_stimuli_from_real_models(tmp_path, tiny_train, user_models):
     import json
 
-    from gradviz.images import from_png16
-    from gradviz.modelstore import save_model
+    from gradviz.data.images import from_png16
+    from gradviz.nets.store import save_model
     from gradviz.study.stimuli import StimulusConfig, build_stimuli
     from gradviz.study.stimulus_sets import load_set, stimulus_zip, store_stimuli
-    from gradviz.training import TrainConfig, train_model
+    from gradviz.training.config import TrainConfig
+    from gradviz.training.loop import train_model
 
     names = []
     for defense in ("normal", "gradreg"):

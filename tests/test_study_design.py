@@ -132,7 +132,7 @@ def test_simultaneous_registrations_of_one_participant_take_one_slot(engine):
 
 
 def test_the_study_cli_runs_power_preregisters_and_exports(engine, tmp_path, capsys):
-    from gradviz.cli import main
+    from gradviz.cli.main import main
 
     url = str(engine.url)
     assert main(["study", "status", "--db-url", url]) == 0
@@ -155,7 +155,7 @@ def test_the_study_cli_runs_power_preregisters_and_exports(engine, tmp_path, cap
 
 
 def test_the_cli_says_what_is_missing_before_a_stimulus_set_exists(tmp_path, capsys):
-    from gradviz.cli import main
+    from gradviz.cli.main import main
 
     url = f"sqlite:///{tmp_path / 'empty.sqlite'}"
     assert main(["study", "power", "--db-url", url]) == 2

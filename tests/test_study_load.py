@@ -78,7 +78,7 @@ at.button(key="start").click().run()
 at.button(key="begin").click().run()
 assert not at.exception, at.exception
 assert at.get("progress"), "no trial shown"
-print(sorted(m for m in ("torch", "captum", "skimage", "gradviz.modelstore") if m in sys.modules))
+print(sorted(m for m in ("torch", "captum", "skimage", "gradviz.nets.store") if m in sys.modules))
 """
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "GRADVIZ_DB_URL": url, "GRADVIZ_HOME": str(tmp_path)})

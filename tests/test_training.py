@@ -1,8 +1,19 @@
 import pytest
 import torch
 
-from gradviz.defenses import DEFENSES
-from gradviz.training import TrainConfig, TrainingCancelled, random_shift, train_and_save, train_model
+from gradviz import load_dataset
+from gradviz.cli.main import build_parser
+from gradviz.training.config import TrainConfig, comparable_settings, run_steps, steps_per_epoch, total_steps
+from gradviz.training.defenses import DEFENSE_SPECS, DEFENSES, SETTINGS
+from gradviz.training.loop import (
+    TrainingCancelled,
+    _epoch_order,
+    accuracy,
+    batch_index,
+    random_shift,
+    train_and_save,
+    train_model,
+)
 
 
 @pytest.mark.parametrize("defense", DEFENSES)
@@ -17,8 +28,10 @@ def test_each_defense_trains_a_few_steps(defense, tiny_train):
     assert [s[0] for s in seen] == [1, 2, 3] * phases
     assert all(torch.isfinite(torch.tensor(s[2]["loss"])) for s in seen)
     assert (seen[0][2]["penalty"] > 0) == (defense.startswith("gradreg"))
-    assert card["defense"] == defense and 0.0 <= card["clean_test_accuracy"] <= 1.0
+    test_x, test_y = load_dataset("mnist", "test")
+    assert card["defense"] == defense and card["clean_test_accuracy"] == accuracy(model, test_x, test_y)
     assert card["temperature"] == (50.0 if defense == "distilled" else 1.0)
+    assert card["eps"] == (0.3 if defense in ("advtrain", "gradreg+advtrain") else None)
 
 
 def test_training_is_deterministic_for_a_seed(tiny_train):
@@ -60,7 +73,7 @@ def test_random_shift_moves_whole_pixels():
 
 
 def test_sweep_choice_rule():
-    from gradviz.sweep import choose
+    from gradviz.experiments.sweep import choose
 
     def row(defense, lam, clean, transfer):
         return {"defense": defense, "lam": lam, "seed": 0, "clean": clean,
@@ -75,8 +88,8 @@ def test_sweep_choice_rule():
 
 def test_every_step_of_gradient_regularized_training_draws_a_fresh_dropout_mask():
     """Regression: the finite-difference replay once restored the RNG, freezing one dropout mask for a whole run."""
-    from gradviz.architecture import PaperCNN
-    from gradviz.defenses import LossSettings, batch_loss
+    from gradviz.nets.architecture import PaperCNN
+    from gradviz.training.defenses import LossSettings, batch_loss
 
     torch.manual_seed(0)
     model = PaperCNN(width=16).train()
@@ -98,9 +111,9 @@ def test_adversarial_training_normalises_clean_and_adversarial_examples_together
     """Regression: an all-adversarial batch normalised by its own statistics taught robustness only in that mode."""
     from torch import nn
 
-    from gradviz.architecture import PaperCNN
-    from gradviz.attacks import fgsm
-    from gradviz.defenses import LossSettings, adversarial_examples, batch_loss
+    from gradviz.attacks.linf import fgsm
+    from gradviz.nets.architecture import PaperCNN
+    from gradviz.training.defenses import LossSettings, adversarial_examples, batch_loss
 
     torch.manual_seed(0)
     model = PaperCNN(width=16).train()
@@ -119,3 +132,41 @@ def test_adversarial_training_normalises_clean_and_adversarial_examples_together
     with torch.no_grad():
         predicted = model(x).argmax(1)
     assert torch.equal(adv, fgsm(model, x, predicted, 0.3))  # what a test-time attacker makes
+
+
+def test_every_defense_setting_is_a_config_field_with_a_cli_flag_and_in_range_default():
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {a.option_strings[0]: a for a in train._actions if a.option_strings}
+    defaults = TrainConfig(device="cpu")
+    for setting in SETTINGS.values():
+        assert flags[setting.flag].default == getattr(defaults, setting.name), setting.name
+        assert setting.suggested in setting.choices if setting.choices else setting.low <= setting.suggested <= setting.high
+    for spec in DEFENSE_SPECS.values():
+        assert set(spec.settings) <= set(SETTINGS), spec.name
+
+
+def test_a_setting_out_of_its_specs_range_is_refused_only_for_defenses_that_take_it():
+    with pytest.raises(ValueError, match=r"--lam-warmup must lie in \[0, 1\], got 1.5"):
+        TrainConfig(defense="gradreg", lam=1, lam_warmup=1.5, device="cpu").validate()
+    TrainConfig(defense="normal", lam_warmup=1.5, device="cpu").validate()  # ignored by a normal model
+    with pytest.raises(ValueError, match="unknown defense 'gradreg-y'; choose one of normal, gradreg"):
+        TrainConfig(defense="gradreg-y", device="cpu").validate()
+
+
+def test_settings_a_defense_ignores_do_not_make_two_runs_differ():
+    a = TrainConfig(defense="normal", eps=0.1, temperature=3, device="cpu").settings()
+    b = TrainConfig(defense="normal", device="cpu").settings()
+    assert a != b and comparable_settings(a) == comparable_settings(b)
+    c = TrainConfig(defense="advtrain", eps=0.1, device="cpu").settings()
+    assert comparable_settings(c) != comparable_settings(TrainConfig(defense="advtrain", device="cpu").settings())
+
+
+def test_one_meaning_of_an_epoch_for_the_sampler_and_the_run_length():
+    """70 epochs at batch 256 over 60,000 digits: 234 full batches an epoch (the short last one dropped)."""
+    assert steps_per_epoch(60_000, 256) == 234 and steps_per_epoch(10, 256) == 1
+    config = TrainConfig(epochs=70, batch_size=256, device="cpu")
+    assert total_steps(config, 60_000) == 16_380
+    assert run_steps(TrainConfig(defense="distilled", epochs=2, batch_size=256, device="cpu"), 60_000) == 2 * 468
+    first_epoch = torch.cat([batch_index(600, 256, 0, s) for s in (1, 2)])
+    assert len(set(first_epoch.tolist())) == 512  # steps 1–2 are one epoch: no digit drawn twice
+    assert torch.equal(batch_index(600, 256, 0, 3), _epoch_order(600, 0, 1)[:256])  # step 3: the next epoch

@@ -2,10 +2,10 @@
 import pytest
 
 from gradviz import list_models, load_dataset, load_model
-from gradviz.cards import ZOO_DIR
-from gradviz.datasets import dataset_hashes
-from gradviz.defenses import DEFENSES
-from gradviz.training import accuracy
+from gradviz.data.datasets import dataset_hashes
+from gradviz.paths import ZOO_DIR
+from gradviz.training.defenses import DEFENSES
+from gradviz.training.loop import accuracy
 
 FLOOR = {"mnist": 0.98, "fashion-mnist": 0.88}
 ZOO = [c for c in list_models([ZOO_DIR])]

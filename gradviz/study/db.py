@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from functools import lru_cache
-from pathlib import Path
 
 from sqlalchemy import (
     CheckConstraint,
@@ -26,6 +25,8 @@ from sqlalchemy import (
     select,
     text,
 )
+
+from gradviz.paths import study_db_path
 
 
 class NotReady(LookupError):
@@ -116,9 +117,9 @@ def default_url() -> str:
     """GRADVIZ_DB_URL, else a SQLite file in the gradviz data folder."""
     if os.environ.get("GRADVIZ_DB_URL"):
         return os.environ["GRADVIZ_DB_URL"]
-    home = Path(os.environ.get("GRADVIZ_HOME", Path.home() / ".gradviz"))
-    (home / "study").mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'study' / 'study.sqlite'}"
+    path = study_db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-from gradviz.attack_registry import get_attack, pixels_changed
-from gradviz.cards import list_models
-from gradviz.datasets import load_dataset
-from gradviz.images import to_png16
-from gradviz.modelstore import load_model
+from gradviz.attacks.registry import get_attack, pixels_changed
+from gradviz.data.datasets import load_dataset
+from gradviz.data.images import to_png16
+from gradviz.nets.cards import list_models
+from gradviz.nets.store import load_model
 
 DEFAULT_DEFENSES = ("normal", "distilled", "advtrain", "gradreg")
 # Study images take smaller, more numerous iterated-TGSM steps than evaluation (20 of ε/8): smoother images.

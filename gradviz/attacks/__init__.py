@@ -1,0 +1,1 @@
+"""Adversarial attacks as one registry: the L∞ family (FGSM, TGSM, PGD, MI-FGSM) and JSMA."""

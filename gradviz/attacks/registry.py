@@ -1,0 +1,257 @@
+"""Every attack gradviz knows, as one entry each: what it is, its settings with their ranges, one batched function.
+
+Evaluation, grids, study stimuli, the CLI, the report and the pages read this registry instead of comparing
+attack names, so adding an attack is one entry (and its tests). An entry's function has the signature
+`(model, x, labels, eps, seed, progress, **params) -> adversarial batch`, where `labels` are the true classes
+for an untargeted attack and the target classes for a targeted one.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gradviz.attacks.jsma import jsma
+from gradviz.attacks.linf import (
+    Progress,
+    fgsm,
+    iterative_tgsm,
+    linf_steps,
+    mifgsm,
+    pgd,
+    single_step_sweep,
+    tgsm,
+)
+from gradviz.attacks.linf import random_start as uniform_start
+
+KINDS = ("float", "int", "bool", "choice")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One setting of an attack, with what a form needs to offer it and what a value must satisfy."""
+
+    name: str
+    label: str
+    default: float
+    low: float = 0.0
+    high: float = 1.0
+    step: float = 0.01
+    kind: str = "float"  # one of KINDS
+    choices: tuple[float, ...] = ()
+    help: str = ""
+
+    def check(self, attack: str, value: float | int | bool) -> float | int | bool:
+        """The value in its kind, or a ValueError that names the attack, the setting and the allowed range."""
+        where = f"{attack}: {self.name}"
+        if self.kind == "bool":
+            if value not in (0, 1, True, False):
+                raise ValueError(f"{where} is on or off (1 or 0); got {value!r}")
+            return bool(value)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} must be a number; got {value!r}") from None
+        if self.kind == "choice":
+            if number not in self.choices:
+                raise ValueError(f"{where} must be one of {', '.join(f'{c:g}' for c in self.choices)}; got {value!r}")
+            return number
+        if self.kind == "int" and number != int(number):
+            raise ValueError(f"{where} must be a whole number; got {value!r}")
+        if not self.low <= number <= self.high:
+            raise ValueError(f"{where} must be between {self.low:g} and {self.high:g}; got {value!r}")
+        return int(number) if self.kind == "int" else number
+
+
+Run = Callable[..., torch.Tensor]
+Iterates = Callable[..., Iterator[tuple[torch.Tensor, torch.Tensor]]]
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One attack. `eps_bounded`: an L∞ budget ε; otherwise a pixel (L0) budget among its params and no ε.
+    `one_gradient`: every ε of a sweep comes from one gradient (single-step attacks). `iterates`, where given,
+    yields every step (logits the step came from, new image), so a grid can keep the whole path."""
+
+    name: str
+    label: str
+    targeted: bool
+    eps_bounded: bool
+    iterative: bool
+    params: tuple[Param, ...]
+    run: Run
+    reference: str
+    one_gradient: bool = False
+    iterates: Iterates | None = None
+
+    def settings(self, given: Mapping[str, float] | None = None) -> dict:
+        """Defaults overridden by `given`, every value checked; an unknown setting is an error, not ignored."""
+        given = dict(given or {})
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            offered = ", ".join(known) or "none"
+            raise ValueError(f"{self.name} has no setting {', '.join(unknown)}; its settings: {offered}")
+        return {name: p.check(self.name, given.get(name, p.default)) for name, p in known.items()}
+
+    def check_eps(self, eps: float | None) -> float | None:
+        if not self.eps_bounded:
+            return None
+        if eps is None or not 0 <= float(eps) <= 1:
+            raise ValueError(f"{self.name} needs an ε between 0 and 1 (images lie in [0, 1]); got {eps!r}")
+        return float(eps)
+
+    def generate(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: float | None = None,
+                 seed: int = 0, progress: Progress | None = None, **params) -> torch.Tensor:
+        """Adversarial images of the batch x; `labels` are targets for a targeted attack."""
+        eps, settings = self.check_eps(eps), self.settings(params)
+        if eps == 0:
+            return x.detach().clone()
+        return self.run(model, x, labels, eps, seed, progress, **settings)
+
+    def sweep(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps_values: list[float],
+              seed: int = 0, **params) -> dict[float, torch.Tensor]:
+        """The batch attacked at every ε; single-step attacks share one gradient across the sweep."""
+        if not self.eps_bounded:
+            raise ValueError(f"{self.name} has a pixel budget, not an ε to sweep")
+        eps_values = [self.check_eps(e) for e in eps_values]
+        if self.one_gradient:
+            self.settings(params)
+            return single_step_sweep(model, x, labels, eps_values, targeted=self.targeted)
+        return {e: self.generate(model, x, labels, e, seed, **params) for e in eps_values}
+
+    def path(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: float | None = None,
+             seed: int = 0, progress: Progress | None = None,
+             **params) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every step of an iterative L∞ attack as (logits of the image the step started from, new image); an
+        attack without steps to show yields the original's logits and its final images once."""
+        eps, settings = self.check_eps(eps), self.settings(params)
+        if self.iterates is not None and eps:
+            yield from self.iterates(model, x, labels, eps, seed, progress, **settings)
+            return
+        with torch.no_grad():
+            logits = model(x)
+        yield logits, self.generate(model, x, labels, eps, seed, progress, **settings)
+
+    def budget(self, eps: float | None, params: Mapping[str, float] | None = None) -> str:
+        """The attack's strength in words: 'ε = 0.3', or for a pixel budget its settings 'θ = 1, γ = 0.25'."""
+        if self.eps_bounded:
+            return f"ε = {eps:g}"
+        labels = {p.name: p.label.split(" ")[0] for p in self.params}
+        return ", ".join(f"{labels[k]} = {v:g}" for k, v in self.settings(params).items())
+
+    def describe(self, eps: float | None, params: Mapping[str, float] | None = None, seed: int = 0) -> dict:
+        """The provenance of examples this attack made: name, ε (None for pixel budgets), settings, source."""
+        return {"attack": self.name, "attack_label": self.label, "eps": self.check_eps(eps),
+                "targeted": self.targeted, **self.settings(params), "seed": seed, "reference": self.reference}
+
+
+def _fgsm(model, x, y, eps, seed, progress):
+    return fgsm(model, x, y, eps)
+
+
+def _tgsm(model, x, target, eps, seed, progress):
+    return tgsm(model, x, target, eps)
+
+
+def _itgsm(model, x, target, eps, seed, progress, steps, step_scale):
+    return iterative_tgsm(model, x, target, eps=eps, step=eps * step_scale, steps=steps, project=True,
+                          progress=progress)
+
+
+def _itgsm_iterates(model, x, target, eps, seed, progress, steps, step_scale):
+    return linf_steps(model, x, target, eps * step_scale, steps, eps, towards=True, progress=progress)
+
+
+def _pgd(model, x, y, eps, seed, progress, steps, step_scale, random_start):
+    return pgd(model, x, y, eps, steps, eps * step_scale, random_start, seed, progress)
+
+
+def _pgd_iterates(model, x, y, eps, seed, progress, steps, step_scale, random_start):
+    start = uniform_start(x, eps, seed) if random_start else None
+    return linf_steps(model, x, y, eps * step_scale, steps, eps, start=start, progress=progress)
+
+
+def _mifgsm(model, x, y, eps, seed, progress, steps, decay):
+    return mifgsm(model, x, y, eps, steps, decay, progress)
+
+
+def _mifgsm_iterates(model, x, y, eps, seed, progress, steps, decay):
+    return linf_steps(model, x, y, eps / steps, steps, eps, decay=decay, progress=progress)
+
+
+def _jsma(model, x, target, eps, seed, progress, theta, gamma):
+    return jsma(model, x, target, theta, gamma, progress).images
+
+
+STEPS_HELP = "gradient steps; each costs one forward and one backward pass of the source model"
+REGISTRY: dict[str, Attack] = {a.name: a for a in (
+    Attack("fgsm", "FGSM (untargeted, one step)", targeted=False, eps_bounded=True, iterative=False, params=(),
+           run=_fgsm, one_gradient=True, reference="Goodfellow et al. 2015, arXiv:1412.6572"),
+    Attack("tgsm", "TGSM (targeted, one step)", targeted=True, eps_bounded=True, iterative=False, params=(),
+           run=_tgsm, one_gradient=True, reference="Kurakin et al. 2017, arXiv:1611.01236"),
+    Attack("itgsm", "Iterated TGSM (targeted, in the ε-ball)", targeted=True, eps_bounded=True, iterative=True,
+           params=(Param("steps", "Steps", 10, 1, 100, 1, "int", help=STEPS_HELP),
+                   Param("step_scale", "Step size (× ε)", 0.25, 0.01, 1.0, 0.01,
+                         help="each step moves every pixel by this share of ε; 1 with ε = 1 is the paper's "
+                              "unprojected grids")),
+           run=_itgsm, iterates=_itgsm_iterates, reference="Kurakin et al. 2017, arXiv:1611.01236 (BIM, targeted)"),
+    Attack("pgd", "PGD (untargeted, random start)", targeted=False, eps_bounded=True, iterative=True,
+           params=(Param("steps", "Steps", 20, 1, 200, 1, "int", help=STEPS_HELP),
+                   Param("step_scale", "Step size (× ε)", 0.125, 0.01, 1.0, 0.005),
+                   Param("random_start", "Random start", 1, 0, 1, 1, "bool",
+                         help="start from a uniform point of the ε-ball (seeded); off: start at the image")),
+           run=_pgd, iterates=_pgd_iterates, reference="Madry et al. 2018, arXiv:1706.06083"),
+    Attack("mifgsm", "MI-FGSM (untargeted, momentum)", targeted=False, eps_bounded=True, iterative=True,
+           params=(Param("steps", "Steps", 10, 1, 100, 1, "int", help=STEPS_HELP + "; each step moves ε/steps"),
+                   Param("decay", "Momentum μ", 1.0, 0.0, 2.0, 0.05,
+                         help="g ← μ·g + ∇/‖∇‖₁; μ = 0 is iterated FGSM with step ε/steps")),
+           run=_mifgsm, iterates=_mifgsm_iterates, reference="Dong et al. 2018, arXiv:1710.06081"),
+    Attack("jsma", "JSMA (targeted, pixel budget)", targeted=True, eps_bounded=False, iterative=True,
+           params=(Param("theta", "θ (change per pixel)", 1.0, kind="choice", choices=(-1.0, -0.5, 0.5, 1.0),
+                         help="pixels are raised (θ > 0) or lowered (θ < 0) by θ, once each"),
+                   Param("gamma", "γ (most pixels changed)", 0.25, 0.02, 0.5, 0.01,
+                         help="the share of pixels the attack may change; it stops earlier when it succeeds")),
+           run=_jsma, reference="Papernot et al. 2016, arXiv:1511.07528"),
+)}
+
+
+def get_attack(name: str) -> Attack:
+    """The registry entry called `name`, or a ValueError that lists the attacks there are."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown attack {name!r}; choose from {', '.join(REGISTRY)}") from None
+
+
+def attack_names(eps_bounded: bool | None = None, targeted: bool | None = None) -> list[str]:
+    """Names of the registered attacks, optionally only those with (or without) an ε, or targeted (or not)."""
+    return [a.name for a in REGISTRY.values()
+            if (eps_bounded is None or a.eps_bounded == eps_bounded) and (targeted is None or a.targeted == targeted)]
+
+
+def pixels_changed(x: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+    """Per example, how many pixels the attack changed (the L0 size of the perturbation)."""
+    return (adv != x).flatten(1).sum(1)
+
+
+def parse_attack_params(items: list[str] | None) -> dict[str, dict]:
+    """`["mifgsm.decay=0.5", "pgd.steps=40"]` (the CLI's --param) as {attack: {setting: value}}, each checked."""
+    out: dict[str, dict] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        attack, dot, name = key.partition(".")
+        if not (sep and dot and attack and name):
+            raise ValueError(f"--param {item!r}: write ATTACK.SETTING=VALUE, e.g. mifgsm.decay=0.5")
+        out.setdefault(attack, {})[name] = value
+    for attack, given in out.items():
+        out[attack] = get_attack(attack).settings(given)
+    return out
+
+
+def attack_title(name: str) -> str:
+    """A short heading for results of attack `name` ('MI-FGSM'), also for attacks no longer registered."""
+    entry = REGISTRY.get(name)
+    return entry.label.split(" (")[0] if entry else name.upper()

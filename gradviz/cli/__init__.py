@@ -1,0 +1,1 @@
+"""The command line: `python -m gradviz` (or `gradviz`) and its subcommands."""

@@ -1,0 +1,134 @@
+"""`python -m gradviz zoo build | sweep | status | table`: the recipes on the command line."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+README_MARKERS = ("<!-- zoo-table:start (python -m gradviz zoo table --write README.md) -->", "<!-- zoo-table:end -->")
+
+
+def add_zoo_parser(sub) -> None:
+    z = sub.add_parser("zoo", help="build the zoo and run its λ × seed sweeps from a recipe, on Ray (local or a cluster)")
+    zsub = z.add_subparsers(dest="zoo_command", required=True)
+    b = zsub.add_parser("build", help="train the recipe's models that are missing (resumes interrupted ones)")
+    b.add_argument("recipe", help="a dataset (mnist, fashion-mnist: recipes/NAME.toml) or a recipe file")
+    b.add_argument("--only", nargs="+", default=None, metavar="MODEL", help="build just these entries")
+    b.add_argument("--rebuild", nargs="+", default=[], metavar="MODEL",
+                   help="train these again from scratch even though they exist")
+    b.add_argument("--out", default=None, help="where zoo models go (default: the repository's models/)")
+    s = zsub.add_parser("sweep", help="run sweeps (all by default) and write their tables and choices")
+    s.add_argument("recipe")
+    s.add_argument("sweeps", nargs="*", help="sweep names (default: every sweep in the recipe)")
+    for p in (b, s):
+        p.add_argument("--results", default=None,
+                       help="results folder (default: GRADVIZ_RESULTS or ~/.cache/gradviz/experiments)")
+        p.add_argument("--address", default=None,
+                       help="a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: a local Ray on 127.0.0.1)")
+        p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+        p.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs (and torch threads) per trial")
+        p.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs per trial (trains on cuda when > 0)")
+        p.add_argument("--max-failures", type=int, default=3, help="restarts of a trial from its checkpoint")
+        p.add_argument("--dry-run", action="store_true", help="check the recipe and list the trials; train nothing")
+    st = zsub.add_parser("status", help="where every model and sweep trial of a recipe stands")
+    st.add_argument("recipe")
+    st.add_argument("--results", default=None)
+    st.add_argument("--out", default=None)
+    t = zsub.add_parser("table", help="the README's zoo table, from the recipes and the committed cards")
+    t.add_argument("recipes", nargs="*", default=["mnist", "fashion-mnist"])
+    t.add_argument("--write", default=None, metavar="README", help="replace the table between its markers in this file")
+
+
+def run_zoo(args) -> int:
+    from gradviz.experiments.recipe import load_recipe
+
+    if args.zoo_command == "table":
+        return _table(args)
+    recipe = load_recipe(args.recipe)
+    return {"build": _build, "sweep": _sweep, "status": _status}[args.zoo_command](recipe, args)
+
+
+def _out(args) -> Path:
+    from gradviz.paths import ZOO_DIR
+
+    return Path(args.out) if args.out else ZOO_DIR
+
+
+def _run(trials, recipe, args, label: str) -> int:
+    from gradviz.experiments.plan import layout
+    from gradviz.experiments.runner import run_trials
+
+    print(f"{len(trials)} trial(s): {', '.join(t.name for t in trials) or 'nothing to do'}", file=sys.stderr)
+    if args.dry_run or not trials:
+        return 0
+    outcomes = run_trials(trials, layout(recipe, args.results).ray, label=label, address=args.address,
+                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                          max_failures=args.max_failures, num_cpus=args.num_cpus)
+    for o in outcomes:
+        detail = f"clean {o.metrics['clean_test_accuracy']:.4f}" if "clean_test_accuracy" in o.metrics else o.error
+        print(f"{o.name:40} {o.state:9} {detail or ''}".rstrip())
+    return 0 if all(o.state == "finished" for o in outcomes) else 1
+
+
+def _build(recipe, args) -> int:
+    from gradviz.experiments.plan import build_trials, card_mismatches, reset
+
+    for name, diff in card_mismatches(recipe, _out(args)).items():
+        if name not in args.rebuild:
+            print(f"note: {name}'s card differs from the recipe in {', '.join(diff)}; --rebuild {name} retrains it",
+                  file=sys.stderr)
+    trials = build_trials(recipe, _out(args), args.results, args.only, args.rebuild)
+    if not args.dry_run:
+        reset([t for t in trials if t.name in args.rebuild])
+    return _run(trials, recipe, args, f"{recipe.dataset}-build")
+
+
+def _sweep(recipe, args) -> int:
+    from gradviz.experiments.plan import sweep_trials, write_sweep
+
+    code = _run(sweep_trials(recipe, args.sweeps, args.results), recipe, args, f"{recipe.dataset}-sweep")
+    if not args.dry_run:
+        for name in args.sweeps or recipe.sweeps:
+            path, text = write_sweep(recipe, name, args.results)
+            print(text)
+            print(f"written to {path}", file=sys.stderr)
+    return code
+
+
+def _status(recipe, args) -> int:
+    from gradviz.experiments.plan import build_trials, card_mismatches, sweep_trials, trial_state
+
+    differs = card_mismatches(recipe, _out(args))
+    models = build_trials(recipe, _out(args), args.results, rebuild=list(recipe.models))  # one trial per entry
+    trials = [*models, *sweep_trials(recipe, None, args.results)]
+    width = max(len(t.name) for t in trials) + 2
+    for trial in trials:
+        s = trial_state(trial)
+        state = s["state"]
+        if trial in models and state == "pending" and (Path(trial.out_dir) / f"{trial.name}.json").is_file():
+            state = f"built, card differs in {', '.join(differs[trial.name])}" if trial.name in differs else "built"
+        progress = f"step {s['step']}/{s['steps']}" if s["steps"] and state != "built" else ""
+        accuracy = s["metrics"].get("accuracy")
+        print(f"{trial.name:{width}}{state:24} {progress:18} "
+              f"{'' if accuracy is None else f'held-out acc. {accuracy:.4f}'}".rstrip())
+        if s["error"] and "failed" in state:
+            print(f"{'':{width}}{s['error']}")
+    return 0
+
+
+def _table(args) -> int:
+    from gradviz.experiments.plan import zoo_table
+    from gradviz.experiments.recipe import load_recipe
+
+    table = zoo_table([load_recipe(r) for r in args.recipes])
+    if not args.write:
+        print(table)
+        return 0
+    readme = Path(args.write)
+    text = readme.read_text()
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no zoo table markers ({start} … {end})")
+    head, rest = text.split(start, 1)
+    readme.write_text(f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}")
+    print(f"zoo table written to {readme}", file=sys.stderr)
+    return 0

