@@ -47,7 +47,7 @@ with right:
 
 source_model = models_named([source], dataset)[source]
 aim = torch.tensor([label if target is None else target], device=x.device)
-bar = LiveProgress(f"{entry.label} on {source}", upper_bound=not entry.eps_bounded) if entry.iterative else None
+bar = LiveProgress(f"{entry.label} on {source}", upper_bound=not entry.eps_bounded) if entry.multi_step else None
 start = time.perf_counter()
 adv = entry.generate(source_model, x, aim, eps, progress=bar, **params)
 if DEVICE == "cuda":
@@ -84,7 +84,7 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
 
 if entry.iterates is not None and eps:
     st.subheader("The iteration path")
-    path, _ = attack_path(source_model, x, aim, attack, eps, **params)
+    path, _ = attack_path(source_model, x, aim, entry, eps, **params)
     steps = len(path) - 1
     shown = sorted({round(i * steps / min(steps, 7)) for i in range(min(steps, 7) + 1)})
     st.plotly_chart(figures.image_figure([path[i][0, 0].cpu().numpy() for i in shown],

@@ -9,11 +9,12 @@ import torch
 from PIL import Image
 
 from gradviz import list_models, load_model
-from gradviz.attacks.registry import Attack, Param
+from gradviz.attacks.registry import Attack
 from gradviz.data.datasets import CLASS_NAMES, DATASETS, load_sample
 from gradviz.data.images import ImageError, prepare_digit
 from gradviz.jobs import JobRunner
 from gradviz.nets.architecture import channels_last
+from gradviz.params import Param
 from gradviz.progress import Estimate
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -151,7 +152,7 @@ def pick_image(dataset: str) -> tuple[torch.Tensor, int, str]:
     return x.to(DEVICE), int(label), f"{source.lower()} (labelled {names[int(label)]})"
 
 
-def _param_widget(param: Param, key: str, default: float):
+def param_widget(param: Param, key: str, default: float):
     """The control a setting's kind asks for, within its registry range; it keeps its value across pages."""
     common = {"key": key, "help": param.help or None, "persist_state": "session"}
     kinds = {
@@ -174,7 +175,7 @@ def attack_controls(entry: Attack, key: str, eps_default: float = 0.3, eps_max: 
         eps_key = f"{key}_{entry.name}_eps" if eps_per_attack else f"{key}_eps"
         eps = st.slider("ε (L∞ budget)", 0.0, eps_max, eps_default, 0.01, key=eps_key, persist_state="session")
     defaults = {p.name: p.default for p in entry.params} | (defaults or {})
-    given = {p.name: _param_widget(p, f"{key}_{entry.name}_{p.name}", defaults[p.name]) for p in entry.params}
+    given = {p.name: param_widget(p, f"{key}_{entry.name}_{p.name}", defaults[p.name]) for p in entry.params}
     return eps, entry.settings(given)
 
 

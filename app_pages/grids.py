@@ -64,7 +64,7 @@ if not chosen or (indices is not None and not indices):
     st.stop()
 
 entry = get_attack(attack)
-preset_eps, preset = grid_settings(attack)
+preset_eps, preset = grid_settings(entry)
 with st.container(horizontal=True):
     eps, params = attack_controls(entry, "grid", eps_default=preset_eps or 0.3, eps_max=1.0, defaults=preset,
                                   eps_per_attack=True)
@@ -121,7 +121,7 @@ if grid.iterations > 1:
 else:
     iteration = 1
     st.caption(f"{attack_title(attack)} grids show the original and the final images"
-               + (" (each cell stops when its model predicts the target)." if entry.iterative else "."))
+               + (" (each cell stops when its model predicts the target)." if entry.multi_step else "."))
 show_all = st.toggle("Every model's prediction in the hover and a table", value=True, key="grid_all",
                      persist_state="session")
 

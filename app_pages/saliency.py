@@ -2,9 +2,19 @@
 import streamlit as st
 import torch
 
-from app_pages.common import DEVICE, cards_of, models_named, pick_dataset, pick_image, pick_models, sample
+from app_pages.common import (
+    DEVICE,
+    cards_of,
+    models_named,
+    param_widget,
+    pick_dataset,
+    pick_image,
+    pick_models,
+    sample,
+)
 from gradviz.attribution.measures import gradient_norms, zero_share
-from gradviz.attribution.methods import METHODS, explain, normalise
+from gradviz.attribution.methods import REGISTRY as METHODS
+from gradviz.attribution.methods import explain, normalise
 from gradviz.data.datasets import CLASS_NAMES
 from gradviz.evaluation import figures
 
@@ -19,11 +29,15 @@ with left:
     x, label, caption = pick_image(dataset)
 with right:
     chosen = pick_models(dataset)
-    method = st.selectbox("Method", list(METHODS), format_func=METHODS.get, key="method", persist_state="session")
+    method = st.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].label, key="method",
+                          persist_state="session")
+    entry = METHODS[method]
     cls = label
-    if method in ("gradient-logp", "saliency", "integrated-gradients", "smoothgrad", "guided-backprop",
-                  "input-x-gradient"):
-        cls = st.selectbox("Explain class", range(10), index=label, format_func=lambda c: names[c], key="explain")
+    if entry.takes_class:
+        cls = st.selectbox("Explain class", range(len(names)), index=label, format_func=lambda c: names[c],
+                           key="explain")
+    settings = entry.settings({p.name: param_widget(p, f"saliency_{method}_{p.name}", p.default)
+                               for p in entry.params})
     c1, c2, c3 = st.columns(3)
     signed = c1.toggle("Signed", value=True, key="signed", persist_state="session",
                        help="Signed: red raises the objective, blue lowers it. Off: absolute values.")
@@ -31,11 +45,11 @@ with right:
     overlay = c3.toggle("Overlay on image", value=False, key="overlay", persist_state="session")
 
 models = models_named(chosen, dataset)
-views = explain(models, x, label, method, cls)
+views = explain(models, x, label, method, cls, **settings)
 maps, scales = normalise([v["map"] for v in views.values()], shared=shared, signed=signed)
 st.plotly_chart(figures.saliency_grid(x[0, 0].cpu().numpy(), maps, list(views), signed, scales, overlay),
                 width="stretch", key="grid")
-st.caption(f"{caption}; {METHODS[method]}; "
+st.caption(f"{caption}; {entry.label}; "
            + ("one shared scale: equal colours mean equal gradient values across models."
               if shared else "each map scaled by its own maximum."))
 preds = {n: names[int(v["probs"].argmax())] for n, v in views.items()}

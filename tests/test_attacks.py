@@ -3,16 +3,16 @@ import torch
 from captum.robust import FGSM
 from torch import nn
 
-from gradviz.attacks.linf import (
-    choose_targets,
-    fgsm,
-    iterative_tgsm,
-    loss_gradient_sign,
-    mifgsm,
-    pgd,
-    single_step_sweep,
-    tgsm,
-)
+from gradviz.attacks.linf import choose_targets, fgsm, linf_steps, loss_gradient_sign, single_step_sweep, tgsm
+from gradviz.attacks.registry import REGISTRY
+
+
+def pgd(model, x, y, eps, steps=20, step_scale=0.125, random_start=True):
+    return REGISTRY["pgd"].generate(model, x, y, eps, steps=steps, step_scale=step_scale, random_start=random_start)
+
+
+def mifgsm(model, x, y, eps, steps=10, decay=1.0):
+    return REGISTRY["mifgsm"].generate(model, x, y, eps, steps=steps, decay=decay)
 
 
 def logit_cross_entropy(logits, labels):
@@ -89,12 +89,19 @@ def test_pgd_stays_in_the_ball_and_beats_fgsm(linear, batch):
 def test_iterative_tgsm_projection(linear, batch):
     x, y = batch
     t = (y + 1) % 10
-    free = iterative_tgsm(linear, x, t, step=0.1, steps=5)
-    boxed = iterative_tgsm(linear, x, t, eps=0.15, step=0.1, steps=5, project=True)
+    free = [a for _, a in linf_steps(linear, x, t, 0.1, 5, towards=True)][-1]
+    boxed = REGISTRY["itgsm"].generate(linear, x, t, 0.15, steps=5, step_scale=0.1 / 0.15)
     assert (boxed - x).abs().max() <= 0.15 + 1e-6
     assert (free - x).abs().max() > 0.15
-    with pytest.raises(ValueError):
-        iterative_tgsm(linear, x, t, project=True)
+    with pytest.raises(ValueError, match="itgsm needs an ε between 0 and 1"):
+        REGISTRY["itgsm"].generate(linear, x, t, None)
+
+
+def test_an_attack_with_iterates_returns_its_last_iterate(linear, batch):
+    x, y = batch
+    path = list(REGISTRY["pgd"].path(linear, x, y, 0.1, steps=4))
+    assert len(path) == 4 and torch.equal(path[-1][1], pgd(linear, x, y, 0.1, steps=4))
+    assert REGISTRY["jsma"].multi_step and REGISTRY["jsma"].iterates is None  # many steps, no path to show
 
 
 def test_target_modes(linear, batch):
@@ -114,5 +121,5 @@ def test_mifgsm_stays_in_the_ball_beats_fgsm_and_without_momentum_is_iterated_fg
     assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     ce = nn.functional.cross_entropy
     assert ce(linear(adv), y) >= ce(linear(fgsm(linear, x, y, 0.1)), y) - 1e-4
-    plain = pgd(linear, x, y, 0.1, steps=10, step_size=0.01, random=False)
+    plain = pgd(linear, x, y, 0.1, steps=10, step_scale=0.1, random_start=False)
     assert torch.equal(mifgsm(linear, x, y, 0.1, steps=10, decay=0.0), plain)

@@ -57,9 +57,11 @@ def test_the_registry_checks_settings_and_knows_every_attack():
         get_attack("jsma").settings({"theta": 0.3})
     with pytest.raises(ValueError, match="needs an ε between 0 and 1"):
         get_attack("fgsm").check_eps(None)
+    assert get_attack("pgd").settings() == {"steps": 20, "step_scale": 0.125, "random_start": True}
+    assert get_attack("jsma").settings({"gamma": "0.1"}) == {"theta": 1.0, "gamma": 0.1}
     for entry in REGISTRY.values():
-        assert entry.settings() == {p.name: p.check(entry.name, p.default) for p in entry.params}
-        assert all(p.low <= p.default <= p.high or p.kind == "choice" for p in entry.params)
+        assert all(p.low <= p.default <= p.high or p.default in p.choices for p in entry.params), entry.name
+        assert entry.eps_bounded or entry.budget_param in {p.name for p in entry.params}, entry.name
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
@@ -76,7 +78,7 @@ def test_each_attack_makes_bounded_images_of_the_batch(attack, mnist_test):
         sweep = entry.sweep(model, x, labels, [0.1, 0.2], **fast(attack))
         assert torch.allclose(sweep[0.2], adv, atol=1e-6)
     else:
-        budget = entry.settings(fast(attack)).get("gamma", 1.0) * 784
+        budget = entry.settings(fast(attack))[entry.budget_param] * 784
         assert ((adv != x).flatten(1).sum(1) <= budget).all()
 
 
@@ -113,7 +115,8 @@ def test_each_attack_makes_a_target_grid(attack, tiny, mnist_test, tmp_path, cap
     columns = 10 if entry.targeted else 1
     assert grid.images[tiny[0]].shape[1:] == (2, columns, 28, 28)
     assert grid.targeted == entry.targeted and grid.counted().shape == (2, columns)
-    assert 0 <= grid.success_share(grid.predicted[tiny[0]][-1]) <= 1
+    wrong = int((models[tiny[0]](x).argmax(1) != y).sum())  # iteration 0: only misclassified originals count
+    assert grid.success_share(grid.predicted[tiny[0]][0]) == pytest.approx(wrong / (2 * (9 if entry.targeted else 1)))
     code = main(["grid", "--models", tiny[0], "--attack", attack, "--iteration", "1", "--out", str(tmp_path),
                  *cli_params([attack])])
     assert code == 0 and "cells" in capsys.readouterr().out

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradviz.attacks.linf import iterative_tgsm
+from gradviz.attacks.linf import last_iterate, linf_steps
 from gradviz.data.images import from_png16, to_png16
 from gradviz.evaluation.grids import cross_predictions, first_of_each_class, mosaic, provenance, target_grid
 from gradviz.nets.store import load_model
@@ -39,7 +39,7 @@ def test_every_iteration_is_kept_and_matches_iterated_tgsm(grid, models, rows):
     assert images.shape == (4, 10, 10, 28, 28) and grid.iterations == 3
     assert torch.equal(images[0, 4, 9], x[4, 0])  # iteration 0 is the original
     target = torch.full((1,), 9)
-    two = iterative_tgsm(models["mnist-normal"], x[4:5], target, step=0.1, steps=2)
+    two = last_iterate(linf_steps(models["mnist-normal"], x[4:5], target, 0.1, 2, towards=True), x[4:5])
     assert torch.allclose(images[2, 4, 9], two[0, 0], atol=1e-6)
     assert torch.equal(grid.cells("mnist-normal", 99), images[3])  # past the end: the last iteration
     prob = grid.target_prob["mnist-normal"]

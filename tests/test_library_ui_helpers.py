@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from gradviz.attribution.methods import METHODS, normalise, saliency_map
+from gradviz.attribution.methods import REGISTRY, get_method, normalise, saliency_map
 from gradviz.data.images import ImageError, prepare_digit
 from gradviz.jobs import JobRunner
 from gradviz.nets.architecture import PaperCNN
@@ -28,13 +28,29 @@ def test_absolute_and_zero_maps():
     assert scales == [50.0] and clipped[0].max() == 1.0
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", list(REGISTRY))
 def test_every_saliency_method_gives_a_map(method):
     torch.manual_seed(0)
     model = PaperCNN(width=8).eval()
     x, y = torch.rand(3, 1, 28, 28), torch.tensor([1, 2, 3])
     out = saliency_map(model, x, method, y)
     assert out.shape == (3, 28, 28) and torch.isfinite(out).all() and out.abs().sum() > 0
+    entry = get_method(method)
+    other = saliency_map(model, x, method, y, cls=torch.tensor([7, 7, 7]))
+    assert torch.equal(out, other) != entry.takes_class  # a method that takes a class explains the one asked for
+
+
+def test_saliency_settings_are_checked_and_change_the_map():
+    model = PaperCNN(width=8).eval()
+    x, y = torch.rand(2, 1, 28, 28), torch.tensor([1, 2])
+    coarse = saliency_map(model, x, "integrated-gradients", y, n_steps=4)
+    assert not torch.allclose(coarse, saliency_map(model, x, "integrated-gradients", y))  # 32 steps by default
+    with pytest.raises(ValueError, match="integrated-gradients: n_steps must be between 4 and 256"):
+        saliency_map(model, x, "integrated-gradients", y, n_steps=1)
+    with pytest.raises(ValueError, match="saliency has no setting n_steps"):
+        saliency_map(model, x, "saliency", y, n_steps=8)
+    with pytest.raises(ValueError, match="unknown saliency method 'lrp'; choose from gradient-logsum"):
+        get_method("lrp")
 
 
 def _encode(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradviz.data.classes import NUM_CLASSES
 from gradviz.data.datasets import DATA_RANGE
 
 TARGET_MODES = ("next", "least-likely", "random")
-NUM_CLASSES = 10
 Progress = Callable[[int, int], None]  # (done, total)
 
 
@@ -118,36 +118,3 @@ def last_iterate(iterates: Iterator[tuple[torch.Tensor, torch.Tensor]], x: torch
     """The final image of an iteration (x itself when it takes no steps)."""
     last = deque(iterates, maxlen=1)
     return last[0][1] if last else x.detach()
-
-
-def iterative_tgsm(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float | None = None,
-                   step: float = 0.1, steps: int = 10, project: bool = False,
-                   progress: Progress | None = None) -> torch.Tensor:
-    """Iterated TGSM / BIM: repeated targeted steps; with `project`, kept within the L∞ ε-ball around x.
-
-    Without projection (the paper's image grids: step 0.1, 10–25 steps) ε is unused.
-    """
-    if project and eps is None:
-        raise ValueError("projection needs eps")
-    iterates = linf_steps(model, x, target, step, steps, eps if project else None, towards=True, progress=progress)
-    return last_iterate(iterates, x)
-
-
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 20,
-        step_size: float | None = None, random: bool = True, seed: int = 0,
-        progress: Progress | None = None) -> torch.Tensor:
-    """Untargeted L∞ PGD (Madry et al.), from a seeded random point of the ball unless `random` is False."""
-    if eps == 0:
-        return x.detach().clone()
-    step_size = step_size if step_size is not None else 2.5 * eps / steps
-    start = random_start(x, eps, seed) if random else None
-    return last_iterate(linf_steps(model, x, y, step_size, steps, eps, start=start, progress=progress), x)
-
-
-def mifgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10, decay: float = 1.0,
-           progress: Progress | None = None) -> torch.Tensor:
-    """Momentum iterative FGSM (Dong et al. 2018), untargeted: `steps` steps of ε/steps along the sign of the
-    accumulated L1-normalised gradient, the standard stronger transfer attack."""
-    if eps == 0:
-        return x.detach().clone()
-    return last_iterate(linf_steps(model, x, y, eps / steps, steps, eps, decay=decay, progress=progress), x)

@@ -14,56 +14,9 @@ import torch
 from torch import nn
 
 from gradviz.attacks.jsma import jsma
-from gradviz.attacks.linf import (
-    Progress,
-    fgsm,
-    iterative_tgsm,
-    linf_steps,
-    mifgsm,
-    pgd,
-    single_step_sweep,
-    tgsm,
-)
-from gradviz.attacks.linf import random_start as uniform_start
-
-KINDS = ("float", "int", "bool", "choice")
-
-
-@dataclass(frozen=True)
-class Param:
-    """One setting of an attack, with what a form needs to offer it and what a value must satisfy."""
-
-    name: str
-    label: str
-    default: float
-    low: float = 0.0
-    high: float = 1.0
-    step: float = 0.01
-    kind: str = "float"  # one of KINDS
-    choices: tuple[float, ...] = ()
-    help: str = ""
-
-    def check(self, attack: str, value: float | int | bool) -> float | int | bool:
-        """The value in its kind, or a ValueError that names the attack, the setting and the allowed range."""
-        where = f"{attack}: {self.name}"
-        if self.kind == "bool":
-            if value not in (0, 1, True, False):
-                raise ValueError(f"{where} is on or off (1 or 0); got {value!r}")
-            return bool(value)
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where} must be a number; got {value!r}") from None
-        if self.kind == "choice":
-            if number not in self.choices:
-                raise ValueError(f"{where} must be one of {', '.join(f'{c:g}' for c in self.choices)}; got {value!r}")
-            return number
-        if self.kind == "int" and number != int(number):
-            raise ValueError(f"{where} must be a whole number; got {value!r}")
-        if not self.low <= number <= self.high:
-            raise ValueError(f"{where} must be between {self.low:g} and {self.high:g}; got {value!r}")
-        return int(number) if self.kind == "int" else number
-
+from gradviz.attacks.linf import Progress, fgsm, last_iterate, linf_steps, single_step_sweep, tgsm
+from gradviz.attacks.linf import random_start as _uniform_start
+from gradviz.params import Param, checked_settings
 
 Run = Callable[..., torch.Tensor]
 Iterates = Callable[..., Iterator[tuple[torch.Tensor, torch.Tensor]]]
@@ -72,29 +25,32 @@ Iterates = Callable[..., Iterator[tuple[torch.Tensor, torch.Tensor]]]
 @dataclass(frozen=True)
 class Attack:
     """One attack. `eps_bounded`: an L∞ budget ε; otherwise a pixel (L0) budget among its params and no ε.
+    `multi_step`: it takes many gradient steps (it reports progress and may be run on fewer images).
     `one_gradient`: every ε of a sweep comes from one gradient (single-step attacks). `iterates`, where given,
-    yields every step (logits the step came from, new image), so a grid can keep the whole path."""
+    yields every step (logits the step came from, new image), so a grid can keep the whole path; an attack with
+    iterates needs no `run`: its result is the last iterate."""
 
     name: str
     label: str
     targeted: bool
     eps_bounded: bool
-    iterative: bool
+    multi_step: bool
     params: tuple[Param, ...]
-    run: Run
     reference: str
-    one_gradient: bool = False
+    run: Run | None = None
     iterates: Iterates | None = None
+    one_gradient: bool = False
+    budget_param: str | None = None  # a pixel-budget attack's setting that is the share of pixels it may change
+
+    def __post_init__(self):
+        if self.run is None and self.iterates is None:
+            raise ValueError(f"attack {self.name}: give run or iterates")
+        if not self.eps_bounded and self.budget_param not in {p.name for p in self.params}:
+            raise ValueError(f"attack {self.name}: a pixel-budget attack names its budget setting")
 
     def settings(self, given: Mapping[str, float] | None = None) -> dict:
         """Defaults overridden by `given`, every value checked; an unknown setting is an error, not ignored."""
-        given = dict(given or {})
-        known = {p.name: p for p in self.params}
-        unknown = sorted(set(given) - set(known))
-        if unknown:
-            offered = ", ".join(known) or "none"
-            raise ValueError(f"{self.name} has no setting {', '.join(unknown)}; its settings: {offered}")
-        return {name: p.check(self.name, given.get(name, p.default)) for name, p in known.items()}
+        return checked_settings(self.name, self.params, given)
 
     def check_eps(self, eps: float | None) -> float | None:
         if not self.eps_bounded:
@@ -109,6 +65,8 @@ class Attack:
         eps, settings = self.check_eps(eps), self.settings(params)
         if eps == 0:
             return x.detach().clone()
+        if self.run is None:
+            return last_iterate(self.iterates(model, x, labels, eps, seed, progress, **settings), x)
         return self.run(model, x, labels, eps, seed, progress, **settings)
 
     def sweep(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps_values: list[float],
@@ -157,28 +115,15 @@ def _tgsm(model, x, target, eps, seed, progress):
 
 
 def _itgsm(model, x, target, eps, seed, progress, steps, step_scale):
-    return iterative_tgsm(model, x, target, eps=eps, step=eps * step_scale, steps=steps, project=True,
-                          progress=progress)
-
-
-def _itgsm_iterates(model, x, target, eps, seed, progress, steps, step_scale):
     return linf_steps(model, x, target, eps * step_scale, steps, eps, towards=True, progress=progress)
 
 
 def _pgd(model, x, y, eps, seed, progress, steps, step_scale, random_start):
-    return pgd(model, x, y, eps, steps, eps * step_scale, random_start, seed, progress)
-
-
-def _pgd_iterates(model, x, y, eps, seed, progress, steps, step_scale, random_start):
-    start = uniform_start(x, eps, seed) if random_start else None
+    start = _uniform_start(x, eps, seed) if random_start else None
     return linf_steps(model, x, y, eps * step_scale, steps, eps, start=start, progress=progress)
 
 
 def _mifgsm(model, x, y, eps, seed, progress, steps, decay):
-    return mifgsm(model, x, y, eps, steps, decay, progress)
-
-
-def _mifgsm_iterates(model, x, y, eps, seed, progress, steps, decay):
     return linf_steps(model, x, y, eps / steps, steps, eps, decay=decay, progress=progress)
 
 
@@ -188,33 +133,33 @@ def _jsma(model, x, target, eps, seed, progress, theta, gamma):
 
 STEPS_HELP = "gradient steps; each costs one forward and one backward pass of the source model"
 REGISTRY: dict[str, Attack] = {a.name: a for a in (
-    Attack("fgsm", "FGSM (untargeted, one step)", targeted=False, eps_bounded=True, iterative=False, params=(),
+    Attack("fgsm", "FGSM (untargeted, one step)", targeted=False, eps_bounded=True, multi_step=False, params=(),
            run=_fgsm, one_gradient=True, reference="Goodfellow et al. 2015, arXiv:1412.6572"),
-    Attack("tgsm", "TGSM (targeted, one step)", targeted=True, eps_bounded=True, iterative=False, params=(),
+    Attack("tgsm", "TGSM (targeted, one step)", targeted=True, eps_bounded=True, multi_step=False, params=(),
            run=_tgsm, one_gradient=True, reference="Kurakin et al. 2017, arXiv:1611.01236"),
-    Attack("itgsm", "Iterated TGSM (targeted, in the ε-ball)", targeted=True, eps_bounded=True, iterative=True,
+    Attack("itgsm", "Iterated TGSM (targeted, in the ε-ball)", targeted=True, eps_bounded=True, multi_step=True,
            params=(Param("steps", "Steps", 10, 1, 100, 1, "int", help=STEPS_HELP),
                    Param("step_scale", "Step size (× ε)", 0.25, 0.01, 1.0, 0.01,
                          help="each step moves every pixel by this share of ε; 1 with ε = 1 is the paper's "
                               "unprojected grids")),
-           run=_itgsm, iterates=_itgsm_iterates, reference="Kurakin et al. 2017, arXiv:1611.01236 (BIM, targeted)"),
-    Attack("pgd", "PGD (untargeted, random start)", targeted=False, eps_bounded=True, iterative=True,
+           iterates=_itgsm, reference="Kurakin et al. 2017, arXiv:1611.01236 (BIM, targeted)"),
+    Attack("pgd", "PGD (untargeted, random start)", targeted=False, eps_bounded=True, multi_step=True,
            params=(Param("steps", "Steps", 20, 1, 200, 1, "int", help=STEPS_HELP),
                    Param("step_scale", "Step size (× ε)", 0.125, 0.01, 1.0, 0.005),
                    Param("random_start", "Random start", 1, 0, 1, 1, "bool",
                          help="start from a uniform point of the ε-ball (seeded); off: start at the image")),
-           run=_pgd, iterates=_pgd_iterates, reference="Madry et al. 2018, arXiv:1706.06083"),
-    Attack("mifgsm", "MI-FGSM (untargeted, momentum)", targeted=False, eps_bounded=True, iterative=True,
+           iterates=_pgd, reference="Madry et al. 2018, arXiv:1706.06083"),
+    Attack("mifgsm", "MI-FGSM (untargeted, momentum)", targeted=False, eps_bounded=True, multi_step=True,
            params=(Param("steps", "Steps", 10, 1, 100, 1, "int", help=STEPS_HELP + "; each step moves ε/steps"),
                    Param("decay", "Momentum μ", 1.0, 0.0, 2.0, 0.05,
                          help="g ← μ·g + ∇/‖∇‖₁; μ = 0 is iterated FGSM with step ε/steps")),
-           run=_mifgsm, iterates=_mifgsm_iterates, reference="Dong et al. 2018, arXiv:1710.06081"),
-    Attack("jsma", "JSMA (targeted, pixel budget)", targeted=True, eps_bounded=False, iterative=True,
+           iterates=_mifgsm, reference="Dong et al. 2018, arXiv:1710.06081"),
+    Attack("jsma", "JSMA (targeted, pixel budget)", targeted=True, eps_bounded=False, multi_step=True,
            params=(Param("theta", "θ (change per pixel)", 1.0, kind="choice", choices=(-1.0, -0.5, 0.5, 1.0),
                          help="pixels are raised (θ > 0) or lowered (θ < 0) by θ, once each"),
                    Param("gamma", "γ (most pixels changed)", 0.25, 0.02, 0.5, 0.01,
                          help="the share of pixels the attack may change; it stops earlier when it succeeds")),
-           run=_jsma, reference="Papernot et al. 2016, arXiv:1511.07528"),
+           run=_jsma, budget_param="gamma", reference="Papernot et al. 2016, arXiv:1511.07528"),
 )}
 
 

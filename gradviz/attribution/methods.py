@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,53 +17,102 @@ from captum.attr import GuidedBackprop, InputXGradient, IntegratedGradients, Noi
 from torch import nn
 
 from gradviz.attribution.measures import input_gradient
+from gradviz.params import Param, checked_settings
 
-METHODS = {
-    "gradient-logsum": "Input gradient of Σₖ log pₖ (the paper's figures)",
-    "gradient-ce": "Input gradient of the true-label cross-entropy (the paper's penalty)",
-    "gradient-logp": "Input gradient of the chosen class's log-probability",
-    "saliency": "captum Saliency (gradient of the class logit)",
-    "integrated-gradients": "captum IntegratedGradients (black baseline)",
-    "smoothgrad": "captum SmoothGrad (NoiseTunnel over Saliency)",
-    "guided-backprop": "captum GuidedBackprop",
-    "input-x-gradient": "captum InputXGradient",
-}
-HOOKED = {"guided-backprop"}  # methods that register hooks on the model: never run two at once on one model
+Explain = Callable[..., torch.Tensor]  # (model, x, label, cls, seed, **settings) -> attributions [N, 1, H, W]
+
+
+@dataclass(frozen=True)
+class SaliencyMethod:
+    """One saliency method. `takes_class`: it explains a chosen class (otherwise the true label's loss or all
+    classes at once); `hooks_model`: it registers hooks on the model, so two never run at once on one model."""
+
+    name: str
+    label: str
+    takes_class: bool
+    explain: Explain
+    params: tuple[Param, ...] = ()
+    hooks_model: bool = False
+
+    def settings(self, given: Mapping[str, float] | None = None) -> dict:
+        return checked_settings(self.name, self.params, given)
+
+    def attribute(self, model: nn.Module, x: torch.Tensor, label: torch.Tensor, cls: torch.Tensor | None = None,
+                  seed: int = 0, **params) -> torch.Tensor:
+        """Signed attributions [N, H, W] of a batch; `label` is the true class, `cls` the class to explain
+        (defaults to the label; ignored by methods that do not take a class)."""
+        settings = self.settings(params)
+        cls = label if cls is None else cls
+        with _locks[id(model)] if self.hooks_model else nullcontext():
+            out = self.explain(model, x.detach().clone(), label, cls, seed, **settings)
+        return out.detach()[:, 0]
+
+
+def _gradient_logsum(model, x, label, cls, seed):
+    return input_gradient(model, x, None, "logsum")
+
+
+def _gradient_ce(model, x, label, cls, seed):
+    return input_gradient(model, x, label, "ce")
+
+
+def _gradient_logp(model, x, label, cls, seed):
+    return input_gradient(model, x, cls, "logp")
+
+
+def _saliency(model, x, label, cls, seed):
+    return Saliency(model).attribute(x, target=cls, abs=False)
+
+
+def _integrated_gradients(model, x, label, cls, seed, n_steps):
+    return IntegratedGradients(model).attribute(x, target=cls, n_steps=n_steps)
+
+
+def _smoothgrad(model, x, label, cls, seed, samples, stdev):
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        return NoiseTunnel(Saliency(model)).attribute(x, target=cls, nt_type="smoothgrad", nt_samples=samples,
+                                                      stdevs=stdev, abs=False)
+
+
+def _guided_backprop(model, x, label, cls, seed):
+    return GuidedBackprop(model).attribute(x, target=cls)
+
+
+def _input_x_gradient(model, x, label, cls, seed):
+    return InputXGradient(model).attribute(x, target=cls)
+
+
+REGISTRY: dict[str, SaliencyMethod] = {m.name: m for m in (
+    SaliencyMethod("gradient-logsum", "Input gradient of Σₖ log pₖ (the paper's figures)", False, _gradient_logsum),
+    SaliencyMethod("gradient-ce", "Input gradient of the true-label cross-entropy (the paper's penalty)", False,
+                   _gradient_ce),
+    SaliencyMethod("gradient-logp", "Input gradient of the chosen class's log-probability", True, _gradient_logp),
+    SaliencyMethod("saliency", "captum Saliency (gradient of the class logit)", True, _saliency),
+    SaliencyMethod("integrated-gradients", "captum IntegratedGradients (black baseline)", True,
+                   _integrated_gradients,
+                   (Param("n_steps", "Steps", 32, 4, 256, 1, "int", help="points on the path from black to the image"),)),
+    SaliencyMethod("smoothgrad", "captum SmoothGrad (NoiseTunnel over Saliency)", True, _smoothgrad,
+                   (Param("samples", "Noisy samples", 16, 1, 128, 1, "int", help="gradients averaged per image"),
+                    Param("stdev", "Noise σ", 0.15, 0.0, 1.0, 0.01, help="Gaussian noise added to each sample"))),
+    SaliencyMethod("guided-backprop", "captum GuidedBackprop", True, _guided_backprop, hooks_model=True),
+    SaliencyMethod("input-x-gradient", "captum InputXGradient", True, _input_x_gradient),
+)}
 _locks: dict[int, threading.Lock] = defaultdict(threading.Lock)
 
 
-def _captum(model: nn.Module, x: torch.Tensor, method: str, target: torch.Tensor, seed: int) -> torch.Tensor:
-    if method == "saliency":
-        return Saliency(model).attribute(x, target=target, abs=False)
-    if method == "integrated-gradients":
-        return IntegratedGradients(model).attribute(x, target=target, n_steps=32)
-    if method == "smoothgrad":
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            return NoiseTunnel(Saliency(model)).attribute(x, target=target, nt_type="smoothgrad", nt_samples=16,
-                                                          stdevs=0.15, abs=False)
-    if method == "guided-backprop":
-        return GuidedBackprop(model).attribute(x, target=target)
-    if method == "input-x-gradient":
-        return InputXGradient(model).attribute(x, target=target)
-    raise ValueError(f"unknown saliency method {method!r}; choose from {', '.join(METHODS)}")
+def get_method(name: str) -> SaliencyMethod:
+    """The registry entry called `name`, or a ValueError that lists the methods there are."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown saliency method {name!r}; choose from {', '.join(REGISTRY)}") from None
 
 
 def saliency_map(model: nn.Module, x: torch.Tensor, method: str, label: torch.Tensor,
-                 cls: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
-    """Signed saliency [N, 28, 28] of a batch; `label` is the true class, `cls` the class to explain
-    (defaults to the label)."""
-    cls = label if cls is None else cls
-    if method == "gradient-ce":
-        out = input_gradient(model, x, label, "ce")
-    elif method == "gradient-logsum":
-        out = input_gradient(model, x, None, "logsum")
-    elif method == "gradient-logp":
-        out = input_gradient(model, x, cls, "logp")
-    else:
-        with _locks[id(model)] if method in HOOKED else nullcontext():
-            out = _captum(model, x.detach().clone(), method, cls, seed)
-    return out.detach()[:, 0]
+                 cls: torch.Tensor | None = None, seed: int = 0, **params) -> torch.Tensor:
+    """Signed saliency [N, H, W] of a batch by the method called `method` (see SaliencyMethod.attribute)."""
+    return get_method(method).attribute(model, x, label, cls, seed, **params)
 
 
 def normalise(maps: list[np.ndarray], shared: bool = True, signed: bool = True,
@@ -80,13 +131,14 @@ def normalise(maps: list[np.ndarray], shared: bool = True, signed: bool = True,
 
 
 def explain(models: dict[str, nn.Module], x: torch.Tensor, label: int, method: str,
-            cls: int | None = None) -> dict[str, dict]:
-    """Per model: class probabilities and the signed saliency map of one image [1, 1, 28, 28]."""
+            cls: int | None = None, **params) -> dict[str, dict]:
+    """Per model: class probabilities and the signed saliency map of one image [1, 1, H, W]."""
+    entry = get_method(method)
     y = torch.tensor([label], device=x.device)
     c = torch.tensor([label if cls is None else cls], device=x.device)
     out = {}
     for name, model in models.items():
         with torch.no_grad():
             probs = torch.softmax(model(x), 1)[0].cpu().numpy()
-        out[name] = {"probs": probs, "map": saliency_map(model, x, method, y, c)[0].cpu().numpy()}
+        out[name] = {"probs": probs, "map": entry.attribute(model, x, y, c, **params)[0].cpu().numpy()}
     return out

@@ -21,7 +21,7 @@ PARAM_HELP = ("an attack's setting over its default, repeatable: " + "; ".join(
 
 
 def _iterative() -> list[str]:
-    return [a.name for a in REGISTRY.values() if a.iterative and a.eps_bounded]
+    return [a.name for a in REGISTRY.values() if a.multi_step and a.eps_bounded]
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--iterative-n", type=int, default=None,
                    help=f"run the iterative ε-attacks ({','.join(_iterative())}) on the first N of the --n images only "
                         "(default: all of them)")
-    e.add_argument("--l0-n", "--jsma-n", type=int, default=1000, dest="l0_n",
+    e.add_argument("--l0-n", type=int, default=1000, dest="l0_n",
                    help=f"pixel-budget attacks ({','.join(attack_names(eps_bounded=False))}: no ε; success rate and "
                         "pixels changed) on the first N of the --n images")
     e.add_argument("--eps", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7")

@@ -7,3 +7,5 @@ CLASS_NAMES: dict[str, list[str]] = {
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
 }
 DATASETS = tuple(CLASS_NAMES)
+NUM_CLASSES = 10  # every dataset gradviz ships has ten classes
+assert all(len(names) == NUM_CLASSES for names in CLASS_NAMES.values())

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from gradviz.attacks.linf import NUM_CLASSES
-from gradviz.attacks.registry import get_attack
+from gradviz.attacks.registry import Attack, get_attack
+from gradviz.data.classes import NUM_CLASSES
 
 PAPER_ITERATION = 10  # the iteration the paper's MNIST grids show ("just enough to fully whiten or darken a patch")
 GAP = 2  # pixels between cells of an exported grid
@@ -27,11 +27,10 @@ DEFAULT_GRID_EPS = 0.3
 GridProgress = Callable[[int, int, str], None]  # (done, total, what)
 
 
-def grid_settings(attack: str, eps: float | None = None, params: Mapping | None = None) -> tuple[float | None, dict]:
+def grid_settings(entry: Attack, eps: float | None = None, params: Mapping | None = None) -> tuple[float | None, dict]:
     """ε and settings of a grid: the registry's defaults, then the grid presets, then what was given."""
-    preset = dict(GRID_PRESETS.get(attack, {}))
+    preset = dict(GRID_PRESETS.get(entry.name, {}))
     preset_eps = preset.pop("eps", DEFAULT_GRID_EPS)
-    entry = get_attack(attack)
     settings = entry.settings({**preset, **(params or {})})
     return entry.check_eps(preset_eps if eps is None else eps), settings
 
@@ -115,13 +114,13 @@ def _probabilities(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return torch.softmax(model(images), 1)
 
 
-def attack_path(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, attack: str, eps: float | None = None,
+def attack_path(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, entry: Attack, eps: float | None = None,
                 seed: int = 0, progress=None, **params) -> tuple[torch.Tensor, torch.Tensor]:
     """Every image an attack passes through, [steps + 1, N, …] (just the original and the result for an attack
     without steps), and the model's probabilities [steps + 1, N, K] of each: a step's own forward pass gives
     them, so a path costs one gradient per iteration plus one forward pass."""
     path, probs = [x.detach()], []
-    for logits, adv in get_attack(attack).path(model, x, labels, eps, seed, progress, **params):
+    for logits, adv in entry.path(model, x, labels, eps, seed, progress, **params):
         path.append(adv)
         probs.append(torch.softmax(logits, 1))
     probs.append(_probabilities(model, path[-1]))
@@ -134,7 +133,7 @@ def target_grid(models: dict[str, nn.Module], x: torch.Tensor, labels: torch.Ten
     """Attack every row towards every class (or, untargeted, just attack it) on every model, one batch a model.
     `progress(done, total, model)` hears how far the attack on each model has got (JSMA: examples finished)."""
     entry = get_attack(attack)
-    eps, settings = grid_settings(attack, eps, params)
+    eps, settings = grid_settings(entry, eps, params)
     inputs, aims = _grid_inputs(x, labels, entry.targeted)
     rows, cols, shape = len(x), NUM_CLASSES if entry.targeted else 1, x.shape[-2:]
     images, target_prob, predicted = {}, {}, {}
@@ -143,7 +142,7 @@ def target_grid(models: dict[str, nn.Module], x: torch.Tensor, labels: torch.Ten
             if progress is not None:
                 progress(k * total + done, len(models) * total, name)
 
-        path, probs = attack_path(model, inputs, aims, attack, eps, seed, report, **settings)
+        path, probs = attack_path(model, inputs, aims, entry, eps, seed, report, **settings)
         prob, pred = _own_view(probs.flatten(0, 1), aims.repeat(len(path)))  # aims are the goals
         images[name] = path.view(len(path), rows, cols, *shape).cpu()
         target_prob[name] = prob.view(len(path), rows, cols).cpu()

@@ -20,7 +20,7 @@ from torch import nn
 
 from gradviz import __version__
 from gradviz.attacks.linf import choose_targets
-from gradviz.attacks.registry import attack_names, get_attack, pixels_changed
+from gradviz.attacks.registry import Attack, attack_names, get_attack, pixels_changed
 from gradviz.data.datasets import dataset_source, load_dataset
 from gradviz.evaluation.masking import masking_verdict, vanishing_gradient_share
 from gradviz.evaluation.stats import wilson_interval
@@ -30,7 +30,7 @@ from gradviz.nets.store import load_model
 from gradviz.paths import COMMITTED_RESULTS, user_results_dir
 from gradviz.progress import progress_bar
 
-INFERENCE_CHUNK = 256  # on CPU, smaller forward batches stay in cache: 2.66 s → 2.36 s per 10,000 images
+INFERENCE_CHUNK = 256  # on CPU, smaller forward batches stay in cache (benchmarks/eval_matrix.py)
 PAPER_EPS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 COLUMNS = ["source", "target", "attack", "eps", "accuracy", "correct", "n", "ci_low", "ci_high", "whitebox"]
 L0_COLUMNS = ["source", "target", "attack", "budget", "success_rate", "accuracy", "mean_pixels_changed", "n",
@@ -58,33 +58,30 @@ class EvalConfig:
     l0_n: int = 1000  # pixel-budget attacks (JSMA: no ε) on the first l0_n of the n images: up to 98 Jacobians each
     attack_params: dict[str, dict] = field(default_factory=dict)  # {attack: {setting: value}} over the defaults
 
-    def eps_for(self, attack: str) -> list[float]:
-        """The ε grid of one attack: iterative attacks may run on a smaller grid than single-step ones."""
-        return list(self.iterative_eps) if self._iterative(attack) and self.iterative_eps is not None else list(self.eps)
-
-    def n_for(self, attack: str, n: int) -> int:
-        """How many of the n images an attack runs on."""
-        entry = get_attack(attack)
-        if not entry.eps_bounded:
-            return min(n, self.l0_n)
-        return min(n, self.iterative_n) if entry.iterative and self.iterative_n is not None else n
-
-    def params_for(self, attack: str) -> dict:
-        """The attack's settings: its registry defaults with this run's overrides, checked."""
-        return get_attack(attack).settings(self.attack_params.get(attack))
-
-    def check(self) -> None:
-        """Refuse unknown attacks and settings before any model loads."""
-        for attack in self.attacks:
-            self.params_for(attack)
+    def entries(self) -> list[Attack]:
+        """The run's attacks, looked up once; unknown attacks and settings are refused before any model loads."""
+        entries = [get_attack(a) for a in self.attacks]
+        for entry in entries:
+            self.params_for(entry)
         stray = sorted(set(self.attack_params) - set(self.attacks))
         if stray:
             raise ValueError(f"settings given for {', '.join(stray)}, which this run does not include")
+        return entries
 
-    @staticmethod
-    def _iterative(attack: str) -> bool:
-        entry = get_attack(attack)
-        return entry.iterative and entry.eps_bounded
+    def eps_for(self, entry: Attack) -> list[float]:
+        """The ε grid of one attack: multi-step attacks may run on a smaller grid than single-step ones."""
+        multi = entry.multi_step and entry.eps_bounded
+        return list(self.iterative_eps) if multi and self.iterative_eps is not None else list(self.eps)
+
+    def n_for(self, entry: Attack, n: int) -> int:
+        """How many of the n images an attack runs on."""
+        if not entry.eps_bounded:
+            return min(n, self.l0_n)
+        return min(n, self.iterative_n) if entry.multi_step and self.iterative_n is not None else n
+
+    def params_for(self, entry: Attack) -> dict:
+        """The attack's settings: its registry defaults with this run's overrides, checked."""
+        return entry.settings(self.attack_params.get(entry.name))
 
 
 @dataclass
@@ -100,10 +97,10 @@ def default_models(dataset: str) -> list[str]:
     return [c["name"] for c in list_models() if c["dataset"] == dataset and c["origin"] == "zoo"]
 
 
-def _block_key(config: EvalConfig, source_card: dict, target_cards: list[dict], attack: str) -> str:
+def _block_key(config: EvalConfig, source_card: dict, target_cards: list[dict], entry: Attack) -> str:
     payload = {"source": source_card["sha256"], "targets": [c["sha256"] for c in target_cards],
-               "attack": attack, "params": config.params_for(attack), "eps": config.eps_for(attack),
-               "images": config.n_for(attack, config.n), "seed": config.seed,
+               "attack": entry.name, "params": config.params_for(entry), "eps": config.eps_for(entry),
+               "images": config.n_for(entry, config.n), "seed": config.seed,
                "target_mode": config.target_mode, "dataset": config.dataset, "precision": config.precision,
                "data": dataset_source(config.dataset, config.data_dir), "version": __version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
@@ -120,44 +117,44 @@ def correct_counts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
         return sum(int((model(x[i:i + chunk]).argmax(1) == y[i:i + chunk]).sum()) for i in range(0, len(x), chunk))
 
 
-def _attack_labels(config: EvalConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str) -> torch.Tensor:
+def _attack_labels(config: EvalConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   entry: Attack) -> torch.Tensor:
     """What the attack aims at: the target classes of a targeted attack, the true classes otherwise."""
-    return choose_targets(model, x, y, config.target_mode, config.seed) if get_attack(attack).targeted else y
+    return choose_targets(model, x, y, config.target_mode, config.seed) if entry.targeted else y
 
 
 def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: torch.Tensor,
-                  y: torch.Tensor, attack: str, clean: dict[str, int] | None = None) -> list[dict]:
+                  y: torch.Tensor, entry: Attack, clean: dict[str, int] | None = None) -> list[dict]:
     """Rows of one source model and ε-attack: every ε, every target model.
 
     ε = 0 leaves the images unchanged, so `clean` (correct counts per target) stands in for it.
     """
-    n = config.n_for(attack, len(x))
+    n = config.n_for(entry, len(x))
     if n < len(x):
         x, y, clean = x[:n], y[:n], None
     clean = clean if clean is not None else {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
-    entry, params = get_attack(attack), config.params_for(attack)
-    eps_list = config.eps_for(attack)
+    params, eps_list = config.params_for(entry), config.eps_for(entry)
     attacked = [e for e in eps_list if e != 0]
     counts = {(e, t): 0 for e in attacked for t in models}
     for i in range(0, len(x), config.batch_size) if attacked else []:
         xb, yb = x[i:i + config.batch_size], y[i:i + config.batch_size]
-        labels = _attack_labels(config, models[source], xb, yb, attack)
+        labels = _attack_labels(config, models[source], xb, yb, entry)
         for e, adv in entry.sweep(models[source], xb, labels, attacked, config.seed, **params).items():
             for target, model in models.items():
                 counts[(e, target)] += correct_counts(model, adv, yb, config.batch_size, config.precision)
     counts.update({(0.0, t): c for t, c in clean.items()} if len(attacked) < len(eps_list) else {})
-    return [_row(source, target, attack, e, counts[(e, target)], len(x)) for e in eps_list for target in models]
+    return [_row(source, target, entry.name, e, counts[(e, target)], len(x)) for e in eps_list for target in models]
 
 
 def _l0_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: torch.Tensor,
-              y: torch.Tensor, attack: str) -> list[dict]:
+              y: torch.Tensor, entry: Attack) -> list[dict]:
     """A pixel-budget attack made on `source` (JSMA: θ = 1, γ = 0.25, target (y+1) mod 10 by default): how
     often each model is then fooled (predicts the target; for an untargeted attack, anything but the truth),
     its accuracy, and how many pixels the attack changed."""
-    n = config.n_for(attack, len(x))
+    n = config.n_for(entry, len(x))
     x, y = x[:n], y[:n]
-    entry, params = get_attack(attack), config.params_for(attack)
-    labels = _attack_labels(config, models[source], x, y, attack)
+    params = config.params_for(entry)
+    labels = _attack_labels(config, models[source], x, y, entry)
     adv = torch.cat([entry.generate(models[source], x[i:i + config.batch_size], labels[i:i + config.batch_size],
                                     seed=config.seed, **params) for i in range(0, len(x), config.batch_size)])
     pixels = float(pixels_changed(x, adv).float().mean())
@@ -166,7 +163,7 @@ def _l0_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: 
         correct = correct_counts(model, adv, y, config.batch_size, config.precision)
         hits = correct_counts(model, adv, labels, config.batch_size, config.precision) if entry.targeted \
             else len(x) - correct
-        rows.append({"source": source, "target": name, "attack": attack, "budget": entry.budget(None, params),
+        rows.append({"source": source, "target": name, "attack": entry.name, "budget": entry.budget(None, params),
                      "success_rate": hits / len(x), "accuracy": correct / len(x), "mean_pixels_changed": pixels,
                      "n": len(x), "whitebox": name == source})
     return rows
@@ -204,7 +201,7 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
         raise ValueError(f"no models to evaluate for {config.dataset}")
     if not config.attacks:
         raise ValueError(f"no attacks to run; choose from {', '.join(attack_names())}")
-    config.check()
+    entries = config.entries()
     loaded = {n: load_model(n, config.device) for n in names}
     models = {n: channels_last(m) for n, (m, _) in loaded.items()}
     cards = {n: c for n, (_, c) in loaded.items()}
@@ -214,27 +211,27 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
         raise ValueError(f"--n {config.n} is more than the {len(x)} test images of {config.dataset}")
     x, y = x[:config.n].to(config.device), y[:config.n].to(config.device)
     cache = Path(cache_dir) if cache_dir else None
-    blocks = [(s, a) for s in names for a in config.attacks]
+    blocks = [(s, entry) for s in names for entry in entries]
     rows, reused, clean = [], 0, None
     bar = progress_bar(len(blocks), 0, "evaluate", progress, unit="block")
-    for done, (source, attack) in enumerate(blocks, 1):
-        bar.set_postfix_str(f"{source} {attack}")
-        key = _block_key(config, cards[source], list(cards.values()), attack)
+    for done, (source, entry) in enumerate(blocks, 1):
+        bar.set_postfix_str(f"{source} {entry.name}")
+        key = _block_key(config, cards[source], list(cards.values()), entry)
         path = cache / f"{key}.json" if cache else None
         if path is not None and path.is_file():
             block, reused = json.loads(path.read_text()), reused + 1
         else:
             if clean is None:
                 clean = {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
-            block = (_attack_block(config, source, models, x, y, attack, clean) if get_attack(attack).eps_bounded
-                     else _l0_block(config, source, models, x, y, attack))
+            block = (_attack_block(config, source, models, x, y, entry, clean) if entry.eps_bounded
+                     else _l0_block(config, source, models, x, y, entry))
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(block))
         rows += block
         bar.update()
         if on_progress is not None:
-            on_progress(done, len(blocks), f"{source} · {attack}")
+            on_progress(done, len(blocks), f"{source} · {entry.name}")
     bar.close()
     frame = pd.DataFrame([r for r in rows if "eps" in r], columns=COLUMNS)
     masking = masking_table(config, models, x, y, frame) if len(frame) else pd.DataFrame()
@@ -293,10 +290,8 @@ def read_results(folder: str | Path) -> EvalResult:
     if not (folder / "results.csv").is_file():
         raise FileNotFoundError(f"{folder} holds no results.csv")
     masking = folder / "masking.csv"
-    l0_rows = next((f for f in (folder / "l0.csv", folder / "jsma.csv") if f.is_file()), None)  # jsma.csv: older folders
-    l0 = pd.read_csv(l0_rows) if l0_rows else pd.DataFrame(columns=L0_COLUMNS)
-    if "budget" not in l0:  # jsma.csv had one attack at fixed settings
-        l0.insert(3, "budget", get_attack("jsma").budget(None, {"theta": 1.0, "gamma": 0.25}))
+    l0_rows = folder / "l0.csv"
+    l0 = pd.read_csv(l0_rows) if l0_rows.is_file() else pd.DataFrame(columns=L0_COLUMNS)
     return EvalResult(pd.read_csv(folder / "results.csv"),
                       pd.read_csv(masking) if masking.is_file() else pd.DataFrame(),
                       json.loads((folder / "provenance.json").read_text()), l0)

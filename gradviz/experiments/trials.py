@@ -196,8 +196,9 @@ class _LossMeter:
         self.count += 1
 
     def take(self) -> dict:
+        """The means since the last take, and start counting afresh."""
         means = {f"train_{k}": v / self.count for k, v in self.sums.items()} if self.count else {}
-        self.__init__()
+        self.sums, self.count = dict.fromkeys(self.sums, 0.0), 0
         return means
 
 

@@ -3,8 +3,8 @@
 Two layer styles share that shape:
 - "zoo" (the committed zoo): biased conv/FC, max-pool *before* batch norm (with γ, ε 1e-5) and ReLU, PyTorch's
   default init. ReLU commutes with max-pooling exactly; only where the batch statistics are taken changes. It
-  makes every step cheaper and double backpropagation 1.6× cheaper on CPU, because batch norm's second
-  derivative then runs on a quarter of the activations.
+  makes every step, and double backpropagation most of all, cheaper on CPU, because batch norm's second
+  derivative then runs on a quarter of the activations (benchmarks/train_step.py measures it).
 - "reference" (the authors' TF-slim code, shared/PAPER.md): conv/FC without bias → batch norm with a learned
   shift β but no scale γ, ε 1e-3 → ReLU → max-pool; Xavier-uniform weights. Without γ the network cannot
   shrink a layer's output to shrink its input gradient, which is what the paper's large λ pushes against.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-PAPER_WIDTH = 1024  # the paper's FC width: about 3.3 M parameters
 ZOO_WIDTH = 128  # narrower default so the committed zoo stays small
 LAYER_STYLES = ("zoo", "reference")
 REFERENCE_BN_EPS = 1e-3  # TF-slim's batch_norm default
@@ -64,10 +63,10 @@ def _reference_layers(width: int, num_classes: int, dropout: float) -> tuple[nn.
 
 
 class PaperCNN(nn.Module):
-    """Takes images [N, 1, 28, 28] in [0, 1] and returns logits [N, 10].
+    """Takes images [N, 1, 28, 28] in [0, 1] and returns logits [N, num_classes].
 
-    `temperature` divides the logits only in training-time losses (defensive distillation);
-    `forward` always returns temperature-1 logits, which is how the paper evaluates.
+    The logits are always at temperature 1, which is how the paper evaluates; defensive distillation divides
+    them by its temperature only inside its training loss (gradviz.training.defenses).
     """
 
     def __init__(self, width: int = ZOO_WIDTH, num_classes: int = 10, dropout: float = 0.5, layers: str = "zoo"):
@@ -106,8 +105,8 @@ def describe(model: PaperCNN) -> dict:
 def channels_last(model: nn.Module) -> nn.Module:
     """Store conv weights channels-last (in place): oneDNN's fast convolution path on CPU.
 
-    Outputs are unchanged (to float rounding); on our 2-core CPU a forward pass over 10,000 images ran
-    2.5× faster in fp32 and about 9× faster under bf16 autocast, and input gradients 1.6× faster.
+    Outputs are unchanged (to float rounding); forward passes and input gradients run faster on CPU, most of
+    all under bf16 autocast (benchmarks/eval_matrix.py and benchmarks/dashboard_latency.py measure it).
     Models stay usable everywhere; only saving needs `.contiguous()` weights, which `save_model` makes.
     """
     return model.to(memory_format=torch.channels_last)

@@ -1,4 +1,4 @@
-"""Model cards as a table: what the Models page and `python -m gradviz models` show."""
+"""Model cards as a table: what the Models page shows."""
 from __future__ import annotations
 
 import pandas as pd

@@ -36,7 +36,7 @@ class TrainingCancelled(RuntimeError):
 
 
 def _seed_everything(seed: int) -> None:
-    # Strongly regularized models drive second-order terms into denormal floats, which run up to 5× slower
+    # Strongly regularized models drive second-order terms into denormal floats, which run far slower
     # on CPUs; flushing them to zero changes nothing measurable in the result.
     torch.set_flush_denormal(True)
     torch.manual_seed(seed)
@@ -202,9 +202,9 @@ def _device_name(device: str) -> str:
 def _new_model(config: TrainConfig, exact_double_backprop: bool) -> PaperCNN:
     """A fresh model, channels-last on CPU unless it is trained by exact double backprop.
 
-    Measured on our 2-core CPU (batch 128): channels-last makes a normal step 1.6× and a finite-difference
-    gradreg step 1.3× faster, but exact double backprop 1.1× slower (its second-order convolutions
-    have no fast channels-last path), so that one keeps the default layout.
+    Channels-last makes a normal and a finite-difference gradreg step faster, but exact double backprop slower
+    (its second-order convolutions have no fast channels-last path), so that one keeps the default layout
+    (benchmarks/train_step.py measures all three).
     """
     model = PaperCNN(width=config.width, layers=config.layers).to(config.device)
     return model if exact_double_backprop or config.device != "cpu" else channels_last(model)
