@@ -148,7 +148,7 @@ def test_bf16_counting_agrees_with_fp32(two_models, mnist_test):
 
 
 def test_claim_verdicts_ignore_noise_and_chance_level():
-    from gradviz.evaluation.reproduction import _compare
+    from gradviz.evaluation.claims import compare as _compare
     eps = (0.3, 0.4, 0.5)
     assert _compare({0.3: 0.7, 0.4: 0.5, 0.5: 0.3}, {0.3: 0.4, 0.4: 0.2, 0.5: 0.1}, eps)[0] == "held"
     verdict, detail = _compare({0.3: 0.28, 0.4: 0.10, 0.5: 0.09}, {0.3: 0.09, 0.4: 0.09, 0.5: 0.09}, eps)
@@ -160,7 +160,11 @@ def test_claim_verdicts_ignore_noise_and_chance_level():
 def test_mnist_targets_read_the_right_cells():
     import pandas as pd
 
-    from gradviz.evaluation.reproduction import fashion_targets, mnist_targets
+    from gradviz.evaluation.claims import Facts, fashion_targets, mnist_targets
+
+    def table_of(targets) -> str:
+        return "\n".join(f"| {t.label} | {t.measured} | {'–' if t.met is None else 'yes' if t.met else '**no**'} |"
+                         for t in targets)
 
     names = {d: f"m-{d}" for d in ("normal", "distilled", "advtrain", "gradreg")}
     cells = {("normal", "normal", "fgsm", 0.0): 0.995, ("gradreg", "gradreg", "fgsm", 0.0): 0.989,
@@ -171,12 +175,12 @@ def test_mnist_targets_read_the_right_cells():
              ("normal", "normal", "fgsm", 0.1): 0.30, ("normal", "gradreg", "fgsm", 0.1): 0.44}
     rows = pd.DataFrame([{"source": names[s], "target": names[t], "attack": a, "eps": e, "accuracy": v}
                          for (s, t, a, e), v in cells.items()])
-    table = "\n".join(mnist_targets({"rows": rows, "names": names, ("masked", "m-distilled"): True}))
+    table = table_of(mnist_targets(Facts(names, rows, masked={"m-distilled": True})))
     assert "| m-gradreg clean accuracy ≥ 98.8% | 0.989 | yes |" in table
     assert "0.600 vs 0.070 | yes |" in table
     assert "0.400 vs 0.390 | **no** |" in table  # 0.01 is within the 0.02 margin
     assert "0.900 (PGD –) | yes |" in table and "0.040, flagged | yes |" in table
-    fashion = "\n".join(fashion_targets({"rows": rows, "names": names}))
+    fashion = table_of(fashion_targets(Facts(names, rows)))
     assert "0.440 vs 0.300 | **no** |" in fashion and "0.989 vs 0.995 | yes |" in fashion
 
 

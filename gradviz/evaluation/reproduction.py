@@ -1,4 +1,7 @@
-"""docs/REPRODUCTION.md from evaluation result folders: our numbers beside the paper's, and a verdict per claim."""
+"""docs/REPRODUCTION.md from evaluation result folders: our numbers beside the paper's, and a verdict per claim.
+
+Rendering only: the numbers and verdicts come from gradviz.evaluation.claims.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,22 +9,27 @@ from pathlib import Path
 import pandas as pd
 
 from gradviz.attacks.registry import REGISTRY, attack_title
+from gradviz.evaluation.claims import (
+    ORDER,
+    THRESHOLDS,
+    Facts,
+    Target,
+    Verdict,
+    accuracy_row,
+    by_defense,
+    facts_of,
+    fashion_targets,
+    fmt,
+    from_normal,
+    mean_transfer,
+    mnist_targets,
+    transfer_attacks,
+    transfer_verdicts,
+    verdicts,
+)
 from gradviz.evaluation.matrix import EvalResult, read_results
 from gradviz.evaluation.paper import PAPER_CLEAN, PAPER_FGSM_FROM_NORMAL, PAPER_MEAN_TRANSFER, PAPER_WHITEBOX
 from gradviz.evaluation.report import INTERPRETABILITY_IMAGES
-
-ORDER = ["normal", "distilled", "advtrain", "gradreg-uniform", "gradreg", "gradreg+advtrain"]
-
-
-def _by_defense(result: EvalResult) -> dict[str, str]:
-    """defense -> model name (the zoo has one model per defense and dataset)."""
-    return {info["defense"]: name for name, info in result.provenance["models"].items()}
-
-
-def _acc(rows: pd.DataFrame, source: str, target: str, attack: str, eps: float) -> pd.Series | None:
-    hit = rows[(rows.source == source) & (rows.target == target) & rows["attack"].eq(attack)
-               & ((rows.eps - eps).abs() < 1e-9)]
-    return None if hit.empty else hit.iloc[0]
 
 
 def _cell(row: pd.Series | None, paper: float | None = None) -> str:
@@ -31,31 +39,23 @@ def _cell(row: pd.Series | None, paper: float | None = None) -> str:
     return f"{ours} ({paper:.3f})" if paper is not None else ours
 
 
-def mean_transfer(rows: pd.DataFrame, names: dict[str, str], target_defense: str, attack: str, eps: float) -> float:
-    """Mean accuracy of one model on examples from the other non-distilled sources (the paper's summary)."""
-    target = names[target_defense]
-    sources = [n for d, n in names.items() if d not in ("distilled", target_defense) and d in ORDER[:5]]
-    values = [_acc(rows, s, target, attack, eps) for s in sources]
-    values = [v.accuracy for v in values if v is not None]
-    return sum(values) / len(values) if values else float("nan")
+def _section(facts: Facts, with_paper: bool) -> list[str]:
+    rows, names, defenses, eps_list = facts.rows, facts.names, facts.defenses, facts.eps
+    out = []
 
+    def pp(table: dict, d: str, e: float) -> float | None:
+        return table.get(d, {}).get(e) if with_paper else None
 
-def _section(result: EvalResult, with_paper: bool) -> tuple[list[str], dict]:
-    rows, names = result.rows, _by_defense(result)
-    defenses = [d for d in ORDER if d in names]
-    eps_list = sorted(e for e in rows.eps.unique() if e > 0)
-    out, facts = [], {}
-    pp = (lambda table, d, e: table.get(d, {}).get(e)) if with_paper else (lambda *a: None)
     out += ["### Clean accuracy (first n test images)", "", "| model | ours | paper |", "|---|---|---|"]
     for d in defenses:
-        r = _acc(rows, names[d], names[d], rows.attack.iloc[0], 0.0)
+        r = accuracy_row(rows, names[d], names[d], rows.attack.iloc[0], 0.0)
         out.append(f"| {names[d]} | {_cell(r)} | {PAPER_CLEAN.get(d, '–') if with_paper else '–'} |")
     if "normal" in names and "fgsm" in set(rows.attack):
         out += ["", "### FGSM examples made on the normal model (ours [95% CI] (paper))", "",
                 "| evaluated on \\ ε | " + " | ".join(f"{e:g}" for e in eps_list) + " |",
                 "|---" * (len(eps_list) + 1) + "|"]
         for d in defenses:
-            cells = [_cell(_acc(rows, names["normal"], names[d], "fgsm", e), pp(PAPER_FGSM_FROM_NORMAL, d, e))
+            cells = [_cell(accuracy_row(rows, names["normal"], names[d], "fgsm", e), pp(PAPER_FGSM_FROM_NORMAL, d, e))
                      for e in eps_list]
             out.append(f"| {names[d]} | " + " | ".join(cells) + " |")
     out += ["", "### White-box accuracy (ours [95% CI] (paper, FGSM only))", "",
@@ -63,154 +63,35 @@ def _section(result: EvalResult, with_paper: bool) -> tuple[list[str], dict]:
             "|---|---" + "|---" * len(eps_list) + "|"]
     for d in defenses:
         for attack in rows.attack.unique():
-            cells = [_cell(_acc(rows, names[d], names[d], attack, e),
+            cells = [_cell(accuracy_row(rows, names[d], names[d], attack, e),
                            pp(PAPER_WHITEBOX.get(attack, {}), d, e)) for e in eps_list]
             out.append(f"| {names[d]} | {attack} | " + " | ".join(cells) + " |")
-    if "fgsm" in set(rows.attack):
+    if facts.transfer:
         out += ["", "### Mean FGSM transfer accuracy from the other non-distilled sources (ours (paper))", "",
                 "| model | " + " | ".join(f"ε={e:g}" for e in eps_list) + " |", "|---" * (len(eps_list) + 1) + "|"]
-        for d in [d for d in defenses if d != "distilled"]:
-            values = [mean_transfer(rows, names, d, "fgsm", e) for e in eps_list]
-            facts[("transfer", d)] = dict(zip(eps_list, values))
-            cells = [f"{v:.3f}" + (f" ({pp(PAPER_MEAN_TRANSFER, d, e):.3f})" if pp(PAPER_MEAN_TRANSFER, d, e)
-                                   else "") for v, e in zip(values, eps_list)]
+        for d, values in facts.transfer.items():
+            cells = [f"{values[e]:.3f}" + (f" ({pp(PAPER_MEAN_TRANSFER, d, e):.3f})" if pp(PAPER_MEAN_TRANSFER, d, e)
+                                           else "") for e in eps_list]
             out.append(f"| {names[d]} | " + " | ".join(cells) + " |")
-    if not result.masking.empty:
+    if facts.masked:
         out += ["", "### Gradient-masking check", "", "| model | flagged | reason |", "|---|---|---|"]
-        for _, m in result.masking.iterrows():
-            out.append(f"| {m.model} | {'**yes**' if m.flagged else 'no'} | {m.reason} |")
-            facts[("masked", m.model)] = bool(m.flagged)
-    facts["names"], facts["rows"] = names, rows
-    return out, facts
-
-
-MARGIN = 0.02  # about the 95% Wilson half-width at n = 1000 for accuracies near 0.1; smaller gaps are noise
-CHANCE = 0.12  # at or below this both models are at chance on 10 classes, so neither "wins"
-
-
-def _compare(a: dict[float, float], b: dict[float, float], eps: tuple[float, ...]) -> tuple[str, str]:
-    """Verdict that a beats b at every ε by more than the noise margin, and the ε where it did."""
-    eps = tuple(e for e in eps if e in a and e in b)
-    chance = [e for e in eps if a[e] <= CHANCE and b[e] <= CHANCE]
-    won = [e for e in eps if a[e] > b[e] + MARGIN and e not in chance]
-    verdict = "held" if eps and len(won) == len(eps) else "partly held" if won else "did not hold"
-    detail = (f"won at ε = {', '.join(f'{e:g}' for e in won)}" if won else "won at no ε") + (
-        f"; both at chance at ε = {', '.join(f'{e:g}' for e in chance)}" if chance else "")
-    return verdict, detail
-
-
-def _series(values: dict[float, float], eps: tuple[float, ...]) -> str:
-    return "/".join(f"{values.get(e, float('nan')):.3f}" for e in eps)
-
-
-def _advtrain_eps(result: EvalResult, name: str) -> float:
-    """The ε the adversarially trained model was trained at (0.3, the paper's, when unrecorded)."""
-    return float(result.provenance["models"].get(name, {}).get("eps") or 0.3)
-
-
-def _verdicts(facts: dict, result: EvalResult) -> list[str]:
-    names, rows = facts["names"], facts["rows"]
-    lines = [f"(A model beats another when its accuracy is higher by more than {MARGIN:.2f}; "
-             f"accuracies at or below {CHANCE:.2f} count as chance.)", ""]
-    t = {d: facts.get(("transfer", d), {}) for d in ORDER}
-    high = (0.3, 0.4, 0.5)
-    if t["gradreg"] and t["normal"]:
-        verdict, detail = _compare(t["gradreg"], t["normal"], high)
-        lines.append(f"- **Claim 1 (transfer robustness), gradreg vs normal: {verdict}** ({detail}). "
-                     f"Mean FGSM transfer accuracy at ε = 0.3/0.4/0.5: gradreg {_series(t['gradreg'], high)}, "
-                     f"normal {_series(t['normal'], high)}; at the smaller ε = 0.1/0.2: gradreg "
-                     f"{_series(t['gradreg'], (0.1, 0.2))}, normal {_series(t['normal'], (0.1, 0.2))}.")
-    if t["gradreg"] and t["advtrain"]:
-        verdict, detail = _compare(t["gradreg"], t["advtrain"], (0.4, 0.5))
-        lines.append(f"- **Gradreg beats adversarial training on transferred examples above ε = 0.3: {verdict}** "
-                     f"({detail}; gradreg {_series(t['gradreg'], (0.4, 0.5))}, "
-                     f"advtrain {_series(t['advtrain'], (0.4, 0.5))}).")
-    if "advtrain" in names:
-        eps = _advtrain_eps(result, names["advtrain"])
-        wb = {d: _acc(rows, n, n, "fgsm", eps) for d, n in names.items() if d != "distilled"}
-        wb = {d: r for d, r in wb.items() if r is not None}
-        best = max(wb, key=lambda d: wb[d].accuracy, default=None)
-        if "advtrain" in wb:  # absent when the run did not evaluate FGSM at the model's training ε
-            lines.append(f"- **Adversarial training wins white-box FGSM at its training ε ({eps:g}): "
-                         f"{'held' if best in ('advtrain', 'gradreg+advtrain') else 'did not hold'}** "
-                         f"(best: {names[best]}, {wb[best].accuracy:.3f}; advtrain "
-                         f"{wb['advtrain'].accuracy:.3f}).")
-    if "distilled" in names:
-        masked = facts.get(("masked", names["distilled"]))
-        lines.append(f"- **Distillation's FGSM robustness is gradient masking: "
-                     f"{'held' if masked else 'did not hold'}** (masking check "
-                     f"{'flags' if masked else 'does not flag'} {names['distilled']}).")
-    if "gradreg" in names and "fgsm" in set(rows.attack):
-        fooled = {d: _acc(rows, names["gradreg"], n, "fgsm", 0.3) for d, n in names.items() if d != "gradreg"}
-        fooled = {d: r.accuracy for d, r in fooled.items() if r is not None}
-        worst = max(fooled.values(), default=float("nan"))
-        lines.append(f"- **Claim 2 (examples made on gradreg fool every other model), FGSM at ε = 0.3: "
-                     f"{'held' if worst < 0.5 else 'did not hold'}** (every other model below 0.5 accuracy; "
-                     + ", ".join(f"{names[d]} {a:.3f}" for d, a in fooled.items()) + ").")
-    return lines
-
-
-def _target_row(label: str, measured: str, met: bool | None) -> str:
-    return f"| {label} | {measured} | {'–' if met is None else 'yes' if met else '**no**'} |"
-
-
-def _whitebox(rows: pd.DataFrame, names: dict[str, str], defense: str, attack: str, eps: float) -> float | None:
-    r = _acc(rows, names[defense], names[defense], attack, eps) if defense in names else None
-    return None if r is None else float(r.accuracy)
-
-
-def _from_normal(rows: pd.DataFrame, names: dict[str, str], defense: str, eps: float) -> float | None:
-    r = _acc(rows, names["normal"], names[defense], "fgsm", eps) if {"normal", defense} <= names.keys() else None
-    return None if r is None else float(r.accuracy)
-
-
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
-def mnist_targets(facts: dict) -> list[str]:
-    """The measurable targets this reproduction set itself for MNIST (issue 9), each with its measured value."""
-    rows, names = facts["rows"], facts["names"]
-    out = ["| target | measured | met |", "|---|---|---|"]
-    attack = rows.attack.iloc[0]
-    for d in [d for d in ORDER if d in names]:
-        floor = 0.988 if d in ("gradreg", "gradreg-uniform") else 0.990
-        clean = _whitebox(rows, names, d, attack, 0.0)
-        out.append(_target_row(f"{names[d]} clean accuracy ≥ {floor:.1%}", _fmt(clean),
-                               None if clean is None else clean >= floor))
-    g4, n4 = _from_normal(rows, names, "gradreg", 0.4), _whitebox(rows, names, "normal", "fgsm", 0.4)
-    both = g4 is not None and n4 is not None
-    out.append(_target_row("FGSM from normal, ε = 0.4: gradreg ≥ 0.50 and ≥ normal's white-box + 0.35 "
-                           "(paper 0.621 vs 0.070)", f"{_fmt(g4)} vs {_fmt(n4)}",
-                           (g4 >= 0.50 and g4 >= n4 + 0.35) if both else None))
-    g5, a5 = _from_normal(rows, names, "gradreg", 0.5), _from_normal(rows, names, "advtrain", 0.5)
-    out.append(_target_row("FGSM from normal, ε = 0.5: gradreg > advtrain + 0.02 (paper 0.395 vs 0.176)",
-                           f"{_fmt(g5)} vs {_fmt(a5)}", (g5 > a5 + 0.02) if g5 is not None and a5 is not None else None))
-    adv, adv_pgd = _whitebox(rows, names, "advtrain", "fgsm", 0.3), _whitebox(rows, names, "advtrain", "pgd", 0.3)
-    out.append(_target_row("advtrain white-box FGSM at ε = 0.3 ≥ 0.85 (paper 0.965); PGD beside it",
-                           f"{_fmt(adv)} (PGD {_fmt(adv_pgd)})", None if adv is None else adv >= 0.85))
-    tg = _whitebox(rows, names, "distilled", "tgsm", 0.2)
-    out.append(_target_row("distilled: TGSM at ε = 0.2 below 0.5 and flagged as gradient masking",
-                           f"{_fmt(tg)}, {'flagged' if facts.get(('masked', names.get('distilled'))) else 'not flagged'}",
-                           None if tg is None else tg < 0.5 and bool(facts.get(("masked", names["distilled"])))))
     return out
 
 
-def fashion_targets(facts: dict) -> list[str]:
-    """Fashion-MNIST's target: gradreg beats normal on transferred FGSM at ε = 0.1 by ≥ 0.15, ≤ 1.5 points clean."""
-    rows, names = facts["rows"], facts["names"]
-    g, n = _from_normal(rows, names, "gradreg", 0.1), _whitebox(rows, names, "normal", "fgsm", 0.1)
-    cg, cn = _whitebox(rows, names, "gradreg", "fgsm", 0.0), _whitebox(rows, names, "normal", "fgsm", 0.0)
-    known = None not in (g, n, cg, cn)
+def _masking_rows(result: EvalResult) -> list[str]:
+    return [f"| {m.model} | {'**yes**' if m.flagged else 'no'} | {m.reason} |" for _, m in result.masking.iterrows()]
+
+
+def _verdict_lines(found: list[Verdict]) -> list[str]:
+    return [f"(A model beats another when its accuracy is higher by more than {THRESHOLDS.margin:.2f}; "
+            f"accuracies at or below {THRESHOLDS.chance:.2f} count as chance.)", "",
+            *[f"- **{v.claim}: {v.verdict}** ({v.detail}" for v in found]]
+
+
+def _target_lines(targets: list[Target]) -> list[str]:
     return ["| target | measured | met |", "|---|---|---|",
-            _target_row("FGSM from normal, ε = 0.1: gradreg ≥ normal + 0.15", f"{_fmt(g)} vs {_fmt(n)}",
-                        (g >= n + 0.15) if known else None),
-            _target_row("gradreg loses at most 1.5 points of clean accuracy", f"{_fmt(cg)} vs {_fmt(cn)}",
-                        (cn - cg <= 0.015) if known else None)]
-
-
-def _masked(facts: dict) -> set[str]:
-    return {key[1] for key, flagged in facts.items() if isinstance(key, tuple) and key[0] == "masked" and flagged}
+            *[f"| {t.label} | {t.measured} | {'–' if t.met is None else 'yes' if t.met else '**no**'} |"
+              for t in targets]]
 
 
 def _interpretability(folder: Path, names: dict[str, str], masked: set[str]) -> list[str]:
@@ -226,8 +107,7 @@ def _interpretability(folder: Path, names: dict[str, str], masked: set[str]) -> 
            "pixels, so its score is not meaningful (marked †).", "",
            "| model | median ‖∇ₓ log p(true)‖ | median ‖∇ₓ log p(target)‖ | median ‖∇ₓ Σ log p‖ | deletion score |",
            "|---|---|---|---|---|"]
-    for d in [d for d in ORDER if d in names]:
-        n = names[d]
+    for n in [names[d] for d in ORDER if d in names]:
         if n in norms.index and n in area.index:
             out.append(f"| {n} | {norms.loc[n, 'log p(true)']:.2g} | {norms.loc[n, 'log p(target)']:.3g} | "
                        f"{norms.loc[n, 'Σ log p']:.3g} | "
@@ -235,7 +115,7 @@ def _interpretability(folder: Path, names: dict[str, str], masked: set[str]) -> 
     if {"gradreg", "normal"} <= names.keys() and {names["gradreg"], names["normal"]} <= set(area.index):
         g, b = area[names["gradreg"]], area[names["normal"]]
         out += ["", f"**Claim 3 (more faithful saliency), measured by deletion: "
-                    f"{'held' if g < b - MARGIN else 'did not hold'}** (gradreg {g:.3f}, normal {b:.3f}; "
+                    f"{'held' if g < b - THRESHOLDS.margin else 'did not hold'}** (gradreg {g:.3f}, normal {b:.3f}; "
                     "the paper's evidence is visual only)."]
     return out
 
@@ -270,21 +150,15 @@ def _same_models(main: EvalResult, extra: EvalResult) -> None:
         raise ValueError(f"the extra results evaluated other weights of {', '.join(differ)}; rerun them")
 
 
-def _transfer_attacks(result: EvalResult) -> list[str]:
-    """The untargeted ε-attacks of a result other than FGSM: the stronger transfer attacks."""
-    return [a for a in result.rows.attack.unique()
-            if a in REGISTRY and REGISTRY[a].eps_bounded and not REGISTRY[a].targeted and not REGISTRY[a].one_gradient]
-
-
 def beyond_the_paper(main: EvalResult, extra: EvalResult) -> list[str]:
     """Stronger untargeted transfer attacks (MI-FGSM) beside FGSM on the same models and images, with a verdict:
     does Grad Reg (y)'s transfer advantage over normal and adversarial training survive them?"""
     _same_models(main, extra)
-    names = _by_defense(main)
-    defenses = [d for d in ORDER if d in names]
     rows = pd.concat([main.rows, extra.rows], ignore_index=True)
+    facts = Facts(by_defense(main), rows)
+    names, defenses = facts.names, facts.defenses
     out = []
-    for attack in _transfer_attacks(extra):
+    for attack in transfer_attacks(extra):
         title, n = attack_title(attack), int(extra.rows[extra.rows["attack"].eq(attack)].n.iloc[0])
         settings = REGISTRY[attack].settings(extra.provenance["config"].get("attack_params", {}).get(attack))
         eps_list = sorted(e for e in extra.rows[extra.rows["attack"].eq(attack)].eps.unique() if e > 0)
@@ -297,8 +171,8 @@ def beyond_the_paper(main: EvalResult, extra: EvalResult) -> list[str]:
                 f"#### Examples made on {names.get('normal', 'the normal model')}", "", header,
                 "|---" * (len(eps_list) + 1) + "|"]
         for d in defenses if "normal" in names else []:
-            cells = [f"{_cell(_acc(rows, names['normal'], names[d], attack, e))} / "
-                     f"{_fmt(_from_normal(rows, names, d, e))}" for e in eps_list]
+            cells = [f"{_cell(accuracy_row(rows, names['normal'], names[d], attack, e))} / "
+                     f"{fmt(from_normal(facts, d, e))}" for e in eps_list]
             out.append(f"| {names[d]} | " + " | ".join(cells) + " |")
         means = {d: {e: mean_transfer(rows, names, d, attack, e) for e in eps_list} for d in defenses
                  if d != "distilled"}
@@ -308,22 +182,9 @@ def beyond_the_paper(main: EvalResult, extra: EvalResult) -> list[str]:
         for d, values in means.items():
             out.append(f"| {names[d]} | " + " | ".join(f"{values[e]:.3f} / {fgsm_means[d][e]:.3f}" for e in eps_list)
                        + " |")
-        out += ["", *_transfer_verdicts(title, means, fgsm_means, names), ""]
+        out += ["", *[f"- **{v.claim}: {v.verdict}** ({v.detail}" for v in transfer_verdicts(title, means, fgsm_means,
+                                                                                           names)], ""]
     return out
-
-
-def _transfer_verdicts(title: str, means: dict, fgsm_means: dict, names: dict[str, str]) -> list[str]:
-    lines = []
-    for rival, eps in (("normal", (0.3, 0.4, 0.5)), ("advtrain", (0.4, 0.5))):
-        if "gradreg" not in means or rival not in means:
-            continue
-        verdict, detail = _compare(means["gradreg"], means[rival], eps)
-        _, fgsm_detail = _compare(fgsm_means["gradreg"], fgsm_means[rival], eps)
-        lines.append(f"- **Under {title}, gradreg beats {rival} on transferred examples at ε = "
-                     f"{'/'.join(f'{e:g}' for e in eps)}: {verdict}** ({detail}; gradreg "
-                     f"{_series(means['gradreg'], eps)} vs {names[rival]} {_series(means[rival], eps)}; under FGSM "
-                     f"{_series(fgsm_means['gradreg'], eps)} vs {_series(fgsm_means[rival], eps)}, {fgsm_detail}).")
-    return lines
 
 
 def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str | Path, preamble: str = "",
@@ -337,22 +198,24 @@ def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str |
              "(`docs/results/`). Accuracies carry 95% Wilson intervals; paper values in parentheses are on "
              "256 images (±3 points standard error).", "", preamble, "",
              f"## MNIST ({prov['config']['n']} test images, {prov['device']}, {prov['seconds']:.0f} s)", ""]
-    section, facts = _section(result, with_paper=True)
-    lines += ["### Targets", "", *mnist_targets(facts), "",
-              "### Which claims held", "", *_verdicts(facts, result), "", *section, "",
-              *l0_tables(result), *_interpretability(Path(mnist), facts["names"], _masked(facts)), ""]
+    facts = facts_of(result)
+    lines += ["### Targets", "", *_target_lines(mnist_targets(facts)), "",
+              "### Which claims held", "", *_verdict_lines(verdicts(facts, result)), "",
+              *_section(facts, with_paper=True), *_masking_rows(result), "",
+              *l0_tables(result), *_interpretability(Path(mnist), facts.names, facts.masked_models()), ""]
     if mnist_beyond:
         lines += ["## MNIST beyond the paper", ""]
     for folder in mnist_beyond or []:
         lines += beyond_the_paper(result, read_results(folder))
     if fashion:
         fr = read_results(fashion)
-        fsec, ffacts = _section(fr, with_paper=False)
+        ffacts = facts_of(fr)
         lines += [f"## Fashion-MNIST ({fr.provenance['config']['n']} test images, {fr.provenance['device']}, "
                   f"{fr.provenance['seconds']:.0f} s; stand-in for notMNIST, no paper column)", "",
-                  "### Targets", "", *fashion_targets(ffacts), "",
-                  "### Which claims held", "", *_verdicts(ffacts, fr), "", *fsec, "",
-                  *_interpretability(Path(fashion), ffacts["names"], _masked(ffacts)), ""]
+                  "### Targets", "", *_target_lines(fashion_targets(ffacts)), "",
+                  "### Which claims held", "", *_verdict_lines(verdicts(ffacts, fr)), "",
+                  *_section(ffacts, with_paper=False), *_masking_rows(fr), "",
+                  *_interpretability(Path(fashion), ffacts.names, ffacts.masked_models()), ""]
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
