@@ -97,7 +97,8 @@ st.subheader("Gradient masking")
 if result.masking.empty:
     st.write("This result folder has no masking check.")
 else:
-    st.dataframe(result.masking, hide_index=True, width="stretch")
+    # A table, not a grid: the reason is a sentence and must be read whole, not cut at a column's edge.
+    st.table(result.masking.set_index("model").style.format(precision=3, na_rep="–"))
 with st.expander("All rows"):
     st.dataframe(rows, hide_index=True, width="stretch")
     st.download_button("Download results.csv", rows.to_csv(index=False), "results.csv", "text/csv",

@@ -5,10 +5,10 @@ Every run is checkpointed, so a run cut off by a closed server, a crash or Cance
 from pathlib import Path
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from app_pages.common import DEVICE, job_runner, pick_dataset
+from gradviz.evaluation import figures
 from gradviz.nets.cards import list_models
 from gradviz.nets.checkpoints import checkpoint_path, list_checkpoints
 from gradviz.paths import checkpoint_dir, user_model_dir
@@ -126,12 +126,10 @@ def live() -> None:
         st.warning("Training cancelled; no model was saved. Its checkpoint is listed under Interrupted runs.")
     else:
         st.error(f"Training failed: {job.error}")
-    if not history.empty:
-        smooth = history.set_index("step")[["loss", "ce", "penalty", "acc"]].rolling(10, min_periods=1).mean()
-        fig = px.line(smooth.reset_index().melt("step"), x="step", y="value", facet_col="variable",
-                      facet_col_wrap=4, height=260)
-        fig.update_yaxes(matches=None, showticklabels=True)
+    fig = figures.training_curves(history) if not history.empty else None
+    if fig is not None:
         st.plotly_chart(fig, width="stretch", key="curve")
-
+    elif job.state in ("queued", "running"):
+        st.caption("The curves appear from the second step on.")
 
 live()

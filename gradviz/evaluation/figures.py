@@ -17,8 +17,48 @@ from gradviz.evaluation.paper import PAPER_CURVES_FROM_NORMAL
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
 
 
+LEGEND_ABOVE = dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom", title_text="")
+LEGEND_RIGHT = dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top", title_text="")
+
+
 def _colours(names: list[str]) -> dict[str, str]:
     return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+
+
+def wrap_label(text: str, width: int = 16) -> str:
+    """A long model name broken at its hyphens into lines of about `width` characters (plotly's <br>), so titles
+    and tick labels of several models side by side never run into each other."""
+    lines, line = [], ""
+    for part in text.replace("-", "-\0").split("\0"):
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = ""
+        line += part
+    return "<br>".join([*lines, line])
+
+
+def house_style(fig: go.Figure, height: int, title: str | None = None, legend: str | None = "above") -> go.Figure:
+    """The layout rules every gradviz figure follows: the title at the top left, in its own space; the legend
+    outside the plotting area (above it, or to the right of figures with subplot titles), never over data, tick
+    labels or axis titles; margins that grow to fit long tick labels; subplot titles in a smaller font."""
+    fig.update_layout(
+        height=height, margin=dict(l=10, r=10, t=10, b=10),
+        showlegend=legend is not None, legend=LEGEND_RIGHT if legend == "right" else LEGEND_ABOVE,
+        title=dict(text=title or "", x=0, xanchor="left", yref="container", y=0.98, yanchor="top",
+                   automargin=True, font=dict(size=14)),
+    )
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+    fig.update_annotations(font=dict(size=12))
+    return fig
+
+
+def _square_pixels(fig: go.Figure, panels: int) -> None:
+    """Images keep square pixels in every panel (no stretching to the panel's shape)."""
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, autorange="reversed")
+    for i in range(1, panels + 1):
+        fig.update_yaxes(scaleanchor=f"x{i if i > 1 else ''}", row=1, col=i)
 
 
 def accuracy_curves(rows: pd.DataFrame, attack: str, paper_overlay: bool = False) -> go.Figure:
@@ -28,7 +68,7 @@ def accuracy_curves(rows: pd.DataFrame, attack: str, paper_overlay: bool = False
     colours = _colours(list(dict.fromkeys(rows.target)))
     cols = min(3, len(sources))
     fig = make_subplots(rows=math.ceil(len(sources) / cols), cols=cols, shared_yaxes=True,
-                        subplot_titles=[f"{attack_title(attack)} made on {s}" for s in sources])
+                        subplot_titles=[f"{attack_title(attack)} made on {wrap_label(s, 28)}" for s in sources])
     for i, source in enumerate(sources):
         r, c = divmod(i, cols)
         for target, group in rows[rows.source == source].groupby("target", sort=False):
@@ -49,8 +89,7 @@ def accuracy_curves(rows: pd.DataFrame, attack: str, paper_overlay: bool = False
                           row=r + 1, col=c + 1)
     fig.update_yaxes(range=[0, 1.02], title_text="accuracy", col=1)
     fig.update_xaxes(title_text="ε")
-    fig.update_layout(height=320 * math.ceil(len(sources) / cols), margin=dict(t=40, b=30))
-    return fig
+    return house_style(fig, 320 * math.ceil(len(sources) / cols), legend="right")
 
 
 def matrix_at(rows: pd.DataFrame, attack: str, eps: float) -> pd.DataFrame:
@@ -65,13 +104,13 @@ def matrix_at(rows: pd.DataFrame, attack: str, eps: float) -> pd.DataFrame:
 def transfer_heatmap(rows: pd.DataFrame, attack: str, eps: float) -> go.Figure:
     """The matrix as a heatmap; the diagonal is white-box."""
     m = matrix_at(rows, attack, eps)
-    fig = go.Figure(go.Heatmap(z=m.values, x=m.columns, y=m.index, zmin=0, zmax=1, colorscale="Viridis",
-                               text=[[f"{v:.2f}" for v in row] for row in m.values], texttemplate="%{text}",
-                               colorbar=dict(title="accuracy")))
-    fig.update_layout(title=f"{attack_title(attack)} at ε = {eps:g}: rows made on, columns evaluated on",
-                      xaxis_title="evaluated on (target)", yaxis_title="made on (source)",
-                      yaxis_autorange="reversed", height=420)
-    return fig
+    fig = go.Figure(go.Heatmap(z=m.values, x=[wrap_label(c) for c in m.columns], y=list(m.index), zmin=0, zmax=1,
+                               colorscale="Viridis", text=[[f"{v:.2f}" for v in row] for row in m.values],
+                               texttemplate="%{text}", colorbar=dict(title="accuracy", thickness=12)))
+    fig.update_layout(xaxis_title="evaluated on (target)", yaxis_title="made on (source)", yaxis_autorange="reversed",
+                      xaxis_tickangle=0)
+    return house_style(fig, 460, f"{attack_title(attack)} at ε = {eps:g}<br><sup>rows made on, columns evaluated "
+                                 "on; the diagonal is white-box</sup>", legend=None)
 
 
 def whitebox_vs_transfer(rows: pd.DataFrame, attack: str) -> pd.DataFrame:
@@ -91,9 +130,8 @@ def whitebox_transfer_figure(rows: pd.DataFrame, attack: str) -> go.Figure:
                                  line=dict(color=colours[target])))
         fig.add_trace(go.Scatter(x=g.eps, y=g.mean_transfer, name=f"{target} transfer (mean)",
                                  line=dict(color=colours[target], dash="dot")))
-    fig.update_layout(title=f"{attack_title(attack)}: white-box vs mean transferred accuracy", xaxis_title="ε",
-                      yaxis_title="accuracy", yaxis_range=[0, 1.02], height=420)
-    return fig
+    fig.update_layout(xaxis_title="ε", yaxis_title="accuracy", yaxis_range=[0, 1.02])
+    return house_style(fig, 460, f"{attack_title(attack)}: white-box vs mean transferred accuracy", legend="right")
 
 
 def norm_boxplot(norms: pd.DataFrame) -> go.Figure:
@@ -101,9 +139,8 @@ def norm_boxplot(norms: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for kind, g in norms.groupby("kind", sort=False):
         fig.add_trace(go.Box(x=g.model, y=g.norm.clip(lower=1e-12), name=kind, boxpoints=False))
-    fig.update_layout(boxmode="group", yaxis_type="log", yaxis_title="‖∇ₓ‖₂ (log scale)", height=420,
-                      title="Input-gradient norms: " + ", ".join(norms["kind"].unique()))
-    return fig
+    fig.update_layout(boxmode="group", yaxis_type="log", yaxis_title="‖∇ₓ‖₂ (log scale)")
+    return house_style(fig, 440, "Input-gradient norms: " + ", ".join(norms["kind"].unique()))
 
 
 def deletion_figure(curves: pd.DataFrame) -> go.Figure:
@@ -111,9 +148,8 @@ def deletion_figure(curves: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for model, g in curves.groupby("model", sort=False):
         fig.add_trace(go.Scatter(x=g.fraction, y=g.accuracy, name=model, mode="lines+markers"))
-    fig.update_layout(title="Deletion curves (input-gradient saliency)", xaxis_title="share of pixels deleted",
-                      yaxis_title="accuracy", yaxis_range=[0, 1.02], height=380)
-    return fig
+    fig.update_layout(xaxis_title="share of pixels deleted", yaxis_title="accuracy", yaxis_range=[0, 1.02])
+    return house_style(fig, 400, "Deletion curves (input-gradient saliency)")
 
 
 DIVERGING = "RdBu_r"  # ColorBrewer RdBu: colour-blind safe; red = positive, blue = negative
@@ -124,9 +160,9 @@ def saliency_grid(image: np.ndarray, maps: list[np.ndarray], titles: list[str], 
                   scales: list[float], overlay: bool = False) -> go.Figure:
     """The input image then one saliency map per model, side by side, each titled with its scale."""
     n = len(maps) + 1
-    fig = make_subplots(rows=1, cols=n, subplot_titles=["input", *[f"{t}<br><sup>full colour = {s:.2g}</sup>"
-                                                                   for t, s in zip(titles, scales)]],
-                        horizontal_spacing=0.01)
+    fig = make_subplots(rows=1, cols=n, subplot_titles=["input", *[f"{wrap_label(t)}<br><sup>full colour = {s:.2g}"
+                                                                   "</sup>" for t, s in zip(titles, scales)]],
+                        horizontal_spacing=0.015)
     fig.add_trace(go.Heatmap(z=image, colorscale="gray", showscale=False, zmin=0, zmax=1,
                              hovertemplate="pixel %{y},%{x}: %{z:.2f}<extra></extra>"), row=1, col=1)
     for i, m in enumerate(maps, start=2):
@@ -136,12 +172,9 @@ def saliency_grid(image: np.ndarray, maps: list[np.ndarray], titles: list[str], 
         fig.add_trace(go.Heatmap(z=m, coloraxis="coloraxis", opacity=0.65 if overlay else 1.0,
                                  hovertemplate="pixel %{y},%{x}: %{z:.3f}<extra></extra>"), row=1, col=i)
     fig.update_layout(coloraxis=dict(colorscale=DIVERGING if signed else SEQUENTIAL, cmin=-1 if signed else 0,
-                                     cmax=1, colorbar=dict(title="relative", thickness=12)),
-                      height=260, margin=dict(l=10, r=10, t=60, b=10))
-    fig.update_xaxes(visible=False, constrain="domain")
-    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
-    for i in range(2, n + 1):
-        fig.update_yaxes(scaleanchor=f"x{i}", row=1, col=i)
+                                     cmax=1, colorbar=dict(title="relative", thickness=12)))
+    house_style(fig, 300, legend=None)
+    _square_pixels(fig, n)
     return fig
 
 
@@ -149,9 +182,8 @@ def probability_bars(probs: dict[str, np.ndarray], class_names: list[str]) -> go
     """Class probabilities of each model, grouped by class."""
     colours = _colours(list(probs))
     fig = go.Figure([go.Bar(x=class_names, y=p, name=n, marker_color=colours[n]) for n, p in probs.items()])
-    fig.update_layout(barmode="group", yaxis_range=[0, 1], yaxis_title="probability", height=260,
-                      margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h"))
-    return fig
+    fig.update_layout(barmode="group", yaxis_range=[0, 1], yaxis_title="probability")
+    return house_style(fig, 300)
 
 
 def image_figure(images: list[np.ndarray], titles: list[str], signed_last: bool = False) -> go.Figure:
@@ -163,9 +195,8 @@ def image_figure(images: list[np.ndarray], titles: list[str], signed_last: bool 
         fig.add_trace(go.Heatmap(z=img, colorscale=DIVERGING if signed else "gray", showscale=signed,
                                  zmin=-bound if signed else 0, zmax=bound if signed else 1,
                                  hovertemplate="%{z:.3f}<extra></extra>"), row=1, col=i)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, autorange="reversed")
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10))
+    house_style(fig, 260, legend=None)
+    _square_pixels(fig, len(images))
     return fig
 
 
@@ -181,7 +212,8 @@ def target_grid_figure(mosaics: dict[str, np.ndarray], cell_text: dict[str, list
     """Target grids side by side: rows are true classes, columns target classes; hovering a cell tells its story
     (one invisible marker per cell carries the text, so the figure stays small whatever the text)."""
     names = list(mosaics)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.02)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[wrap_label(n, 28) for n in names],
+                        horizontal_spacing=0.02)
     for i, name in enumerate(names, start=1):
         fig.add_trace(go.Image(source=_png_uri(mosaics[name]), hoverinfo="skip"), row=1, col=i)
         text = cell_text[name]
@@ -195,8 +227,7 @@ def target_grid_figure(mosaics: dict[str, np.ndarray], cell_text: dict[str, list
         fig.update_yaxes(tickvals=[k * (cell + gap) + cell / 2 for k in range(len(row_names))],
                          ticktext=row_names if i == 1 else [""] * len(row_names), row=1, col=i)
     fig.update_yaxes(title_text="true class", row=1, col=1)
-    fig.update_layout(height=400 if len(names) > 2 else 500, margin=dict(l=10, r=10, t=40, b=10))
-    return fig
+    return house_style(fig, 420 if len(names) > 2 else 500, legend=None)
 
 
 def iteration_path_figure(target_prob: dict[str, np.ndarray], target_name: str, source: str) -> go.Figure:
@@ -204,6 +235,23 @@ def iteration_path_figure(target_prob: dict[str, np.ndarray], target_name: str, 
     colours = _colours(list(target_prob))
     fig = go.Figure([go.Scatter(y=p, mode="lines+markers", name=n + (" (white-box)" if n == source else ""),
                                 line=dict(color=colours[n], width=3 if n == source else 2)) for n, p in target_prob.items()])
-    fig.update_layout(xaxis_title="iteration", yaxis_title=f"p({target_name})", yaxis_range=[0, 1], height=280,
-                      margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h"))
-    return fig
+    fig.update_layout(xaxis_title="iteration", yaxis_title=f"p({target_name})", yaxis_range=[0, 1])
+    return house_style(fig, 300)
+
+
+TRAINING_STATS = {"loss": "loss", "ce": "cross-entropy", "penalty": "gradient penalty", "acc": "batch accuracy"}
+
+
+def training_curves(history: pd.DataFrame, window: int = 10) -> go.Figure | None:
+    """A run's per-step statistics (smoothed over `window` steps), one panel each; None until there are two steps
+    to draw a line through."""
+    if len(history) < 2:
+        return None
+    smooth = history.set_index("step")[list(TRAINING_STATS)].rolling(window, min_periods=1).mean()
+    fig = make_subplots(rows=1, cols=len(TRAINING_STATS), subplot_titles=list(TRAINING_STATS.values()),
+                        horizontal_spacing=0.06)
+    for i, key in enumerate(TRAINING_STATS, start=1):
+        fig.add_trace(go.Scatter(x=smooth.index, y=smooth[key], mode="lines", line=dict(color=PALETTE[0]),
+                                 name=TRAINING_STATS[key]), row=1, col=i)
+    fig.update_xaxes(title_text="step")
+    return house_style(fig, 280, legend=None)

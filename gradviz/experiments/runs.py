@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
+from gradviz.evaluation.figures import house_style
 from gradviz.experiments.plan import Layout, default_results
 from gradviz.experiments.trials import read_metrics, run_state
 from gradviz.nets.store import load_model, save_model
@@ -66,7 +67,7 @@ def curve_figure(long: pd.DataFrame, metric: str) -> go.Figure:
     data = long[long.metric == metric].copy()
     fig = go.Figure()
     if data.empty:
-        return fig.update_layout(title=f"no {METRIC_LABELS.get(metric, metric)} reported yet")
+        return house_style(fig, 420, f"no {METRIC_LABELS.get(metric, metric)} reported yet", legend=None)
     data["series"] = [_series_key(r) for r in data.itertuples()]
     for series, group in data.groupby("series", sort=True):
         stats = group.groupby("step")["value"].agg(["mean", "min", "max", "count"]).reset_index()
@@ -77,8 +78,8 @@ def curve_figure(long: pd.DataFrame, metric: str) -> go.Figure:
                                      showlegend=False, legendgroup=series))
         fig.add_trace(go.Scatter(x=stats.step, y=stats["mean"], mode="lines+markers", legendgroup=series,
                                  name=f"{series} (mean of {seeds} seeds)" if seeds > 1 else series))
-    return fig.update_layout(xaxis_title="training step", yaxis_title=METRIC_LABELS.get(metric, metric),
-                             height=420, margin={"t": 30})
+    fig.update_layout(xaxis_title="training step", yaxis_title=METRIC_LABELS.get(metric, metric))
+    return house_style(fig, 420, legend="right")
 
 
 def adopt_model(card: str | Path) -> Path:
