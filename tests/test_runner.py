@@ -230,3 +230,13 @@ def test_an_entry_is_monitored_against_its_own_source_its_checkpoint_until_it_fi
     execute_trial(source, LocalReporter())  # the source finishes: its saved model replaces the checkpoint
     assert monitor(model)["transfer_source_step"] == "final"
     assert not torch.equal(made_from_checkpoint, monitor.adversarial[0.4])
+
+
+def test_a_trial_reports_one_compact_line_not_a_status_table():
+    from gradviz.experiments.runner import progress_line
+
+    line = progress_line("mnist-gradreg-paper", {"step": 468, "steps": 16380, "epoch": 2.0, "train_ce": 0.1234,
+                                                 "accuracy": 0.981, "transfer@0.4": 0.7215})
+    assert line == ("mnist-gradreg-paper: step 468/16,380 (3%) · epoch 2.0 · ce 0.123 · acc 0.981 · "
+                    "transfer@0.4 0.722")
+    assert progress_line("x", {"step": 5}) == "x: step 5"

@@ -61,7 +61,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     if address is None or is_loopback(address):
         loopback_only()
-    # Trials report through Tune's table; their own logs stay in Ray's session folder, errors come back by name.
+    # Trials report one line each (runner.progress_line); their own logs stay in Ray's session folder, errors come
+    # back by name.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     quiet = {"logging_level": "WARNING", "log_to_driver": False}
     if address is None:
@@ -115,6 +116,38 @@ def dependency_waves(trials: list[Trial]) -> list[list[Trial]]:
     return waves
 
 
+def progress_line(name: str, metrics: dict) -> str:
+    """One line of a trial's progress, as a CLI prints it: step, epoch, the latest monitor numbers."""
+    steps, step = metrics.get("steps"), metrics.get("step", 0)
+    parts = [f"{name}: step {step:,}" + (f"/{steps:,} ({step / steps:.0%})" if steps else "")]
+    if "epoch" in metrics:
+        parts.append(f"epoch {metrics['epoch']:.1f}")
+    if "train_ce" in metrics:
+        parts.append(f"ce {metrics['train_ce']:.3g}")
+    if "accuracy" in metrics:
+        parts.append(f"acc {metrics['accuracy']:.3f}")
+    if "transfer@0.4" in metrics:
+        parts.append(f"transfer@0.4 {metrics['transfer@0.4']:.3f}")
+    return " · ".join(parts)
+
+
+def _compact_reporter():
+    """A Tune callback that prints one line per trial report instead of Tune's status tables."""
+    from ray import tune
+
+    class CompactProgress(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            print(progress_line(trial.config["trial"], result), flush=True)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            print(f"{trial.config['trial']}: done", flush=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            print(f"{trial.config['trial']}: failed (Ray restarts it from its checkpoint while it may)", flush=True)
+
+    return CompactProgress()
+
+
 def _run_wave(wave: list[Trial], storage: Path, label: str, cpus_per_trial: int, gpus_per_trial: float,
               max_failures: int) -> list[TrialOutcome]:
     from ray import tune
@@ -126,7 +159,8 @@ def _run_wave(wave: list[Trial], storage: Path, label: str, cpus_per_trial: int,
         param_space={"trial": tune.grid_search([t.name for t in wave])},  # Tune's table shows just the name
         tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: t.config["trial"],
                                     trial_name_creator=lambda t: t.config["trial"], reuse_actors=True),
-        run_config=tune.RunConfig(name=label, storage_path=str(storage.resolve()), verbose=1,
+        run_config=tune.RunConfig(name=label, storage_path=str(storage.resolve()), verbose=0,
+                                  callbacks=[_compact_reporter()],
                                   failure_config=tune.FailureConfig(max_failures=max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )

@@ -177,7 +177,8 @@ class Monitor:
     def __call__(self, model: nn.Module) -> dict:
         if not len(self.x):
             return {}
-        self._refresh_source()
+        with torch.random.fork_rng(devices=[]):  # building the source model draws random weights: never the run's
+            self._refresh_source()
         metrics = {"accuracy": accuracy(model, self.x, self.y)}
         if self.adversarial:
             metrics["transfer_source_step"] = self.source_step
