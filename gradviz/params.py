@@ -56,3 +56,15 @@ def checked_settings(owner: str, params: tuple[Param, ...], given: Mapping[str, 
         offered = ", ".join(known) or "none"
         raise ValueError(f"{owner} has no setting {', '.join(unknown)}; its settings: {offered}")
     return {name: p.check(owner, given.get(name, p.default)) for name, p in known.items()}
+
+
+def parse_settings(items: list[str] | None, flag: str, example: str = "NAME.SETTING=VALUE") -> dict[str, dict]:
+    """`["mifgsm.decay=0.5", "pgd.steps=40"]` as {entry: {setting: value}}, values still unchecked strings."""
+    out: dict[str, dict] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        entry, dot, name = key.partition(".")
+        if not (sep and dot and entry and name):
+            raise ValueError(f"{flag} {item!r}: write ENTRY.SETTING=VALUE, e.g. {example}")
+        out.setdefault(entry, {})[name] = value
+    return out

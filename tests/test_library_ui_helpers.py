@@ -1,5 +1,6 @@
 """Library helpers behind the dashboard: saliency normalisation, upload preprocessing, background jobs."""
 import io
+import json
 
 import numpy as np
 import pytest
@@ -130,3 +131,22 @@ def test_jobs_report_progress_and_cancel():
 
     failing = runner.wait(runner.submit("bad", lambda job: 1 / 0), timeout=30)
     assert failing.state == "failed" and "ZeroDivisionError" in failing.error
+
+
+@pytest.mark.parametrize("method", list(REGISTRY))
+def test_every_saliency_method_from_the_command_line(method, tmp_path, capsys):
+    from gradviz.cli.main import main
+
+    assert main(["saliency", "--models", "mnist-normal,mnist-gradreg", "--method", method, "--index", "3",
+                 "--out", str(tmp_path)]) == 0
+    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*.json"))]
+    assert [r["model"] for r in records] == ["mnist-gradreg", "mnist-normal"] and records[0]["label"] == 0
+    assert records[0]["scale"] == records[1]["scale"] > 0  # one shared scale by default
+    assert len(list(tmp_path.glob("*.png"))) == 2 and "predicts" in capsys.readouterr().out
+
+
+def test_the_saliency_command_refuses_settings_of_another_method(tmp_path, capsys):
+    from gradviz.cli.main import main
+
+    assert main(["saliency", "--method", "saliency", "--param", "smoothgrad.samples=4", "--out", str(tmp_path)]) == 2
+    assert "--param names smoothgrad, but the method is saliency" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from torch import nn
 from gradviz.attacks.jsma import jsma
 from gradviz.attacks.linf import Progress, fgsm, last_iterate, linf_steps, single_step_sweep, tgsm
 from gradviz.attacks.linf import random_start as _uniform_start
-from gradviz.params import Param, checked_settings
+from gradviz.params import Param, checked_settings, parse_settings
 
 Run = Callable[..., torch.Tensor]
 Iterates = Callable[..., Iterator[tuple[torch.Tensor, torch.Tensor]]]
@@ -184,13 +184,7 @@ def pixels_changed(x: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
 
 def parse_attack_params(items: list[str] | None) -> dict[str, dict]:
     """`["mifgsm.decay=0.5", "pgd.steps=40"]` (the CLI's --param) as {attack: {setting: value}}, each checked."""
-    out: dict[str, dict] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        attack, dot, name = key.partition(".")
-        if not (sep and dot and attack and name):
-            raise ValueError(f"--param {item!r}: write ATTACK.SETTING=VALUE, e.g. mifgsm.decay=0.5")
-        out.setdefault(attack, {})[name] = value
+    out = parse_settings(items, "--param", example="mifgsm.decay=0.5")
     for attack, given in out.items():
         out[attack] = get_attack(attack).settings(given)
     return out

@@ -9,10 +9,12 @@ from dataclasses import fields
 from pathlib import Path
 
 from gradviz.attacks.registry import REGISTRY, attack_names, parse_attack_params
+from gradviz.attribution.methods import REGISTRY as SALIENCY_METHODS
 from gradviz.cli.zoo import add_zoo_parser, run_zoo
 from gradviz.data.datasets import DATASETS, DatasetNotFound, download_mnist, load_arrays
 from gradviz.nets.architecture import LAYER_STYLES, ZOO_WIDTH
 from gradviz.nets.cards import ModelFileError, list_models, require_dataset
+from gradviz.params import parse_settings
 from gradviz.training.defenses import DEFENSE_SPECS, DEFENSES, SETTINGS
 
 PARAM_HELP = ("an attack's setting over its default, repeatable: " + "; ".join(
@@ -34,8 +36,8 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _add_train(sub, command: str = "train", help_text: str = "train one model of any defense"):
-    p = sub.add_parser(command, help=help_text, formatter_class=_Help)
+def _add_train(sub):
+    p = sub.add_parser("train", help="train one model of any defense", formatter_class=_Help)
     p.add_argument("--dataset", choices=DATASETS, default="mnist")
     p.add_argument("--defense", choices=DEFENSES, default="normal")
     _add_defense_settings(p)
@@ -161,7 +163,7 @@ def _study(args) -> int:
         return 2
 
 
-def _study_status(engine, args) -> int:
+def _study_status(engine, _args) -> int:
     from gradviz.study import preregistration, sessions
 
     for key, value in sessions.progress(engine).items():
@@ -275,6 +277,40 @@ def _grid(args) -> int:
     return 0
 
 
+def _saliency(args) -> int:
+    from gradviz.attribution.methods import explain, get_method, normalise
+    from gradviz.data.datasets import load_dataset
+    from gradviz.data.images import to_png16
+    from gradviz.nets.store import load_model
+
+    entry = get_method(args.method)
+    given = parse_settings(args.param, "--param", example="integrated-gradients.n_steps=64")
+    settings = entry.settings(given.pop(entry.name, {}))
+    if given:
+        raise ValueError(f"--param names {', '.join(given)}, but the method is {entry.name}")
+    names = [m for m in args.models.split(",") if m]
+    loaded = {n: load_model(n, args.device or "cpu") for n in names}
+    require_dataset({n: c for n, (_, c) in loaded.items()}, args.dataset)
+    x, y = load_dataset(args.dataset, "test", args.data_dir)
+    if not 0 <= args.index < len(x):
+        raise ValueError(f"--index must lie in [0, {len(x) - 1}], got {args.index}")
+    image, label = x[args.index:args.index + 1].to(args.device or "cpu"), int(y[args.index])
+    views = explain({n: m for n, (m, _) in loaded.items()}, image, label, entry.name, args.cls, **settings)
+    maps, scales = normalise([v["map"] for v in views.values()], shared=not args.own_scale, signed=False)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for (name, view), shown, scale in zip(views.items(), maps, scales):
+        stem = out / f"{name}-{entry.name}-{args.index}"
+        stem.with_suffix(".png").write_bytes(to_png16(shown))
+        record = {"model": name, "method": entry.name, "settings": settings, "dataset": args.dataset,
+                  "test_index": args.index, "label": label, "explained_class": args.cls if entry.takes_class else None,
+                  "scale": scale, "shared_scale": not args.own_scale, "probabilities": view["probs"].tolist()}
+        stem.with_suffix(".json").write_text(json.dumps(record, indent=2))
+        print(f"{stem}.png  {name} predicts {int(view['probs'].argmax())} ({view['probs'].max():.0%}); "
+              f"white = |attribution| {scale:.3g}")
+    return 0
+
+
 def _models(args) -> int:
     cards = list_models()
     if args.json:
@@ -379,6 +415,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default=None)
     g.add_argument("--data-dir", default=None)
     g.add_argument("--out", required=True)
+    sal = sub.add_parser("saliency", help="saliency maps of one test image through several models, as PNG + JSON",
+                         formatter_class=_Help)
+    sal.add_argument("--dataset", choices=DATASETS, default="mnist")
+    sal.add_argument("--models", default="mnist-normal,mnist-gradreg")
+    sal.add_argument("--method", choices=list(SALIENCY_METHODS), default="gradient-logsum",
+                     help="; ".join(f"{m.name}: {m.label}" for m in SALIENCY_METHODS.values()))
+    sal.add_argument("--index", type=int, default=0, help="the test image")
+    sal.add_argument("--cls", type=int, default=None, help="the class to explain (methods that take one; "
+                                                           "default: the true label)")
+    sal.add_argument("--param", action="append", metavar="METHOD.SETTING=VALUE",
+                     help="a method setting, e.g. integrated-gradients.n_steps=64 or smoothgrad.samples=32")
+    sal.add_argument("--own-scale", action="store_true", help="scale each map by its own maximum (default: one "
+                                                              "shared scale, so magnitudes compare)")
+    sal.add_argument("--device", default=None)
+    sal.add_argument("--data-dir", default=None)
+    sal.add_argument("--out", required=True)
     m = sub.add_parser("models", help="list the zoo and user models")
     m.add_argument("--json", action="store_true")
     d = sub.add_parser("data", help="show where datasets come from, or download MNIST")
@@ -389,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"train": _train, "zoo": run_zoo, "evaluate": _evaluate, "reproduce": _reproduce, "study": _study,
-            "grid": _grid, "models": _models, "data": _data}
+            "grid": _grid, "saliency": _saliency, "models": _models, "data": _data}
 
 
 def main(argv: list[str] | None = None) -> int:
