@@ -2,21 +2,26 @@
 
 Participants (a URL with ?PROLIFIC_PID=, ?pid= or ?participant) see the study page alone, with no
 navigation: the researcher page is not even routed for them, and it checks its password itself.
+In study mode (GRADVIZ_MODE=study, what deploy/ runs) the Explore pages are not routed for anyone.
 """
 import streamlit as st
+
+from gradviz.study.deployment import study_only
 
 st.set_page_config(page_title="gradviz", page_icon=":material/insights:", layout="wide")
 
 study = st.Page("app_pages/study.py", title="Study", icon=":material/edit_note:", url_path="study")
+researcher = st.Page("app_pages/researcher.py", title="Researcher", icon=":material/lock:")
 qp = st.query_params
-if any(k in qp for k in ("PROLIFIC_PID", "pid", "participant")) or st.session_state.get("participant_mode"):
-    st.session_state["participant_mode"] = True
+if any(k in qp for k in ("PROLIFIC_PID", "pid", "participant")):
     # A hidden default page that forwards to /study: the study keeps its URL and nothing else is routed.
     def to_study() -> None:
         st.switch_page(study, query_params=st.query_params.to_dict())
 
     st.navigation([st.Page(to_study, title="Study", default=True, visibility="hidden"), study],
                   position="hidden").run()
+elif study_only():
+    st.navigation({"Human study": [study, researcher]}).run()
 else:
     st.navigation({
         "Explore": [
@@ -28,5 +33,5 @@ else:
             st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
             st.Page("app_pages/experiments.py", title="Experiments", icon=":material/lab_panel:"),
         ],
-        "Human study": [study, st.Page("app_pages/researcher.py", title="Researcher", icon=":material/lock:")],
+        "Human study": [study, researcher],
     }).run()

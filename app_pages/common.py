@@ -12,10 +12,12 @@ from gradviz import list_models, load_model
 from gradviz.attacks.registry import Attack
 from gradviz.data.datasets import CLASS_NAMES, DATASETS, load_sample
 from gradviz.data.images import ImageError, prepare_digit
-from gradviz.jobs import JobRunner
+from gradviz.jobs import JobHandle, JobRunner
 from gradviz.nets.architecture import channels_last
 from gradviz.params import Param
 from gradviz.progress import Estimate
+from gradviz.study.auth import session_expired
+from gradviz.study.deployment import study_only
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SOURCES = ("Test sample", "Upload", "Draw")
@@ -36,6 +38,14 @@ def cached_model(card_path: str, sha256: str) -> tuple[torch.nn.Module, dict]:
 def job_runner() -> JobRunner:
     """Process-wide runner: one background job at a time, shared by every session."""
     return JobRunner()
+
+
+def submit_job(name: str, fn) -> JobHandle:
+    """Queue work on the shared runner. In study mode only a logged-in researcher may: a participant (or anyone
+    who is not logged in) cannot occupy the one job thread."""
+    if study_only() and session_expired(st.session_state.get("researcher_seen")):
+        raise PermissionError("background work is for the logged-in researcher only in study mode")
+    return job_runner().submit(name, fn)
 
 
 @st.cache_data(max_entries=4)

@@ -1,17 +1,18 @@
 """Researcher page (password-protected): build stimuli, watch progress, analyse, export."""
 import io
+import time
 
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import job_runner
+from app_pages.common import job_runner, submit_job
 from app_pages.study_common import study_engine
 from gradviz.attacks.registry import REGISTRY
 from gradviz.data.datasets import DATASETS
 from gradviz.study import preregistration, sessions
 from gradviz.study.analysis import analyse, export_frame, responses_frame
-from gradviz.study.auth import Throttle, configured_password
+from gradviz.study.auth import PasswordError, checked_hash, configured_password, login, session_expired
 from gradviz.study.db import NotReady, StudyLocked, get_setting, set_setting
 from gradviz.study.export import study_archive
 from gradviz.study.mixed_model import MixedResult
@@ -26,10 +27,15 @@ from gradviz.study.stimulus_sets import (
 )
 
 
-@st.cache_resource
-def throttle() -> Throttle:
-    """Shared by every session: opening a new tab does not reset the failure count."""
-    return Throttle()
+def client_id() -> str:
+    """Who is logging in, for the per-client backoff: the browser's address, or, when the request came through the
+    local reverse proxy (Caddy on loopback), the first address of X-Forwarded-For it set."""
+    ip = st.context.ip_address
+    ip = ip if isinstance(ip, str) and ip else "unknown"  # none in tests and some proxies
+    if ip in ("127.0.0.1", "::1"):
+        forwarded = st.context.headers.get("X-Forwarded-For")
+        ip = (forwarded.split(",")[0].strip() if isinstance(forwarded, str) else "") or ip
+    return ip[:64]
 
 
 st.title("Researcher")
@@ -40,21 +46,47 @@ except (FileNotFoundError, KeyError, AttributeError):
 password = configured_password(secrets_section)
 if password is None:
     st.error("The researcher page is closed: set GRADVIZ_RESEARCHER_PASSWORD or [researcher] password in "
-             ".streamlit/secrets.toml (see the README).")
+             ".streamlit/secrets.toml to a hash from `python -m gradviz study hash-password` (see the README).")
     st.stop()
-if not st.session_state.get("researcher_ok"):
+try:
+    checked_hash(password)
+except PasswordError as exc:
+    st.error(f"The researcher page is closed: {exc}.")
+    st.stop()
+if session_expired(st.session_state.get("researcher_seen")):
+    if st.session_state.pop("researcher_seen", None) is not None:
+        st.info("You were logged out after 30 minutes without activity.")
     with st.form("login"):
         given = st.text_input("Password", type="password", key="password")
         submitted = st.form_submit_button("Log in")
-    locked = throttle().seconds_locked()
-    if submitted and locked > 0:
-        st.error(f"Too many failed attempts; try again in {locked:.0f} s.")
-    elif submitted and throttle().attempt(given, password):
-        st.session_state["researcher_ok"] = True
-        st.rerun()
-    elif submitted:
-        st.error("Wrong password.")
+    if submitted:
+        attempt = login(study_engine(), client_id(), given, password)
+        if attempt.ok:
+            st.session_state["researcher_seen"] = time.time()
+            st.rerun()
+        elif attempt.refused:
+            st.error(f"Too many attempts; try again in {max(1, round(attempt.wait))} s.")
+        else:
+            st.error("Wrong password." + (f" The next attempt counts in {attempt.wait:.0f} s." if attempt.wait else ""))
     st.stop()
+st.session_state["researcher_seen"] = time.time()
+if st.sidebar.button("Log out", key="logout"):
+    st.session_state.pop("researcher_seen", None)
+    st.rerun()
+
+@st.fragment(run_every=1.0)
+def build_progress() -> None:
+    """The stimulus build's progress, updating on its own while the job runs."""
+    job = job_runner().jobs.get(st.session_state.get("build_job", ""))
+    if job is None:
+        return
+    if job.state == "done":
+        st.success(f"Built and activated set {job.result}.")
+    elif job.error:
+        st.error(f"Building failed: {job.error}")
+    else:
+        st.progress(job.fraction, text=job.message or "starting…")
+
 
 engine = study_engine()
 sets = stimulus_sets(engine)
@@ -91,22 +123,21 @@ with tab_stimuli:
 
         try:
             ensure_can_switch_to(engine, config.set_id())  # refuse before minutes of attacks, not after
-            st.session_state["build_job"] = job_runner().submit("build stimuli", work).id
+            st.session_state["build_job"] = submit_job("build stimuli", work).id
         except StudyLocked as error:
             st.error(str(error))
-    job = job_runner().jobs.get(st.session_state.get("build_job", ""))
-    if job is not None:
-        if job.state == "done":
-            st.success(f"Built and activated set {job.result}.")
-        elif job.error:
-            st.error(f"Building failed: {job.error}")
-        else:
-            st.progress(job.fraction, text=job.message or "starting…")
+    build_progress()
     if active:
         st.download_button("Download the active stimulus set (zip)", lambda: stimulus_zip(engine, active),
                            f"stimuli-{active}.zip", "application/zip", on_click="ignore")
 
 with tab_settings:
+    unregistered = sessions.OPEN_UNREGISTERED
+    opened = st.toggle("Let participants start before the design is pre-registered (a pilot)",
+                       get_setting(engine, unregistered) == "1", key="open_unregistered",
+                       help="Off: participants are told the study is not open yet until you freeze the design.")
+    if opened != (get_setting(engine, unregistered) == "1"):
+        set_setting(engine, unregistered, "1" if opened else "0")
     with st.form("settings"):
         consent_text = st.text_area("Consent text (Markdown)", get_setting(engine, "consent_text", ""), height=200)
         code = st.text_input("Prolific completion code", get_setting(engine, "completion_code", ""))
@@ -129,8 +160,12 @@ with tab_progress:
     c2.metric("Completed", counts["completed"])
     c3.metric("Answers stored", counts["answers"])
     c4.metric("Withdrawn", counts["withdrawn"])
+    closed = sessions.closed_reason(engine)
+    if closed:
+        st.info(f"Participants cannot start: {closed}.")
     if registered is None:
-        st.warning("This study is not pre-registered yet: freeze the design (Design & power) before recruiting.")
+        st.warning("This study is not pre-registered yet: freeze the design (Design & power) before recruiting"
+                   + (" — participants can start anyway (Settings: pilot)." if not closed else "."))
     elif problems := preregistration.verify(engine):
         st.error("The pre-registration no longer matches the study: " + "; ".join(problems))
     if active:
@@ -209,7 +244,7 @@ with tab_design:
             return run_power_analysis(engine, effect=effect, sims=sims, max_n=max_n,
                                       progress=lambda m: job.report(0, 1, m))
 
-        st.session_state["power_job"] = job_runner().submit("power analysis", power_work).id
+        st.session_state["power_job"] = submit_job("power analysis", power_work).id
     elif run_power:
         st.error("Build and activate a stimulus set first: the simulation uses its design.")
     power_job = job_runner().jobs.get(st.session_state.get("power_job", ""))

@@ -3,7 +3,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from app_pages.common import DEVICE, job_runner, pick_dataset
+from app_pages.common import DEVICE, job_runner, pick_dataset, submit_job
 from gradviz.attacks.registry import REGISTRY, attack_title
 from gradviz.evaluation import figures
 from gradviz.evaluation.matrix import (
@@ -45,7 +45,7 @@ with st.expander("Run a new evaluation", expanded=False):
                                   on_progress=lambda d, t, m: job.report(d, t, m))
                 return write_results(result, out)
 
-            st.session_state["eval_job"] = job_runner().submit(f"evaluate {dataset}", work).id
+            st.session_state["eval_job"] = submit_job(f"evaluate {dataset}", work).id
 
 
 @st.fragment(run_every=1.0)

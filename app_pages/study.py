@@ -6,17 +6,26 @@ import time
 
 import streamlit as st
 
-from app_pages.study_common import participant_id, setting, stimulus, study_engine
+from app_pages.study_common import (
+    participant_id,
+    participant_token,
+    remember_participant,
+    setting,
+    stimulus,
+    study_engine,
+    study_openness,
+)
 from gradviz.data.classes import CLASS_NAMES
 from gradviz.study import sessions
 from gradviz.study.db import NotReady
 
 DEFAULT_CONSENT = (
     "You are invited to take part in a research study about how people perceive slightly altered images of "
-    "handwritten digits. You will see about 25 images and answer two short questions about each. It takes about "
-    "5 minutes. We record your answers, response times and your participant id; nothing else. You may stop at any "
-    "time, and you can withdraw at any point with the link at the bottom of each page: your answers are then "
-    "deleted. Data are analysed anonymously.")
+    "handwritten digits. You will see {n_images} images and answer one or two short questions about each. It "
+    "takes about {minutes} minutes. We record your answers, response times and your participant id; nothing else. "
+    "You may stop at any time, and you can withdraw at any point with the link at the bottom of each page: your "
+    "answers are then deleted. Data are analysed anonymously.")
+SECONDS_PER_IMAGE = 15
 PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete?cc="
 engine = study_engine()
 NAMES = CLASS_NAMES.get(setting("active_dataset", "mnist"), CLASS_NAMES["mnist"])
@@ -25,14 +34,25 @@ state = st.session_state
 
 
 def load_participant() -> sessions.Participant | None:
-    """The participant and the set of answered trials, read from the database once per session."""
+    """The participant and the set of answered trials, read from the database once per session. Only the holder of
+    the participant's own link (its key) gets here; a registered id without its key is stopped."""
     if state.get("study_pid") != pid:
-        found = sessions.find(engine, pid)
+        found = sessions.authenticate(engine, pid, participant_token())
         if found is None:
+            if sessions.find(engine, pid) is not None:
+                in_use()
+                st.stop()
             return None
         state.study_pid, state.study_participant = pid, found
         state.study_done = sessions.answered(engine, pid)
     return state.study_participant
+
+
+def in_use() -> None:
+    st.title("This study link is already in use")
+    st.warning("Someone has already started the study with this participant id. If that was you, go back to the "
+               "tab or link where you started: its address holds your personal key. Otherwise, please contact the "
+               "researcher.")
 
 
 def return_link(label: str) -> None:
@@ -43,20 +63,43 @@ def return_link(label: str) -> None:
         st.write("On Prolific, please return the study (the “Return” button on your Prolific page).")
 
 
+def consent_text(n_images: int) -> str:
+    """The researcher's consent text (or the default), with {n_images} and {minutes} filled from the design."""
+    minutes = max(1, round(n_images * SECONDS_PER_IMAGE / 60))
+    text = setting("consent_text") or DEFAULT_CONSENT
+    return text.replace("{n_images}", str(n_images)).replace("{minutes}", str(minutes))
+
+
+def closed() -> None:
+    st.title("The study is not open yet")
+    st.info("Thank you for your interest. The study is not open yet: nothing was stored. Please come back later.")
+    return_link("Return the study on Prolific")
+
+
 def consent() -> None:
+    reason, n_images = study_openness()
+    if reason is not None:  # said before anyone consents to anything
+        closed()
+        st.stop()
     st.title("Consent")
-    st.markdown(setting("consent_text") or DEFAULT_CONSENT)
+    st.markdown(consent_text(n_images))
     agree = st.checkbox("I have read the above and agree to take part.", key="agree")
     c1, c2 = st.columns(2)
     if c1.button("Start", type="primary", disabled=not agree, key="start"):
         try:
-            sessions.register(engine, pid, st.query_params.get("STUDY_ID"), st.query_params.get("SESSION_ID"),
-                              consent_version=setting("consent_version", "1"),
-                              user_agent=st.context.headers.get("User-Agent"))
+            registered = sessions.register(
+                engine, pid, st.query_params.get("STUDY_ID"), st.query_params.get("SESSION_ID"),
+                consent_version=setting("consent_version", "1"), user_agent=st.context.headers.get("User-Agent"))
         except NotReady:
-            st.error("The study is not open yet. Please come back later.")
-            st.stop()
-        st.rerun()
+            st.error("The study closed a moment ago. Please come back later.")
+        except ValueError as exc:  # a malformed STUDY_ID or SESSION_ID in the link
+            st.error(f"This study link is damaged: {exc}. Please open the link from Prolific again.")
+        else:
+            if registered.token is None:  # registered before, elsewhere: only the original link continues
+                in_use()
+                st.stop()
+            remember_participant(pid, registered.token)
+            st.rerun()
     if c2.button("I do not agree", key="decline"):
         st.info("Thank you. Nothing was stored. You can close this page.")
         return_link("Return the study on Prolific")

@@ -45,12 +45,35 @@ def stimulus(stimulus_id: str) -> dict:
 
 
 def participant_id() -> str:
-    """From ?PROLIFIC_PID= or ?pid=, else a random id; re-asserted into the URL so a refresh resumes."""
+    """From ?PROLIFIC_PID= or ?pid=, else a random id kept for this browser session (not yet in the URL: a
+    visitor who has not consented is nobody, and a researcher looking at the page is not turned into one)."""
     qp = st.query_params
     pid = valid_participant_id(qp.get("PROLIFIC_PID")) or valid_participant_id(qp.get("pid"))
     pid = pid or st.session_state.get("participant_id") or f"anon-{secrets.token_hex(8)}"
     st.session_state["participant_id"] = pid
-    key = "PROLIFIC_PID" if qp.get("PROLIFIC_PID") == pid else "pid"
-    if qp.get(key) != pid:
-        qp[key] = pid
     return pid
+
+
+def participant_token() -> str | None:
+    """The key of the participant's own link: this session's, else ?t= of the URL (a refresh, another replica)."""
+    return st.session_state.get("participant_token") or st.query_params.get("t")
+
+
+def remember_participant(pid: str, token: str) -> None:
+    """After consent: the id and its key go into the URL, so a refresh or a reconnect to another replica resumes."""
+    st.session_state["participant_token"] = token
+    qp = st.query_params
+    qp["PROLIFIC_PID" if qp.get("PROLIFIC_PID") == pid else "pid"] = pid
+    qp["t"] = token
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _openness(url: str) -> tuple[str | None, int]:
+    engine = _engine(url)
+    reason = sessions.closed_reason(engine)
+    return reason, (0 if reason else sessions.trials_per_participant(engine))
+
+
+def study_openness() -> tuple[str | None, int]:
+    """(why the study is closed or None, trials per participant), re-read at most every 15 s per process."""
+    return _openness(default_url())

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import DEVICE, job_runner, pick_dataset
+from app_pages.common import DEVICE, job_runner, pick_dataset, submit_job
 from gradviz.evaluation import figures
-from gradviz.nets.cards import list_models
+from gradviz.nets.cards import list_models, refuse_zoo_name
 from gradviz.nets.checkpoints import checkpoint_path, list_checkpoints
 from gradviz.paths import checkpoint_dir, user_model_dir
 from gradviz.training.config import LR_SCHEDULES, TrainConfig
@@ -34,7 +34,7 @@ def submit(config: TrainConfig, resume: bool = False) -> None:
                                  checkpoint=path, resume=resume)
         return card
 
-    st.session_state["train_job"] = job_runner().submit(f"{'resume' if resume else 'train'} {name}", work).id
+    st.session_state["train_job"] = submit_job(f"{'resume' if resume else 'train'} {name}", work).id
 
 
 def _run_name(meta: dict) -> str:
@@ -95,9 +95,10 @@ if start:
                          steps=int(length) if unit == "steps" else None, batch_size=int(batch),
                          lr=lr, device=DEVICE, width=int(width), name=name.strip() or None, lr_schedule=schedule,
                          init_from=init_from or None)
-    existing = checkpoint_path(checkpoint_dir(), config.name or config.default_name())
     try:
         config.validate()
+        refuse_zoo_name(config.name or config.default_name())
+        existing = checkpoint_path(checkpoint_dir(), config.name or config.default_name())
         if existing.is_file():
             raise ValueError(f"an interrupted run named {existing.name.split('.')[0]!r} exists: resume or discard "
                              "it above, or choose another name")

@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -40,11 +41,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 60) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 60, cafile: Path | None = None) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:
         try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+            context = ssl.create_default_context(cafile=str(cafile)) if cafile and cafile.is_file() else None
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2, context=context).read() == b"ok":
                 return
         except OSError:
             if proc.poll() is not None:
@@ -67,16 +69,25 @@ def start_streamlit(env: dict, port: int | None = None) -> tuple[subprocess.Pope
     return proc, url
 
 
+def caddy_root_certificate(workdir: Path) -> Path:
+    """The root of the internal CA with which Caddy signs https://localhost (made on its first start)."""
+    return workdir / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+
+
 def start_caddy(upstreams: list[str], workdir: Path) -> tuple[subprocess.Popen, str]:
-    """deploy/Caddyfile in front of the given replica URLs, on a free port."""
+    """deploy/Caddyfile in front of the given replica URLs, on a free port, over HTTPS with Caddy's internal CA
+    (health is checked against that CA's root, not by turning verification off)."""
     port = free_port()
     env = {**os.environ, "GRADVIZ_PROXY_PORT": str(port), "XDG_DATA_HOME": str(workdir),
-           "XDG_CONFIG_HOME": str(workdir),
+           "XDG_CONFIG_HOME": str(workdir), "GRADVIZ_SITE": "localhost", "GRADVIZ_BIND": "127.0.0.1",
            "GRADVIZ_REPLICAS": " ".join(u.removeprefix("http://") for u in upstreams)}
     proc = subprocess.Popen(["caddy", "run", "--config", str(ROOT / "deploy" / "Caddyfile"), "--adapter", "caddyfile"],
                             cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, proc)
+    url = f"https://localhost:{port}"
+    deadline = time.time() + 30
+    while not caddy_root_certificate(workdir).is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    wait_healthy(url, proc, cafile=caddy_root_certificate(workdir))
     return proc, url
 
 

@@ -6,6 +6,7 @@ lives under GRADVIZ_HOME (models, checkpoints, the study database) or GRADVIZ_CA
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -52,3 +53,30 @@ def experiments_dir() -> Path:
 def study_db_path() -> Path:
     """The study's SQLite file when no GRADVIZ_DB_URL names another database."""
     return home_dir() / "study" / "study.sqlite"
+
+
+NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or a digit"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class UnsafeNameError(ValueError):
+    """A name that would leave its folder or is not a plain file name."""
+
+
+def safe_name(name: object, what: str = "name") -> str:
+    """`name` if it is a plain, short file name (NAME_RULE), else UnsafeNameError naming the rule.
+
+    Every name that becomes a path (models, checkpoints, trials, results, exports) passes through here: a name
+    from a form, a URL, a card or a recipe is treated as hostile until it matches."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UnsafeNameError(f"{what} {name!r} is refused: use {NAME_RULE}")
+    return name
+
+
+def path_inside(folder: str | Path, name: str, suffix: str = "", what: str = "name") -> Path:
+    """folder/name+suffix, once the name is safe and the path (links resolved) stays inside the folder."""
+    folder = Path(folder)
+    path = folder / f"{safe_name(name, what)}{suffix}"
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise UnsafeNameError(f"{what} {name!r} is refused: it leads out of {folder}")
+    return path

@@ -37,9 +37,12 @@ def synthetic_rows(n_items: int = 12, models=MODELS, attacks=("itgsm",), n_atten
     return rows
 
 
-def install_set(engine, rows) -> str:
+def install_set(engine, rows, open_unregistered: bool = True) -> str:
+    """Store and activate a stimulus set; open to participants without a pre-registration (a pilot), unless
+    `open_unregistered` is False."""
     store_stimuli(engine, rows)
     set_setting(engine, "active_set", rows[0]["set_id"])
+    set_setting(engine, "open_unregistered", "1" if open_unregistered else "0")
     return rows[0]["set_id"]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.study_load import CHROMIUM, CHROMIUM_ARGS, start_streamlit
+from gradviz.study.auth import hash_password
 
 PAGES = {"": "Models", "saliency": "Saliency", "attack_lab": "Attack lab", "robustness": "Robustness",
          "train": "Train", "grids": "Target grids", "experiments": "Experiments"}
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("
 
 
 PASSWORD = "researcher-pass-1"
+PASSWORD_HASH = hash_password(PASSWORD)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,7 @@ def server_env(home: Path, study_url: str) -> dict:
         if not Path(results).is_dir():
             populate_results(Path(results))
     env = {**os.environ, "GRADVIZ_HOME": str(home), "GRADVIZ_DB_URL": study_url,
-           "GRADVIZ_RESEARCHER_PASSWORD": PASSWORD, "GRADVIZ_RESULTS": results}
+           "GRADVIZ_RESEARCHER_PASSWORD": PASSWORD_HASH, "GRADVIZ_RESULTS": results}
     env.pop("GRADVIZ_USER_MODELS", None)
     return env
 
@@ -213,3 +215,39 @@ def test_sigkill_of_the_server_mid_study_loses_nothing(browser, study_url, tmp_p
         page.close()
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_the_lab_is_not_trapped_in_the_study_and_a_closed_study_says_so_before_consent(server, browser, study_url):
+    import time
+
+    from gradviz.study.db import make_engine, set_setting
+
+    page = browser.new_page()
+    page.goto(server, wait_until="domcontentloaded")
+    wait_for_app(page)
+    page.get_by_role("link", name="Study").click()
+    page.get_by_text("I have read the above").wait_for(timeout=30_000)
+    assert "pid=" not in page.url  # looking at the study page makes nobody a participant
+    page.reload(wait_until="domcontentloaded")
+    wait_for_app(page)
+    page.get_by_role("link", name="Models").wait_for(timeout=30_000)  # the lab's navigation survived the reload
+    page.close()
+
+    engine = make_engine(study_url)
+    set_setting(engine, "open_unregistered", "0")  # not pre-registered and not opened for a pilot: closed
+    closed = browser.new_page()
+    try:
+        deadline = time.time() + 60  # the page re-reads whether the study is open at most every 15 s
+        while time.time() < deadline:
+            closed.goto(f"{server}/study?pid=closed-1", wait_until="domcontentloaded")
+            wait_for_app(closed)
+            closed.locator("h1").first.wait_for(timeout=30_000)
+            if closed.get_by_text("The study is not open yet").count():
+                break
+            time.sleep(3)
+        assert closed.get_by_text("The study is not open yet").count() >= 1
+        assert closed.get_by_text("I have read the above").count() == 0  # said before any consent
+    finally:
+        set_setting(engine, "open_unregistered", "1")
+        closed.close()
+        engine.dispose()

@@ -10,8 +10,10 @@ import os
 import random
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from benchmarks.study_load import (
     CHROMIUM,
     COMPLETION_CODE,
     Participant,
+    caddy_root_certificate,
     chromium,
     finish,
     run_protocol_study,
@@ -119,6 +122,35 @@ def test_protocol_participants_through_one_server(tmp_path):
         sorted(people, key=lambda w: w.pid), sorted(rows, key=lambda r: r["participant_id"])))
 
 
+EXPLORE_PATHS = ["", "saliency", "attack_lab", "grids", "robustness", "train", "experiments", "models"]
+
+
+def security_headers(proxy: str, root: Path) -> dict[str, str]:
+    """The response headers of the study over HTTPS, verified against Caddy's own root certificate."""
+    context = ssl.create_default_context(cafile=str(root))
+    with urllib.request.urlopen(f"{proxy}/study", timeout=10, context=context) as response:
+        return {k.lower(): v for k, v in response.headers.items()}
+
+
+async def explore_pages_through(proxy: str) -> dict[str, str]:
+    """What a browser shows at each Explore page's address in study mode: the study, never the page."""
+    from playwright.async_api import async_playwright
+
+    shown = {}
+    async with async_playwright() as p:
+        browser = await chromium(p)
+        context = await browser.new_context(ignore_https_errors=True)
+        page = await context.new_page()
+        for path in EXPLORE_PATHS:
+            await page.goto(f"{proxy}/{path}")
+            await wait_for_app(page)
+            heading = page.locator("h1").first
+            await heading.wait_for(timeout=30_000)
+            shown[path] = (await heading.inner_text()).strip()
+        await browser.close()
+    return shown
+
+
 def caddy_cookie(upstream: str) -> str:
     """The value Caddy's `lb_policy cookie` (no secret) gives the replica at this dial address."""
     return hmac.new(b"", upstream.encode(), hashlib.sha256).hexdigest()
@@ -132,7 +164,7 @@ async def failover(proxy: str, victim: subprocess.Popen, victim_address: str, pe
         browser = await chromium(p)
         sessions = []
         for i in range(len(people)):  # half of them pinned to the replica that will die
-            context = await browser.new_context()
+            context = await browser.new_context(ignore_https_errors=True)  # Caddy's internal CA, made for the test
             if i % 2 == 0:
                 await context.add_cookies([{"name": "gradviz_replica", "value": caddy_cookie(victim_address),
                                             "url": proxy}])
@@ -170,17 +202,22 @@ def test_two_replicas_behind_caddy_survive_a_sigkill(tmp_path):
     engine, db_url = engine_for_backend("postgresql", tmp_path)
     install_set(engine, synthetic_rows(n_items=4, n_attention=1))
     set_setting(engine, "completion_code", COMPLETION_CODE)
-    env = server_env(tmp_path, db_url)
+    env = {**server_env(tmp_path, db_url), "GRADVIZ_MODE": "study"}  # as deploy/run_replicas.sh runs them
     (a, url_a), (b, url_b) = start_streamlit(env), start_streamlit(env)
     proxy_proc, proxy = start_caddy([url_a, url_b], tmp_path)
     people = [Participant(f"fail-{i}") for i in range(4)]
     try:
+        headers = security_headers(proxy, caddy_root_certificate(tmp_path))
+        explore_titles = asyncio.run(explore_pages_through(proxy))
         disconnected, = asyncio.run(failover(proxy, a, url_a.removeprefix("http://"), people))
     finally:
         for proc in (a, b, proxy_proc):
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=20)
+    assert headers["strict-transport-security"].startswith("max-age=31536000")
+    assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
+    assert set(explore_titles) == set(EXPLORE_PATHS) and set(explore_titles.values()) == {"Consent"}, explore_titles
     assert disconnected >= 1, "the killed replica served none of the participants: the test proved nothing"
     rows = check_database(engine, people)
     assert [r["slot"] for r in rows] == [1, 2, 3, 4]  # nobody registered twice across replicas

@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 from study_helpers import install_set, synthetic_rows
 
 from gradviz.study import sessions
+from gradviz.study.auth import hash_password
 from gradviz.study.db import make_engine, set_setting
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,10 +23,18 @@ def study_db(tmp_path, monkeypatch):
     return engine
 
 
-def participant(pid: str) -> AppTest:
+def participant(pid: str, token: str | None = None) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.query_params["pid"] = pid
+    if token is not None:
+        at.query_params["t"] = token
     return at.run()
+
+
+def link_token(at: AppTest) -> str:
+    """The key the page put into the participant's URL after consent."""
+    token = at.query_params["t"]
+    return token[0] if isinstance(token, list) else token
 
 
 def test_participant_flow_consent_to_completion_code(study_db):
@@ -68,7 +77,7 @@ def test_rating_needs_both_answers_and_a_new_session_resumes(study_db):
         at.radio[0].set_value(2)
         at.button[0].click().run()
     assert sessions.answered(study_db, "bob") == {0, 1}
-    again = participant("bob")  # a refresh: a brand-new session with the same id
+    again = participant("bob", link_token(at))  # a refresh: a brand-new session with the same link
     assert not again.exception
     texts = [el.proto.text for el in again.get("progress")]
     assert texts == [f"Image 3 of {len(p.trials)}"]
@@ -93,6 +102,16 @@ def researcher(monkeypatch) -> AppTest:
     return at.run()
 
 
+PASSWORD = "s3cret-pass-phrase"
+PASSWORD_HASH = hash_password(PASSWORD)
+
+
+def test_researcher_page_is_shut_with_a_plaintext_password(study_db, monkeypatch):
+    monkeypatch.setenv("GRADVIZ_RESEARCHER_PASSWORD", PASSWORD)
+    at = researcher(monkeypatch)
+    assert any("not an scrypt hash" in e.value for e in at.error) and not at.get("metric")
+
+
 def test_researcher_page_is_shut_without_a_password(study_db, monkeypatch):
     monkeypatch.delenv("GRADVIZ_RESEARCHER_PASSWORD", raising=False)
     at = researcher(monkeypatch)
@@ -103,7 +122,7 @@ def test_researcher_login_throttle_and_dashboard(study_db, monkeypatch):
     from streamlit import cache_resource
 
     cache_resource.clear()  # the login throttle lives in a process-wide cache
-    monkeypatch.setenv("GRADVIZ_RESEARCHER_PASSWORD", "s3cret-pass")
+    monkeypatch.setenv("GRADVIZ_RESEARCHER_PASSWORD", PASSWORD_HASH)
     p = sessions.register(study_db, "erin")
     for t in p.trials[:3]:
         if t["kind"] == "pair":
@@ -114,21 +133,25 @@ def test_researcher_login_throttle_and_dashboard(study_db, monkeypatch):
     at.text_input(key="password").input("wrong")
     at.button[0].click().run()
     assert any("Wrong password" in e.value for e in at.error) and not at.get("metric")
-    at.text_input(key="password").input("s3cret-pass")
+    at.text_input(key="password").input(PASSWORD)
     at.button[0].click().run()
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.get("metric")}
     assert metrics["Participants started"] == "1" and metrics["Answers stored"] == "3"
-    # Five failures from fresh sessions lock everyone out, even with the right password.
+    # Five failures from fresh sessions of one client make it wait, even with the right password: the count
+    # lives in the database, not in the session or the process.
     cache_resource.clear()
+    monkeypatch.setattr("gradviz.study.auth.BACKOFF_BASE", 600.0)  # the wait outlasts the test's slowest machine
     for _ in range(5):
         fresh = researcher(monkeypatch)
         fresh.text_input(key="password").input("guess")
         fresh.button[0].click().run()
     locked = researcher(monkeypatch)
-    locked.text_input(key="password").input("s3cret-pass")
+    locked.text_input(key="password").input(PASSWORD)
     locked.button[0].click().run()
-    assert any("Too many failed attempts" in e.value for e in locked.error)
+    assert any("Too many attempts; try again in" in e.value for e in locked.error)
+    logout = at.sidebar.button(key="logout").click().run()
+    assert logout.text_input(key="password") is not None and not logout.get("metric")
 
 
 def start_trials(pid: str) -> AppTest:
@@ -161,7 +184,7 @@ def test_withdrawal_deletes_answers_and_is_final(study_db):
         "https://app.prolific.com/submissions/complete?cc=RETURN9"]
     assert sessions.answered(study_db, "frank") == set()
     assert sessions.progress(study_db)["withdrawn"] == 1
-    again = participant("frank")  # coming back later does not reopen the study
+    again = participant("frank", link_token(at))  # coming back later does not reopen the study
     assert again.title[0].value == "You have withdrawn" and not again.get("progress")
 
 
@@ -188,9 +211,9 @@ def logged_in_researcher(monkeypatch) -> AppTest:
     from streamlit import cache_resource
 
     cache_resource.clear()
-    monkeypatch.setenv("GRADVIZ_RESEARCHER_PASSWORD", "s3cret-pass")
+    monkeypatch.setenv("GRADVIZ_RESEARCHER_PASSWORD", PASSWORD_HASH)
     at = researcher(monkeypatch)
-    at.text_input(key="password").input("s3cret-pass")
+    at.text_input(key="password").input(PASSWORD)
     at.button[0].click().run()
     assert not at.exception, at.exception
     return at

@@ -147,11 +147,11 @@ def _reproduce(args) -> int:
 
 
 def _study(args) -> int:
-    from gradviz.study.auth import hash_password
+    from gradviz.study.auth import hash_password, read_new_password
     from gradviz.study.db import NotReady, StudyLocked, make_engine
 
     if args.action == "hash-password":
-        print(hash_password(args.password))
+        print(hash_password(read_new_password()))
         return 0
     engine = make_engine(args.db_url)
     actions = {"build": _study_build, "export": _study_export, "power": _study_power,
@@ -398,7 +398,6 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--max-n", type=int, default=400, help="power: give up above this many participants")
     st.add_argument("--planned-n", type=int, default=0, help="preregister: planned number of participants")
     st.add_argument("--hypothesis", default="", help="preregister: the hypothesis, in words")
-    st.add_argument("--password", default="", help="hash-password: the password to hash")
     g = sub.add_parser("grid", help="the paper's target grids: every class pushed towards every class, as PNG + JSON",
                        formatter_class=_Help)
     g.add_argument("--dataset", choices=DATASETS, default="mnist")

@@ -15,6 +15,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 40_000_000  # refuse decompression bombs before decoding them
 MAX_BYTES = 10 * 1024 * 1024
+# The only decoders an upload may reach; anything else (EPS, which Pillow hands to Ghostscript, PSD, ICO, …)
+# is refused by its header before any decoder runs.
+ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
 
 
 class ImageError(ValueError):
@@ -33,11 +36,11 @@ def _open(data: bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            probe = Image.open(io.BytesIO(data))
+            probe = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             if probe.width * probe.height > MAX_PIXELS:
                 raise _too_large(f"{probe.width}×{probe.height} pixels")
             probe.verify()
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             image.seek(0)  # animated GIF/PNG/WebP: the first frame
             image.load()
     except ImageError:
@@ -46,7 +49,8 @@ def _open(data: bytes) -> Image.Image:
         size = re.search(r"\((\d+) pixels\)", str(exc))
         raise _too_large(f"{int(size.group(1)):,} pixels" if size else "over Pillow's pixel limit") from exc
     except UnidentifiedImageError as exc:
-        raise ImageError(f"This is not an image gradviz can read ({type(exc).__name__}).") from exc
+        raise ImageError(f"This is not an image gradviz reads: upload {', '.join(ALLOWED_FORMATS)} "
+                         f"({type(exc).__name__}).") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"The image file is damaged or truncated ({exc}).") from exc
     return image

@@ -9,6 +9,7 @@ import hashlib
 import json
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from gradviz.evaluation.masking import masking_verdict, vanishing_gradient_share
 from gradviz.evaluation.stats import wilson_interval
 from gradviz.nets.architecture import channels_last
 from gradviz.nets.cards import list_models, require_dataset
-from gradviz.nets.store import load_model
+from gradviz.nets.store import atomic_write, load_model
 from gradviz.paths import COMMITTED_RESULTS, user_results_dir
 from gradviz.progress import progress_bar
 
@@ -192,6 +193,22 @@ def masking_table(config: EvalConfig, models: dict[str, nn.Module], x: torch.Ten
     return pd.DataFrame(out)
 
 
+def _cached_block(path: Path | None) -> list[dict] | None:
+    """A cached block's rows, or None to compute it: absent, or unreadable (a truncated or damaged file is
+    reported, removed and recomputed, never reused)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        block = json.loads(path.read_text())
+        if isinstance(block, list) and all(isinstance(r, dict) for r in block):
+            return block
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    warnings.warn(f"{path}: a damaged cache entry; it is computed again", stacklevel=2)
+    path.unlink(missing_ok=True)
+    return None
+
+
 def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: bool = True,
              on_progress: Progress | None = None) -> EvalResult:
     """Run the source×target matrix for every attack and ε; cached blocks are reused."""
@@ -218,8 +235,9 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
         bar.set_postfix_str(f"{source} {entry.name}")
         key = _block_key(config, cards[source], list(cards.values()), entry)
         path = cache / f"{key}.json" if cache else None
-        if path is not None and path.is_file():
-            block, reused = json.loads(path.read_text()), reused + 1
+        block = _cached_block(path)
+        if block is not None:
+            reused += 1
         else:
             if clean is None:
                 clean = {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
@@ -227,7 +245,7 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
                      else _l0_block(config, source, models, x, y, entry))
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(block))
+                atomic_write(path, lambda p, block=block: p.write_text(json.dumps(block)))
         rows += block
         bar.update()
         if on_progress is not None:
@@ -276,11 +294,11 @@ def write_results(result: EvalResult, out: str | Path) -> Path:
     """results.csv, masking.csv and provenance.json into `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    result.rows.to_csv(out / "results.csv", index=False)
-    result.masking.to_csv(out / "masking.csv", index=False)
+    atomic_write(out / "results.csv", lambda p: result.rows.to_csv(p, index=False))
+    atomic_write(out / "masking.csv", lambda p: result.masking.to_csv(p, index=False))
     if len(result.l0):
-        result.l0.to_csv(out / "l0.csv", index=False)
-    (out / "provenance.json").write_text(json.dumps(result.provenance, indent=2, default=str))
+        atomic_write(out / "l0.csv", lambda p: result.l0.to_csv(p, index=False))
+    atomic_write(out / "provenance.json", lambda p: p.write_text(json.dumps(result.provenance, indent=2, default=str)))
     return out
 
 

@@ -16,7 +16,7 @@ from gradviz.experiments.recipe import ModelEntry, Recipe, RecipeError, SweepEnt
 from gradviz.experiments.sweep import COLUMNS, to_markdown
 from gradviz.experiments.trials import Trial, finished_result, run_state
 from gradviz.nets.checkpoints import checkpoint_path
-from gradviz.paths import ZOO_DIR, experiments_dir
+from gradviz.paths import ZOO_DIR, experiments_dir, path_inside
 from gradviz.training.config import comparable_settings
 from gradviz.training.defenses import defense_spec
 
@@ -36,7 +36,7 @@ class Layout:
     root: Path
 
     def trial(self, name: str) -> Path:
-        return self.root / "trials" / name
+        return path_inside(self.root / "trials", name, what="trial name")
 
     def checkpoint(self, name: str) -> Path:
         return checkpoint_path(self.root / "checkpoints", name)

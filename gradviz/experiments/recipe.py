@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from gradviz.paths import RECIPE_DIR
+from gradviz.paths import RECIPE_DIR, UnsafeNameError, safe_name
 from gradviz.training.config import TrainConfig, comparable_settings
 from gradviz.training.penalties import from_reference_lambda
 
@@ -133,6 +133,14 @@ def _settings(entry: dict, allowed: set[str], where: str) -> dict:
     return {k: v for k, v in entry.items() if k in SETTING_KEYS}
 
 
+def _safe(name: str, where: str) -> None:
+    """Entry names become folder and file names: refuse any that is not a plain name."""
+    try:
+        safe_name(name, "entry name")
+    except UnsafeNameError as exc:
+        raise RecipeError(f"{where}: {exc}") from exc
+
+
 def _checked(config: TrainConfig, where: str) -> TrainConfig:
     if config.lam < 0:
         raise RecipeError(f"{where}: λ must be ≥ 0, got {config.lam:g}")
@@ -145,6 +153,7 @@ def _checked(config: TrainConfig, where: str) -> TrainConfig:
 
 def _model(name: str, entry: dict, base: TrainConfig, path: Path) -> ModelEntry:
     where = f"{path}: [models.{name}]"
+    _safe(name, where)
     settings = _settings(entry, MODEL_KEYS, where)
     if "lam_ref" in entry:
         if "lam" in entry:
@@ -157,6 +166,7 @@ def _model(name: str, entry: dict, base: TrainConfig, path: Path) -> ModelEntry:
 
 def _sweep(name: str, entry: dict, base: TrainConfig, path: Path) -> SweepEntry:
     where = f"{path}: [sweeps.{name}]"
+    _safe(name, where)
     settings = _settings(entry, SWEEP_KEYS, where)
     lams = tuple(float(v) for v in entry.get("lams", []))
     seeds = tuple(int(v) for v in entry.get("seeds", [base.seed]))

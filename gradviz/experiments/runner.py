@@ -57,6 +57,10 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     """Start the embedded local Ray (address None) or join a cluster ("auto", "HOST:PORT", "ray://HOST:PORT")."""
     import ray
 
+    if address is not None and not is_loopback(address) and os.environ.get("RAY_AUTH_MODE") != "token":
+        raise ValueError(f"{address}: a Ray cluster beyond this machine runs whatever job reaches it; start every "
+                         "node and this driver with RAY_AUTH_MODE=token and the cluster's token (README: Experiments "
+                         "on Ray)")
     if ray.is_initialized():
         return
     if address is None or is_loopback(address):

@@ -13,6 +13,13 @@ class ModelFileError(ValueError):
     """A model file is missing, tampered with, or not safetensors."""
 
 
+def refuse_zoo_name(name: str) -> None:
+    """A user model may not take a zoo model's name: it would hide the zoo model from everything that looks models
+    up by name (the study's stimuli included)."""
+    if (ZOO_DIR / f"{name}{CARD_SUFFIX}").is_file():
+        raise ValueError(f"{name!r} is the name of a zoo model; choose another name for your model")
+
+
 def require_dataset(cards: dict[str, dict], dataset: str) -> None:
     """Refuse models trained on another dataset than the one they are about to see."""
     wrong = [name for name, card in cards.items() if card["dataset"] != dataset]

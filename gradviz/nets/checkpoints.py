@@ -18,6 +18,7 @@ from torch import nn
 
 from gradviz.nets.architecture import ZOO_WIDTH, PaperCNN
 from gradviz.nets.store import atomic_write
+from gradviz.paths import path_inside
 
 SUFFIX = ".checkpoint.safetensors"
 FORMAT = "gradviz-checkpoint-1"
@@ -44,7 +45,8 @@ class Checkpoint:
 
 
 def checkpoint_path(directory: str | Path, name: str) -> Path:
-    return Path(directory) / f"{name}{SUFFIX}"
+    """Where the run called `name` keeps its checkpoint (a name that would leave `directory` is refused)."""
+    return path_inside(directory, name, SUFFIX, what="run name")
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:
@@ -120,9 +122,9 @@ def model_from_checkpoint(path: str | Path) -> nn.Module:
 def list_checkpoints(directory: str | Path) -> list[dict]:
     """Interrupted runs in `directory`: each checkpoint's metadata plus its path, newest first."""
     found = []
-    for path in sorted(Path(directory).glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True):
-        try:
-            found.append({**read_metadata(path), "path": str(path)})
-        except CheckpointError:
+    for path in Path(directory).glob(f"*{SUFFIX}"):
+        try:  # a run that finishes meanwhile deletes its checkpoint: skip it, do not fail
+            found.append({**read_metadata(path), "path": str(path), "mtime": path.stat().st_mtime})
+        except (CheckpointError, FileNotFoundError):
             continue
-    return found
+    return sorted(found, key=lambda c: c["mtime"], reverse=True)

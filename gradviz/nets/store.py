@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from gradviz.nets.architecture import build_model
 from gradviz.nets.cards import CARD_SUFFIX, ModelFileError, list_models, read_card
+from gradviz.paths import path_inside
 
 WEIGHTS_SUFFIX = ".safetensors"
 _PICKLE_MAGICS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
@@ -32,30 +34,59 @@ def sha256_file(path: Path) -> str:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    """Write through a temporary file in the same folder, flushed to disk, then rename, and flush the folder:
+    readers never see half a file, and after a crash or power loss the file is the old one or the new one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save_model(model: nn.Module, card: dict, directory: str | Path) -> Path:
-    """Save weights then card (the card is what makes a model visible), both atomically; returns the card path."""
+    """Save weights then card (the card is what makes a model visible), both atomically; returns the card path.
+
+    Weights and card change as one unit: a model saved over an existing one gets its weights under a new file
+    name, then the card that points at them, and only then is the old weights file removed, so a crash at any
+    moment leaves the old model or the new one, never a card whose weights do not match."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     name = card["name"]
-    weights = directory / f"{name}{WEIGHTS_SUFFIX}"
+    card_path = path_inside(directory, name, CARD_SUFFIX, what="model name")
+    directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    old = _current_weights(card_path)
+    weights = path_inside(directory, name, WEIGHTS_SUFFIX, what="model name")
+    if weights.exists():
+        weights = directory / f"{name}.{secrets.token_hex(6)}{WEIGHTS_SUFFIX}"
     atomic_write(weights, lambda p: save_file(state, str(p), metadata={"name": name}))
     card = {**card, "weights_file": weights.name, "sha256": sha256_file(weights),
             "size_bytes": weights.stat().st_size}
-    card_path = directory / f"{name}{CARD_SUFFIX}"
     atomic_write(card_path, lambda p: p.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n"))
+    if old is not None and old != weights and old.parent == directory:
+        old.unlink(missing_ok=True)
     return card_path
+
+
+def _current_weights(card_path: Path) -> Path | None:
+    """The weights file an existing card points at (None when there is no readable card)."""
+    try:
+        return card_path.parent / Path(read_card(card_path)["weights_file"]).name
+    except ModelFileError:
+        return None
 
 
 def _resolve_card(name_or_path: str | Path) -> Path:

@@ -146,9 +146,19 @@ def pair_wins(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"wins": wins, "shown": shown}).fillna(0).rename_axis("source_model").reset_index()
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet runs as a formula (OWASP: CSV injection)
+
+
+def neutralise_formula(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula, made inert with a leading apostrophe; others unchanged."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Raw answers for CSV/Parquet: provenance JSON kept as text, images left out."""
+    """Raw answers for CSV/Parquet: provenance JSON kept as text, images left out, no cell a formula."""
     out = frame.copy()
     if "provenance" in out:
         out["provenance"] = out.provenance.map(lambda p: p if isinstance(p, str) else json.dumps(p))
+    for column in out.select_dtypes(include=["object", "string"]).columns:
+        out[column] = out[column].map(neutralise_formula)
     return out

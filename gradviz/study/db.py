@@ -37,12 +37,20 @@ class StudyLocked(PermissionError):
     """A change refused because data or a pre-registration already depend on the current design."""
 
 
-SCHEMA_VERSION = 2  # 2: withdrawals and preregistrations (new tables only: create_all migrates v1)
+SCHEMA_VERSION = 3  # 2: withdrawals, preregistrations; 3: login_throttle, participant_tokens (new tables only:
+# create_all migrates)
 metadata = MetaData()
 
 schema_version = Table("schema_version", metadata, Column("version", Integer, primary_key=True),
                        Column("applied_at", String(40), nullable=False))
 settings = Table("settings", metadata, Column("key", String(64), primary_key=True), Column("value", Text))
+login_throttle = Table(  # researcher login attempts, shared by every replica (gradviz.study.auth)
+    "login_throttle", metadata,
+    Column("client", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("blocked_until", Float, nullable=False),
+    Column("window_start", Float, nullable=False),
+)
 counters = Table("counters", metadata, Column("name", String(64), primary_key=True),
                  Column("value", Integer, nullable=False))
 stimuli = Table(
@@ -76,6 +84,11 @@ participants = Table(
     Column("consented_at", String(40), nullable=False),
     Column("completed_at", String(40)),
     Column("user_agent", Text),
+)
+participant_tokens = Table(  # the key of each participant's own link: only its sha256 is stored
+    "participant_tokens", metadata,
+    Column("participant_id", String(64), primary_key=True),
+    Column("token_sha256", String(64), nullable=False),
 )
 responses = Table(
     "responses", metadata,

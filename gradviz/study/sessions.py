@@ -1,8 +1,11 @@
 """A participant's life in the database: register once, answer each trial once, resume anywhere, complete."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
+import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, exists, func, literal, select
@@ -13,7 +16,9 @@ from gradviz.study.db import (
     get_setting,
     insert_ignore,
     now,
+    participant_tokens,
     participants,
+    preregistrations,
     responses,
     stimuli,
     withdrawals,
@@ -23,6 +28,7 @@ from gradviz.study.stimulus_sets import load_set
 
 PROLIFIC_ID = re.compile(r"^[0-9a-f]{24}$")
 GENERIC_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
 
 
 def valid_participant_id(value: str | None) -> str | None:
@@ -30,6 +36,20 @@ def valid_participant_id(value: str | None) -> str | None:
     if value and (PROLIFIC_ID.match(value) or GENERIC_ID.match(value)):
         return value
     return None
+
+
+def checked_link_id(name: str, value: str | None) -> str | None:
+    """STUDY_ID or SESSION_ID from a participant's link: absent, or a plain id like a participant's; anything else
+    (too long, a formula, markup) is refused with a message instead of being stored."""
+    if value in (None, ""):
+        return None
+    if valid_participant_id(value) is None:
+        raise ValueError(f"{name} in the study link is not a plain id of at most 64 letters, digits, '_' or '-'")
+    return value
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass
@@ -40,6 +60,7 @@ class Participant:
     trials: list[dict]
     completed_at: str | None
     withdrawn_at: str | None = None
+    token: str | None = None  # the key of the participant's own link; only the registration that made it has it
 
 
 def active_set(engine: Engine) -> str:
@@ -47,6 +68,27 @@ def active_set(engine: Engine) -> str:
     if not set_id:
         raise NotReady("no stimulus set is active yet: the researcher must build one first")
     return set_id
+
+
+OPEN_UNREGISTERED = "open_unregistered"  # setting: "1" lets participants start before the design is frozen
+
+
+def closed_reason(engine: Engine) -> str | None:
+    """Why participants cannot start now (for the researcher), or None when the study is open: a stimulus set
+    must be active, and the design pre-registered unless the researcher explicitly opened it without."""
+    if not get_setting(engine, "active_set"):
+        return "no stimulus set is active"
+    with engine.connect() as conn:
+        frozen = conn.execute(select(func.count()).select_from(preregistrations)).scalar_one()
+    if not frozen and get_setting(engine, OPEN_UNREGISTERED) != "1":
+        return "the design is not pre-registered and the researcher has not opened the study without it"
+    return None
+
+
+def trials_per_participant(engine: Engine) -> int:
+    """How many trials each participant of the active set answers (every list of the Latin square has as many)."""
+    rows = load_set(engine, active_set(engine))
+    return len(make_trials(rows, 0, "count"))
 
 
 def find(engine: Engine, participant_id: str) -> Participant | None:
@@ -70,10 +112,12 @@ def register(engine: Engine, participant_id: str, study_id: str | None = None, s
     """Record consent and materialise the trial list; a second call (refresh, second tab, another replica)
     returns the first. The slot claim and the insert share one transaction, and a lost race rolls the claim
     back, so the Latin-square allocation never skips a slot."""
+    study_id, session_id = checked_link_id("STUDY_ID", study_id), checked_link_id("SESSION_ID", session_id)
     existing = find(engine, participant_id)
     if existing is not None:
         return existing
     set_id = active_set(engine)
+    token = secrets.token_urlsafe(24)
     stimuli_rows = load_set(engine, set_id)
     _, conditions, _, _ = index_set(stimuli_rows)
     try:
@@ -88,9 +132,31 @@ def register(engine: Engine, participant_id: str, study_id: str | None = None, s
                 "user_agent": user_agent}).rowcount
             if inserted == 0:
                 raise _AlreadyRegistered
+            conn.execute(participant_tokens.insert().values(participant_id=participant_id,
+                                                             token_sha256=_digest(token)))
     except _AlreadyRegistered:
-        pass
-    return find(engine, participant_id)
+        return find(engine, participant_id)
+    registered = find(engine, participant_id)
+    registered.token = token
+    return registered
+
+
+def authenticate(engine: Engine, participant_id: str, token: str | None) -> Participant | None:
+    """The participant, if `token` is the key their registration handed out (constant-time); else None.
+
+    A participant id alone is public (it travels in Prolific's links): answering, withdrawing and reading the
+    completion code all need the participant found here."""
+    if not token or not TOKEN.match(token):
+        return None
+    with engine.connect() as conn:
+        stored = conn.execute(select(participant_tokens.c.token_sha256)
+                              .where(participant_tokens.c.participant_id == participant_id)).scalar()
+    if stored is None or not hmac.compare_digest(stored, _digest(token)):
+        return None
+    found = find(engine, participant_id)
+    if found is not None:
+        found.token = token
+    return found
 
 
 def withdraw(engine: Engine, participant_id: str) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from gradviz.nets.architecture import LAYER_STYLES, ZOO_WIDTH
+from gradviz.paths import safe_name
 from gradviz.training.defenses import KEEP, SETTINGS, LossSettings, defense_spec, unused_settings
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -42,6 +43,8 @@ class TrainConfig:
     holdout: int = 0
 
     def validate(self) -> None:
+        if self.name is not None:
+            safe_name(self.name, "model name")
         spec = defense_spec(self.defense)
         if spec.penalised is not None and self.lam <= 0:
             raise ValueError(f"defense {self.defense!r} needs --lam > 0")
