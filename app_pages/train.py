@@ -9,7 +9,7 @@ import streamlit as st
 
 from app_pages.common import DEVICE, job_runner, pick_dataset, submit_job
 from gradviz.evaluation import figures
-from gradviz.nets.cards import list_models, refuse_zoo_name
+from gradviz.nets.cards import free_user_name, list_models, refuse_zoo_name
 from gradviz.nets.checkpoints import checkpoint_path, list_checkpoints
 from gradviz.paths import checkpoint_dir, user_model_dir
 from gradviz.training.config import LR_SCHEDULES, TrainConfig
@@ -97,7 +97,8 @@ if start:
                          init_from=init_from or None)
     try:
         config.validate()
-        refuse_zoo_name(config.name or config.default_name())
+        config.name = config.name or free_user_name(config.default_name())
+        refuse_zoo_name(config.name)
         existing = checkpoint_path(checkpoint_dir(), config.name or config.default_name())
         if existing.is_file():
             raise ValueError(f"an interrupted run named {existing.name.split('.')[0]!r} exists: resume or discard "

@@ -80,10 +80,11 @@ def test_a_recipe_entry_with_a_traversal_name_is_refused(tmp_path, capsys):
 HASH = auth.hash_password("correct horse battery", salt=b"0" * 16)
 
 
-def test_forty_parallel_wrong_passwords_reach_scrypt_at_most_five_times(tmp_path, monkeypatch):
-    from gradviz.study.db import make_engine
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_forty_parallel_wrong_passwords_reach_scrypt_at_most_five_times(backend, tmp_path, monkeypatch):
+    from study_helpers import engine_for_backend
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'study.sqlite'}")
+    engine, _ = engine_for_backend(backend, tmp_path)
     checked, real = [], auth.password_matches
     monkeypatch.setattr(auth, "password_matches", lambda g, c: checked.append(g) or real(g, c))
     results, start = [], threading.Barrier(40)
@@ -336,3 +337,9 @@ def test_a_researcher_looking_at_the_study_page_is_not_turned_into_a_participant
     assert at.title[0].value == "Consent" and not at.query_params  # no id put into the address before consent
     at.switch_page("app_pages/models.py").run()  # the navigation is still there: back to the lab
     assert not at.exception and at.title[0].value != "Consent"
+
+
+def test_a_user_models_default_name_steps_around_the_zoo(user_models, capsys):
+    code = main(["train", "--steps", "1", "--width", "8", "--batch-size", "16", "--device", "cpu"])
+    assert code == 0 and (user_models / "mnist-normal-2.json").is_file()
+    assert "mnist-normal-2" in capsys.readouterr().out

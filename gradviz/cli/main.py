@@ -13,7 +13,7 @@ from gradviz.attribution.methods import REGISTRY as SALIENCY_METHODS
 from gradviz.cli.zoo import add_zoo_parser, run_zoo
 from gradviz.data.datasets import DATASETS, DatasetNotFound, download_mnist, load_arrays
 from gradviz.nets.architecture import LAYER_STYLES, ZOO_WIDTH
-from gradviz.nets.cards import ModelFileError, list_models, require_dataset
+from gradviz.nets.cards import ModelFileError, free_user_name, list_models, require_dataset
 from gradviz.params import parse_settings
 from gradviz.training.defenses import DEFENSE_SPECS, DEFENSES, SETTINGS
 
@@ -107,6 +107,8 @@ def _train(args) -> int:
 
     config = _config(args)
     config.validate()
+    if args.out is None:  # a user model: never under a zoo model's name
+        config.name = config.name or free_user_name(config.default_name())
     checkpoint = checkpoint_path(args.checkpoint_dir or checkpoint_dir(), config.name or config.default_name())
     if args.resume and checkpoint.is_file():
         print(f"resuming from {checkpoint}", file=sys.stderr)

@@ -20,6 +20,16 @@ def refuse_zoo_name(name: str) -> None:
         raise ValueError(f"{name!r} is the name of a zoo model; choose another name for your model")
 
 
+def free_user_name(base: str) -> str:
+    """`base`, or `base-2`, `base-3` … when a zoo model has it: the name a user model gets when none was given
+    (a normal MNIST model would otherwise be called mnist-normal, which the zoo's is)."""
+    name, k = base, 1
+    while (ZOO_DIR / f"{name}{CARD_SUFFIX}").is_file():
+        k += 1
+        name = f"{base}-{k}"
+    return name
+
+
 def require_dataset(cards: dict[str, dict], dataset: str) -> None:
     """Refuse models trained on another dataset than the one they are about to see."""
     wrong = [name for name, card in cards.items() if card["dataset"] != dataset]

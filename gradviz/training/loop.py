@@ -18,7 +18,7 @@ from torch import nn
 from gradviz import __version__
 from gradviz.data.datasets import dataset_hashes, dataset_source, load_dataset, validation_split
 from gradviz.nets.architecture import PaperCNN, channels_last, describe
-from gradviz.nets.cards import refuse_zoo_name
+from gradviz.nets.cards import free_user_name, refuse_zoo_name
 from gradviz.nets.checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from gradviz.nets.store import load_model, save_model
 from gradviz.paths import user_model_dir
@@ -306,8 +306,9 @@ def train_and_save(config: TrainConfig, out: str | Path | None = None, **kwargs)
 
     A checkpoint passed on to train_model is deleted only once the finished model is safely on disk.
     """
-    if out is None:
-        refuse_zoo_name(config.name or config.default_name())
+    if out is None:  # a user model: its own name, or the default one stepped around the zoo's names
+        config = replace(config, name=config.name or free_user_name(config.default_name()))
+        refuse_zoo_name(config.name)
     model, card = train_model(config, **kwargs)
     path = save_model(model, card, out or user_model_dir())
     if kwargs.get("checkpoint") is not None:
