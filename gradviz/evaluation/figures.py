@@ -41,8 +41,11 @@ def house_style(fig: go.Figure, height: int, title: str | None = None, legend: s
     """The layout rules every gradviz figure follows: the title at the top left, in its own space; the legend
     outside the plotting area (above it, or to the right of figures with subplot titles), never over data, tick
     labels or axis titles; margins that grow to fit long tick labels; subplot titles in a smaller font."""
+    # Subplot titles sit above their panels, where automargin does not look: leave room for their lines.
+    lines = max((a.text.count("<br>") + 1 for a in fig.layout.annotations if a.yref and a.yref.endswith("paper")),
+                default=0)
     fig.update_layout(
-        height=height, margin=dict(l=10, r=10, t=10, b=10),
+        height=height, margin=dict(l=10, r=10, t=10 + 18 * lines, b=10),
         showlegend=legend is not None, legend=LEGEND_RIGHT if legend == "right" else LEGEND_ABOVE,
         title=dict(text=title or "", x=0, xanchor="left", yref="container", y=0.98, yanchor="top",
                    automargin=True, font=dict(size=14)),
@@ -173,7 +176,7 @@ def saliency_grid(image: np.ndarray, maps: list[np.ndarray], titles: list[str], 
                                  hovertemplate="pixel %{y},%{x}: %{z:.3f}<extra></extra>"), row=1, col=i)
     fig.update_layout(coloraxis=dict(colorscale=DIVERGING if signed else SEQUENTIAL, cmin=-1 if signed else 0,
                                      cmax=1, colorbar=dict(title="relative", thickness=12)))
-    house_style(fig, 300, legend=None)
+    house_style(fig, 330, legend=None)
     _square_pixels(fig, n)
     return fig
 
