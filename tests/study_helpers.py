@@ -46,6 +46,16 @@ def install_set(engine, rows, open_unregistered: bool = True) -> str:
     return rows[0]["set_id"]
 
 
+def sqlite_study(tmp_path, monkeypatch, completion_code: str):
+    """A study database file the pages use (GRADVIZ_DB_URL), holding a small open synthetic set and a code."""
+    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    monkeypatch.setenv("GRADVIZ_DB_URL", url)
+    engine = make_engine(url)
+    install_set(engine, synthetic_rows(n_items=4, n_attention=1))
+    set_setting(engine, "completion_code", completion_code)
+    return engine
+
+
 def fresh_postgres(url: str) -> str:
     engine = create_engine(url)
     with engine.begin() as conn:

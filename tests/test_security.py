@@ -213,16 +213,9 @@ def test_listing_checkpoints_survives_one_that_vanishes(tmp_path, monkeypatch):
 
 @pytest.fixture
 def open_study(tmp_path, monkeypatch):
-    from study_helpers import install_set, synthetic_rows
+    from study_helpers import sqlite_study
 
-    from gradviz.study.db import make_engine, set_setting
-
-    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
-    monkeypatch.setenv("GRADVIZ_DB_URL", url)
-    engine = make_engine(url)
-    install_set(engine, synthetic_rows(n_items=4, n_attention=1))
-    set_setting(engine, "completion_code", "SECRET7")
-    return engine
+    return sqlite_study(tmp_path, monkeypatch, "SECRET7")
 
 
 def study_page(pid: str | None = None, token: str | None = None, **params) -> AppTest:

@@ -4,23 +4,18 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from study_helpers import install_set, synthetic_rows
+from study_helpers import sqlite_study
 
 from gradviz.study import sessions
 from gradviz.study.auth import hash_password
-from gradviz.study.db import make_engine, set_setting
+from gradviz.study.db import set_setting
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def study_db(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
-    monkeypatch.setenv("GRADVIZ_DB_URL", url)
-    engine = make_engine(url)
-    install_set(engine, synthetic_rows(n_items=4, n_attention=1))
-    set_setting(engine, "completion_code", "C0DE42")
-    return engine
+    return sqlite_study(tmp_path, monkeypatch, "C0DE42")
 
 
 def participant(pid: str, token: str | None = None) -> AppTest:
