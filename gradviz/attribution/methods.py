@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from captum.attr import GuidedBackprop, InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
 from torch import nn
 
 from gradviz.attribution.measures import input_gradient
@@ -60,15 +59,23 @@ def _gradient_logp(model, x, label, cls, seed):
     return input_gradient(model, x, cls, "logp")
 
 
+# captum is imported by the methods that use it, not with the registry: every CLI command reads the registry for
+# its choices, and importing captum there doubled the start-up of commands that never explain anything.
 def _saliency(model, x, label, cls, seed):
+    from captum.attr import Saliency
+
     return Saliency(model).attribute(x, target=cls, abs=False)
 
 
 def _integrated_gradients(model, x, label, cls, seed, n_steps):
+    from captum.attr import IntegratedGradients
+
     return IntegratedGradients(model).attribute(x, target=cls, n_steps=n_steps)
 
 
 def _smoothgrad(model, x, label, cls, seed, samples, stdev):
+    from captum.attr import NoiseTunnel, Saliency
+
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
         return NoiseTunnel(Saliency(model)).attribute(x, target=cls, nt_type="smoothgrad", nt_samples=samples,
@@ -76,10 +83,14 @@ def _smoothgrad(model, x, label, cls, seed, samples, stdev):
 
 
 def _guided_backprop(model, x, label, cls, seed):
+    from captum.attr import GuidedBackprop
+
     return GuidedBackprop(model).attribute(x, target=cls)
 
 
 def _input_x_gradient(model, x, label, cls, seed):
+    from captum.attr import InputXGradient
+
     return InputXGradient(model).attribute(x, target=cls)
 
 
