@@ -246,28 +246,34 @@ def _study_preregister(engine, args) -> int:
     return 0
 
 
+def _models_of(args) -> tuple[dict, dict]:
+    """--models loaded on --device (default cpu) as ({name: model}, {name: card}), all of --dataset."""
+    from gradviz.nets.store import load_model
+
+    loaded = {n: load_model(n, args.device or "cpu") for n in args.models.split(",") if n}
+    cards = {n: c for n, (_, c) in loaded.items()}
+    require_dataset(cards, args.dataset)
+    return {n: m for n, (m, _) in loaded.items()}, cards
+
+
 def _grid(args) -> int:
     from gradviz.data.datasets import load_dataset
     from gradviz.data.images import to_png16
     from gradviz.evaluation.grids import first_of_each_class, mosaic, provenance, target_grid
-    from gradviz.nets.store import load_model
 
-    names = [m for m in args.models.split(",") if m]
+    models, cards = _models_of(args)
     device = args.device or "cpu"
-    loaded = {n: load_model(n, device) for n in names}
-    cards = {n: c for n, (_, c) in loaded.items()}
-    require_dataset(cards, args.dataset)
     x, y = first_of_each_class(*load_dataset(args.dataset, "test", args.data_dir), per_class=args.per_class)
     params = parse_attack_params(args.param)
     stray = sorted(set(params) - {args.attack})
     if stray:
         raise ValueError(f"--param names {', '.join(stray)}, but the grid's attack is {args.attack}")
-    grid = target_grid({n: m for n, (m, _) in loaded.items()}, x.to(device), y, attack=args.attack, eps=args.eps,
+    grid = target_grid(models, x.to(device), y, attack=args.attack, eps=args.eps,
                        params=params.get(args.attack))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = f"first {args.per_class} test image(s) of each class"
-    for name in names:
+    for name in models:
         record = provenance(grid, name, args.iteration, cards, args.dataset, rows)
         stem = out / f"{name}-{args.attack}-it{record['iteration']}"
         stem.with_suffix(".png").write_bytes(to_png16(mosaic(grid.cells(name, args.iteration))))
@@ -283,21 +289,18 @@ def _saliency(args) -> int:
     from gradviz.attribution.methods import explain, get_method, normalise
     from gradviz.data.datasets import load_dataset
     from gradviz.data.images import to_png16
-    from gradviz.nets.store import load_model
 
     entry = get_method(args.method)
     given = parse_settings(args.param, "--param", example="integrated-gradients.n_steps=64")
     settings = entry.settings(given.pop(entry.name, {}))
     if given:
         raise ValueError(f"--param names {', '.join(given)}, but the method is {entry.name}")
-    names = [m for m in args.models.split(",") if m]
-    loaded = {n: load_model(n, args.device or "cpu") for n in names}
-    require_dataset({n: c for n, (_, c) in loaded.items()}, args.dataset)
+    models, _ = _models_of(args)
     x, y = load_dataset(args.dataset, "test", args.data_dir)
     if not 0 <= args.index < len(x):
         raise ValueError(f"--index must lie in [0, {len(x) - 1}], got {args.index}")
     image, label = x[args.index:args.index + 1].to(args.device or "cpu"), int(y[args.index])
-    views = explain({n: m for n, (m, _) in loaded.items()}, image, label, entry.name, args.cls, **settings)
+    views = explain(models, image, label, entry.name, args.cls, **settings)
     maps, scales = normalise([v["map"] for v in views.values()], shared=not args.own_scale, signed=False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
