@@ -154,16 +154,18 @@ def _reserve(engine: Engine, client: str, step: Callable[[object], dict | None])
     return False  # contention beyond reason: refuse rather than check unthrottled
 
 
-def _client_wait(engine: Engine, client: str, now: float) -> float:
+def _stored(engine: Engine, client: str, column: str) -> float:
     with engine.begin() as conn:
-        until = conn.execute(select(login_throttle.c.blocked_until).where(login_throttle.c.client == client)).scalar()
-    return max(0.0, (until or 0.0) - now)
+        value = conn.execute(select(login_throttle.c[column]).where(login_throttle.c.client == client)).scalar()
+    return value or 0.0
+
+
+def _client_wait(engine: Engine, client: str, now: float) -> float:
+    return max(0.0, _stored(engine, client, "blocked_until") - now)
 
 
 def _global_wait(engine: Engine, now: float) -> float:
-    with engine.begin() as conn:
-        start = conn.execute(select(login_throttle.c.window_start).where(login_throttle.c.client == GLOBAL)).scalar()
-    return max(0.0, (start or 0.0) + WINDOW - now)
+    return max(0.0, _stored(engine, GLOBAL, "window_start") + WINDOW - now)
 
 
 def session_expired(last_seen: float | None, now: float | None = None) -> bool:
