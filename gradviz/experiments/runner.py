@@ -65,6 +65,9 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     if address is None or is_loopback(address):
         loopback_only()
+        # Ray's usage statistics probe the cloud metadata address (169.254.169.254) from the driver: a local run
+        # talks to nothing beyond this machine.
+        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     # Trials report one line each (runner.progress_line); their own logs stay in Ray's session folder, errors come
     # back by name.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
