@@ -27,6 +27,8 @@ else:
         "Explore": [
             st.Page("app_pages/models.py", title="Models", icon=":material/table_view:", default=True),
             st.Page("app_pages/saliency.py", title="Saliency", icon=":material/gradient:"),
+            st.Page("app_pages/sanity.py", title="Sanity checks", icon=":material/fact_check:", url_path="sanity"),
+            st.Page("app_pages/interpretability.py", title="Interpretability", icon=":material/analytics:"),
             st.Page("app_pages/attack_lab.py", title="Attack lab", icon=":material/bolt:"),
             st.Page("app_pages/grids.py", title="Target grids", icon=":material/grid_view:", url_path="grids"),
             st.Page("app_pages/robustness.py", title="Robustness", icon=":material/shield:"),

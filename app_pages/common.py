@@ -10,6 +10,7 @@ from PIL import Image
 
 from gradviz import list_models, load_model
 from gradviz.attacks.registry import Attack
+from gradviz.attribution.sanity import SanityResult, cascading_check
 from gradviz.data.datasets import CLASS_NAMES, DATASETS, load_sample
 from gradviz.data.images import ImageError, prepare_digit
 from gradviz.jobs import JobHandle, JobRunner
@@ -52,6 +53,15 @@ def submit_job(name: str, fn) -> JobHandle:
 def sample(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = load_sample(dataset)
     return x.numpy(), y.numpy()
+
+
+@st.cache_data(max_entries=64, show_spinner="Randomising the model layer by layer…")
+def sanity_check(dataset: str, model: str, sha256: str, method: str, n: int = 16) -> SanityResult:
+    """The cascading randomisation check of one model and method (default settings) on the first n images of
+    the test sample; keyed by the model's hash, so a retrained model is checked again."""
+    xs, ys = sample(dataset)
+    net = models_named([model], dataset)[model]
+    return cascading_check(net, torch.from_numpy(xs[:n]).to(DEVICE), torch.from_numpy(ys[:n]).to(DEVICE), method)
 
 
 def cards_of(dataset: str) -> dict[str, dict]:

@@ -11,6 +11,7 @@ from app_pages.common import (
     pick_image,
     pick_models,
     sample,
+    sanity_check,
 )
 from gradviz.attribution.measures import gradient_norms, zero_share
 from gradviz.attribution.methods import REGISTRY as METHODS
@@ -38,6 +39,14 @@ with right:
                            key="explain")
     settings = entry.settings({p.name: param_widget(p, f"saliency_{method}_{p.name}", p.default)
                                for p in entry.params})
+    cards = cards_of(dataset)
+    checks = {n: sanity_check(dataset, n, cards[n]["sha256"], method) for n in chosen}
+    failed = {n: r for n, r in checks.items() if r.fails}
+    if failed:
+        st.warning(f"⚠ {entry.label} fails the sanity check on " + ", ".join(
+            f"{n} ({r.mean_similarity:.2f})" for n, r in failed.items()) + ": its maps stay alike when the "
+            "model's weights are replaced by random ones, so they show the image more than what the model "
+            "learned. See the Sanity checks page.", icon=":material/warning:")
     c1, c2, c3 = st.columns(3)
     signed = c1.toggle("Signed", value=True, key="signed", persist_state="session",
                        help="Signed: red raises the objective, blue lowers it. Off: absolute values.")
@@ -67,7 +76,6 @@ def norms_for(dataset: str, hashes: tuple[tuple[str, str], ...]):
     return gradient_norms(chosen_models, torch.from_numpy(xs).to(DEVICE), torch.from_numpy(ys).to(DEVICE))
 
 
-cards = cards_of(dataset)
 norms = norms_for(dataset, tuple((n, cards[n]["sha256"]) for n in chosen))
 st.plotly_chart(figures.norm_boxplot(norms), width="stretch", key="norms")
 zeros = zero_share(norms)

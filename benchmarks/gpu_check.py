@@ -10,7 +10,6 @@ Usage: python -m benchmarks.gpu_check [--device cuda] [--n 10000] [--attack-n 10
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from functools import partial
 from pathlib import Path
@@ -23,17 +22,12 @@ from gradviz.attacks.registry import REGISTRY
 from gradviz.attribution.methods import explain
 from gradviz.data.datasets import load_dataset
 from gradviz.evaluation.matrix import PAPER_EPS, EvalConfig, default_models, evaluate
+from gradviz.machine import device_description
 from gradviz.nets.architecture import channels_last
 from gradviz.nets.store import load_model
 from gradviz.training.defenses import ADVERSARIAL, DEFENSES, REGULARIZED, LossSettings
 
 L0_SHARE = 10  # pixel-budget attacks (JSMA: up to 98 Jacobian steps) run on a tenth of --attack-n, scaled up
-
-
-def device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def dashboard_rows(models: dict, x: torch.Tensor, label: int, device: str, repeats: int) -> list[tuple]:
@@ -103,7 +97,7 @@ def evaluation_rows(device: str, n: int) -> list[tuple]:
 
 
 def markdown(rows: list[tuple], device: str, started: float) -> str:
-    lines = [f"Device check on **{device_name(device)}** (torch {torch.__version__}), "
+    lines = [f"Device check on **{device_description(device)}** (torch {torch.__version__}), "
              f"{time.perf_counter() - started:.0f} s in all.", "",
              "| part | what | time | relative |", "|---|---|---|---|"]
     lines += [f"| {' | '.join(str(c) for c in row)} |" for row in rows]

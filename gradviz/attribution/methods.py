@@ -109,6 +109,9 @@ REGISTRY: dict[str, SaliencyMethod] = {m.name: m for m in (
     SaliencyMethod("guided-backprop", "captum GuidedBackprop", True, _guided_backprop, hooks_model=True),
     SaliencyMethod("input-x-gradient", "captum InputXGradient", True, _input_x_gradient),
 )}
+# The methods an interpretation run scores unless told otherwise: the paper's input gradient and the three that
+# explanation papers compare it with most often.
+DEFAULT_METHODS = ("gradient-logp", "integrated-gradients", "smoothgrad", "guided-backprop")
 _locks: dict[int, threading.Lock] = defaultdict(threading.Lock)
 
 

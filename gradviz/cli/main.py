@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gradviz.attacks.registry import REGISTRY, attack_names, parse_attack_params
 from gradviz.attribution.methods import REGISTRY as SALIENCY_METHODS
+from gradviz.cli.interpret import add_interpret_parser, run_interpret
 from gradviz.cli.zoo import add_zoo_parser, run_zoo
 from gradviz.data.datasets import DATASETS, DatasetNotFound, download_mnist, load_arrays
 from gradviz.nets.architecture import LAYER_STYLES, ZOO_WIDTH
@@ -373,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--heatmap-eps", type=float, default=0.3)
     e.add_argument("--no-report", action="store_true", help="skip the HTML report")
     e.add_argument("--out", required=True)
+    add_interpret_parser(sub)
     r = sub.add_parser("reproduce", help="write docs/REPRODUCTION.md from evaluation result folders")
     r.add_argument("--mnist", required=True, help="result folder of an mnist evaluate run")
     r.add_argument("--fashion", default=None, help="result folder of a fashion-mnist evaluate run")
@@ -445,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"train": _train, "zoo": run_zoo, "evaluate": _evaluate, "reproduce": _reproduce, "study": _study,
-            "grid": _grid, "saliency": _saliency, "models": _models, "data": _data}
+            "grid": _grid, "saliency": _saliency, "models": _models, "data": _data, "interpret": run_interpret}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from gradviz.attacks.registry import Attack, attack_names, get_attack, pixels_ch
 from gradviz.data.datasets import dataset_source, load_dataset
 from gradviz.evaluation.masking import masking_verdict, vanishing_gradient_share
 from gradviz.evaluation.stats import wilson_interval
+from gradviz.machine import device_description
 from gradviz.nets.architecture import channels_last
 from gradviz.nets.cards import list_models, require_dataset
 from gradviz.nets.store import atomic_write, load_model
@@ -276,15 +277,14 @@ def evaluation_summary(result: EvalResult) -> str:
 
 
 def _provenance(config: EvalConfig, cards: dict, seconds: float, reused: int, blocks: int) -> dict:
-    device = (torch.cuda.get_device_name(torch.device(config.device)) if config.device.startswith("cuda")
-              else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)")
     return {
         "config": asdict(config), "models": {n: {"sha256": c["sha256"], "defense": c["defense"],
                                                   "lam": c.get("lam"), "eps": c.get("eps"),
                                                   "card": c.get("card_path")}
                                               for n, c in cards.items()},
         "data_source": dataset_source(config.dataset, config.data_dir), "images": "first n of the test split",
-        "device": device, "seconds": round(seconds, 2), "cached_blocks_reused": f"{reused}/{blocks}",
+        "device": device_description(config.device), "seconds": round(seconds, 2),
+        "cached_blocks_reused": f"{reused}/{blocks}",
         "versions": {"gradviz": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -17,6 +17,7 @@ from torch import nn
 
 from gradviz import __version__
 from gradviz.data.datasets import dataset_hashes, dataset_source, load_dataset, validation_split
+from gradviz.machine import device_description
 from gradviz.nets.architecture import PaperCNN, channels_last, describe
 from gradviz.nets.cards import free_user_name, refuse_zoo_name
 from gradviz.nets.checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
@@ -194,11 +195,6 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def _device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return f"cuda ({torch.cuda.get_device_name(torch.device(device))})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
 
 def _new_model(config: TrainConfig, exact_double_backprop: bool) -> PaperCNN:
     """A fresh model, channels-last on CPU unless it is trained by exact double backprop.
@@ -295,7 +291,7 @@ def _card(config: TrainConfig, model: PaperCNN, final: dict, seconds: float, tes
         "clean_test_accuracy": test_acc,
         "n_test": n_test,
         "train_seconds": round(seconds, 1),
-        "device": _device_name(config.device),
+        "device": device_description(config.device),
         "versions": _versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -1,0 +1,50 @@
+"""Sanity checks page: Adebayo et al.'s cascading randomisation, live, with the methods that fail it flagged."""
+import numpy as np
+import streamlit as st
+
+from app_pages.common import cards_of, pick_dataset, sample, sanity_check
+from gradviz.attribution.methods import DEFAULT_METHODS
+from gradviz.attribution.methods import REGISTRY as METHODS
+from gradviz.attribution.sanity import FAIL_SIMILARITY
+from gradviz.data.datasets import CLASS_NAMES
+from gradviz.evaluation.interpretation_figures import sanity_curves, sanity_maps
+
+st.title("Sanity checks")
+st.caption("A saliency map should depend on what the model learned. Here the model's layers are replaced by "
+           "random weights one by one, from the logits down, and each method explains the same images again "
+           "(Adebayo et al., *Sanity Checks for Saliency Maps*, NeurIPS 2018). A method whose maps stay alike "
+           "shows the image, not the model, and is flagged.")
+dataset = pick_dataset()
+cards = cards_of(dataset)
+if not cards:
+    st.warning(f"No models for {dataset}. Train one on the Train page or with `python -m gradviz train`.")
+    st.stop()
+c1, c2, c3 = st.columns([1, 2, 1])
+names = list(cards)
+model = c1.selectbox("Model", names, index=names.index(f"{dataset}-normal") if f"{dataset}-normal" in names else 0,
+                     key=f"sanity_model_{dataset}", persist_state="session")
+methods = c2.multiselect("Methods", list(METHODS), default=[*DEFAULT_METHODS, "input-x-gradient"],
+                         format_func=lambda m: METHODS[m].label, key="sanity_methods", persist_state="session")
+n = c3.slider("Test images", 4, 100, 16, 4, key="sanity_n", persist_state="session",
+              help="the first N images of the committed test sample; the curve is their mean")
+if not methods:
+    st.info("Pick at least one method.")
+    st.stop()
+
+results = {m: sanity_check(dataset, model, cards[model]["sha256"], m, n) for m in methods}
+layers = next(iter(results.values())).layers
+st.plotly_chart(sanity_curves(layers, {m: r.similarity for m, r in results.items()}, FAIL_SIMILARITY),
+                width="stretch", key="sanity_curves")
+st.dataframe(
+    [{"method": m, "mean similarity over the cascade": round(r.mean_similarity, 3),
+      "after every layer is random": round(float(np.nanmean(r.similarity[-1])), 3),
+      "verdict": "⚠ fails: follows the image" if r.fails else "passes: follows the weights"}
+     for m, r in results.items()], hide_index=True, width="stretch")
+st.caption(f"Rank correlation of |map| with the trained model's, mean over {n} images; a method is flagged when "
+           f"its mean over the cascade is {FAIL_SIMILARITY} or more (the flag the Saliency page shows).")
+
+_, ys = sample(dataset)
+index = st.slider("Image", 0, n - 1, 0, key="sanity_image", persist_state="session")
+st.subheader(f"Test sample #{index} ({CLASS_NAMES[dataset][int(ys[index])]}), |map| each on its own scale")
+st.plotly_chart(sanity_maps({m: r.maps[:, index] for m, r in results.items()}, layers), width="stretch",
+                key="sanity_maps")
