@@ -14,6 +14,10 @@ if [ "${1:-}" = "--dev" ]; then  # the tests also drive Debian's Chromium and a 
   command -v chromium >/dev/null || missing+=(chromium)
   command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
   command -v caddy >/dev/null || missing+=(caddy)  # the reverse proxy of the two-replica failover test
+  # Quantus (the metric oracle) imports OpenCV, whose wheel links the system's libGL and GLib.
+  libraries="$(ldconfig -p)"  # read whole: `ldconfig -p | grep -q` can fail on SIGPIPE under pipefail
+  grep -q 'libGL\.so\.1 ' <<<"$libraries" || missing+=(libgl1)
+  grep -q 'libgthread-2\.0\.so\.0 ' <<<"$libraries" || missing+=(libglib2.0-0)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq

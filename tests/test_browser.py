@@ -12,7 +12,8 @@ from benchmarks.study_load import CHROMIUM, CHROMIUM_ARGS, start_streamlit
 from gradviz.study.auth import hash_password
 
 PAGES = {"": "Models", "saliency": "Saliency", "attack_lab": "Attack lab", "robustness": "Robustness",
-         "train": "Train", "grids": "Target grids", "experiments": "Experiments"}
+         "train": "Train", "grids": "Target grids", "experiments": "Experiments", "sanity": "Sanity checks",
+         "interpretability": "Interpretability"}
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
                                 reason="Debian's chromium is not installed (CI installs it)")

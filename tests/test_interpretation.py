@@ -174,3 +174,31 @@ def test_interpretability_page_reads_results_drills_down_and_starts_a_run(user_m
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(read_interpretation(job.result).summary) == 2
+
+
+def test_paired_differences_point_the_way_each_metric_is_good():
+    from gradviz.evaluation.interpretation_claims import paired_difference, verdict
+
+    images = np.arange(50)
+    noise = np.random.default_rng(0).normal(0, 0.01, 50)
+    scores = pd.concat([pd.DataFrame({"model": "reg", "method": "g", "metric": "deletion", "image": images,
+                                      "score": 0.3 + noise}),
+                        pd.DataFrame({"model": "base", "method": "g", "metric": "deletion", "image": images,
+                                      "score": 0.5 + noise})])
+    diff, low, high, n = paired_difference(scores, "reg", "base", "g", "deletion")
+    assert n == 50 and np.isclose(diff, 0.2) and low > 0 and verdict(low, high) == "supports"  # lower is better
+    diff, low, high, _ = paired_difference(scores, "base", "reg", "g", "deletion")
+    assert diff < 0 and verdict(low, high) == "contradicts"
+    assert verdict(-0.1, 0.1) == "inconclusive"
+
+
+def test_reproduction_gains_the_interpretability_section(tmp_path):
+    from gradviz.evaluation.reproduction import write_reproduction
+
+    write_interpretation(interpret(InterpretConfig(**SMALL), progress=False), tmp_path / "interp")
+    text = write_reproduction(ROOT / "docs/results/mnist", None, tmp_path / "R.md",
+                              interpretation=[tmp_path / "interp"]).read_text()
+    assert "## Interpretability, measured" in text
+    assert "#### mnist-gradreg against mnist-normal: gradient-logp" in text
+    assert "the map is sharper" in text and "sparseness ↑" in text
+    assert "guided-backprop" in text.split("Interpretability, measured")[1]

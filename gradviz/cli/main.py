@@ -145,7 +145,8 @@ def _reproduce(args) -> int:
     from gradviz.evaluation.reproduction import write_reproduction
 
     preamble = Path(args.preamble).read_text() if args.preamble else ""
-    print(f"written {write_reproduction(args.mnist, args.fashion, args.out, preamble, args.mnist_beyond)}")
+    path = write_reproduction(args.mnist, args.fashion, args.out, preamble, args.mnist_beyond, args.interpretation)
+    print(f"written {path}")
     return 0
 
 
@@ -380,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fashion", default=None, help="result folder of a fashion-mnist evaluate run")
     r.add_argument("--mnist-beyond", action="append", default=[], metavar="FOLDER",
                    help="result folder of stronger transfer attacks (e.g. mifgsm) on the same MNIST models, repeatable")
+    r.add_argument("--interpretation", action="append", default=[], metavar="FOLDER",
+                   help="result folder of an interpret run (the section 'Interpretability, measured'), repeatable")
     r.add_argument("--preamble", default=None, help="Markdown file with the prose that precedes the tables")
     r.add_argument("--out", default="docs/REPRODUCTION.md")
     st = sub.add_parser("study", formatter_class=_Help,

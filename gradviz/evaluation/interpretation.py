@@ -252,7 +252,8 @@ def write_interpretation(result: InterpretResult, out: str | Path) -> Path:
     """scores.csv.gz (per image, a gzipped tidy CSV), summary.csv and provenance.json into `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "scores.csv.gz", lambda p: result.scores.to_csv(p, index=False, compression="gzip"))
+    atomic_write(out / "scores.csv.gz", lambda p: result.scores.to_csv(p, index=False, compression="gzip",
+                                                                              float_format="%.6g"))
     atomic_write(out / "summary.csv", lambda p: result.summary.to_csv(p, index=False))
     atomic_write(out / "provenance.json", lambda p: p.write_text(json.dumps(result.provenance, indent=2,
                                                                             default=str)))

@@ -27,6 +27,8 @@ from gradviz.evaluation.claims import (
     transfer_verdicts,
     verdicts,
 )
+from gradviz.evaluation.interpretation import read_interpretation
+from gradviz.evaluation.interpretation_claims import interpretation_section
 from gradviz.evaluation.matrix import EvalResult, read_results
 from gradviz.evaluation.paper import PAPER_CLEAN, PAPER_FGSM_FROM_NORMAL, PAPER_MEAN_TRANSFER, PAPER_WHITEBOX
 from gradviz.evaluation.report import INTERPRETABILITY_IMAGES
@@ -187,10 +189,30 @@ def beyond_the_paper(main: EvalResult, extra: EvalResult) -> list[str]:
     return out
 
 
+def interpretation_lines(folders: list[str | Path]) -> list[str]:
+    """"Interpretability, measured": per interpretation run, its dataset's gradreg against normal and advtrain."""
+    if not folders:
+        return []
+    lines = ["## Interpretability, measured", "",
+             "Does gradient regularization make the input gradient a better explanation? Each metric is scored per "
+             "image on the same test images; the difference to the other model is paired by image, oriented so that "
+             "positive means the regularized model is better, with a 95% bootstrap interval. A verdict *supports* "
+             "or *contradicts* the claim only when the interval excludes 0. Maps are divided by their own largest "
+             "value first, so small gradients alone earn nothing.", ""]
+    for folder in folders:
+        result = read_interpretation(folder)
+        dataset = result.provenance["config"]["dataset"]
+        lines += [f"### {dataset}", "", *interpretation_section(result, f"{dataset}-gradreg",
+                                                               [f"{dataset}-normal", f"{dataset}-advtrain"])]
+    return lines
+
+
 def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str | Path, preamble: str = "",
-                       mnist_beyond: list[str | Path] | None = None) -> Path:
+                       mnist_beyond: list[str | Path] | None = None,
+                       interpretation: list[str | Path] | None = None) -> Path:
     """Write the report; `preamble` is prose (setup, differences) placed before the generated tables;
-    `mnist_beyond`: result folders of attacks beyond the paper on the same MNIST models and images."""
+    `mnist_beyond`: result folders of attacks beyond the paper on the same MNIST models and images;
+    `interpretation`: folders of `interpret` runs (the section "Interpretability, measured")."""
     result = read_results(mnist)
     prov = result.provenance
     lines = ["# Reproduction of Ross & Doshi-Velez (AAAI 2018)", "",
@@ -216,6 +238,7 @@ def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str |
                   "### Which claims held", "", *_verdict_lines(verdicts(ffacts, fr)), "",
                   *_section(ffacts, with_paper=False), *_masking_rows(fr), "",
                   *_interpretability(Path(fashion), ffacts.names, ffacts.masked_models()), ""]
+    lines += interpretation_lines(interpretation or [])
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
