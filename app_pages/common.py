@@ -41,6 +41,20 @@ def job_runner() -> JobRunner:
     return JobRunner()
 
 
+@st.fragment(run_every=1.0)
+def job_status(state_key: str, doing: str, unit: str, finished: str) -> None:
+    """Progress of the background job whose id the session keeps under `state_key`, then its result or error."""
+    job = job_runner().jobs.get(st.session_state.get(state_key, ""))
+    if job is None:
+        return
+    if job.state in ("queued", "running"):
+        st.progress(job.fraction, text=f"{doing}: {job.message or 'starting…'} ({job.done}/{job.total} {unit})")
+    elif job.state == "done":
+        st.success(f"{finished} finished: {job.result}")
+    else:
+        st.error(f"{finished} {job.state}: {job.error}")
+
+
 def submit_job(name: str, fn) -> JobHandle:
     """Queue work on the shared runner. In study mode only a logged-in researcher may: a participant (or anyone
     who is not logged in) cannot occupy the one job thread."""

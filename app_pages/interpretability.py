@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app_pages.common import DEVICE, job_runner, models_named, pick_dataset, submit_job
+from app_pages.common import DEVICE, job_status, models_named, pick_dataset, submit_job
 from gradviz.attribution.methods import DEFAULT_METHODS, get_method
 from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.attribution.metrics import REGISTRY as METRICS
@@ -57,20 +57,7 @@ with st.expander("Run a new analysis", expanded=False):
             st.session_state["interpret_job"] = submit_job(f"interpret {dataset}", work).id
 
 
-@st.fragment(run_every=1.0)
-def job_status() -> None:
-    job = job_runner().jobs.get(st.session_state.get("interpret_job", ""))
-    if job is None:
-        return
-    if job.state in ("queued", "running"):
-        st.progress(job.fraction, text=f"Scoring: {job.message or 'starting…'} ({job.done}/{job.total} cells)")
-    elif job.state == "done":
-        st.success(f"Analysis finished: {job.result}")
-    else:
-        st.error(f"Analysis {job.state}: {job.error}")
-
-
-job_status()
+job_status("interpret_job", "Scoring", "cells", "Analysis")
 
 folders = {k: v for k, v in interpretation_folders().items() if k.split(" ")[0].startswith(f"{dataset}-")}
 if not folders:

@@ -3,7 +3,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from app_pages.common import DEVICE, job_runner, pick_dataset, submit_job
+from app_pages.common import DEVICE, job_status, pick_dataset, submit_job
 from gradviz.attacks.registry import REGISTRY, attack_title
 from gradviz.evaluation import figures
 from gradviz.evaluation.matrix import (
@@ -48,20 +48,7 @@ with st.expander("Run a new evaluation", expanded=False):
             st.session_state["eval_job"] = submit_job(f"evaluate {dataset}", work).id
 
 
-@st.fragment(run_every=1.0)
-def job_status() -> None:
-    job = job_runner().jobs.get(st.session_state.get("eval_job", ""))
-    if job is None:
-        return
-    if job.state in ("queued", "running"):
-        st.progress(job.fraction, text=f"Evaluating: {job.message or 'starting…'} ({job.done}/{job.total} blocks)")
-    elif job.state == "done":
-        st.success(f"Evaluation finished: {job.result}")
-    else:
-        st.error(f"Evaluation {job.state}: {job.error}")
-
-
-job_status()
+job_status("eval_job", "Evaluating", "blocks", "Evaluation")
 
 folders = {k: v for k, v in result_folders().items() if k.startswith(dataset)}
 if not folders:

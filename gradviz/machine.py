@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -26,3 +27,12 @@ def device_description(device: str | torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"
+
+
+def run_stamp(device: str | torch.device) -> dict:
+    """What every result's provenance ends with: the machine, the versions and when it finished."""
+    from gradviz import __version__
+
+    return {"device": device_description(device),
+            "versions": {"gradviz": __version__, "torch": torch.__version__, "python": platform.python_version()},
+            "finished": datetime.now(UTC).isoformat(timespec="seconds")}

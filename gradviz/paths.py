@@ -80,3 +80,13 @@ def path_inside(folder: str | Path, name: str, suffix: str = "", what: str = "na
     if not path.resolve().is_relative_to(folder.resolve()):
         raise UnsafeNameError(f"{what} {name!r} is refused: it leads out of {folder}")
     return path
+
+
+def result_folders_holding(file_name: str) -> dict[str, Path]:
+    """Folders of results holding `file_name`, labelled "name (committed)" for the runs in docs/results, then
+    "name (yours)" for the user's."""
+    found = {}
+    for root, whose in ((COMMITTED_RESULTS, "committed"), (user_results_dir(), "yours")):
+        for path in sorted(root.glob(f"*/{file_name}")) if root.is_dir() else []:
+            found[f"{path.parent.name} ({whose})"] = path.parent
+    return found

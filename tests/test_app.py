@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from page_helpers import page
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -27,11 +28,6 @@ def user_zoo(user_models, tiny_train):
     return ["mine-normal", "mine-gradreg"]
 
 
-def page(name: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page(f"app_pages/{name}.py")
-    return at.run()
 
 
 def test_models_page_lists_the_zoo_and_user_models(user_zoo):

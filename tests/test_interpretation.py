@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
+from page_helpers import page
 
 from gradviz.attribution.metrics import REGISTRY as METRICS
 from gradviz.cli.main import main
@@ -112,13 +112,6 @@ def test_cli_runs_every_metric_together_with_settings_and_a_report(tmp_path, cap
 def test_cli_refuses_bad_arguments(argv, message, tmp_path, capsys):
     assert main(["interpret", "--models", "mnist-normal", "--n", "4", "--out", str(tmp_path), *argv]) == 2
     assert message in capsys.readouterr().err
-
-
-def page(name: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.run()
-    at.switch_page(f"app_pages/{name}.py")
-    return at.run()
 
 
 def test_sanity_page_flags_guided_backprop_and_passes_the_gradient(user_models):

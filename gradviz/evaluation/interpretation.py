@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +28,11 @@ from gradviz.data.classes import NUM_CLASSES
 from gradviz.data.datasets import dataset_source, load_dataset
 from gradviz.evaluation.matrix import correct_counts, default_models
 from gradviz.evaluation.stats import bootstrap_interval
-from gradviz.machine import device_description
+from gradviz.machine import run_stamp
 from gradviz.nets.architecture import channels_last
 from gradviz.nets.cards import require_dataset
 from gradviz.nets.store import atomic_write, load_model
-from gradviz.paths import COMMITTED_RESULTS, user_results_dir
+from gradviz.paths import result_folders_holding
 from gradviz.progress import progress_bar
 
 SCORE_COLUMNS = ["model", "method", "metric", "image", "score"]
@@ -240,11 +238,8 @@ def _provenance(config: InterpretConfig, cards: dict, seconds: float, reused: in
                         "settings": METRICS[m].settings(config.metric_params.get(m)), "quantus": METRICS[m].quantus}
                     for m in config.metrics},
         "data_source": dataset_source(config.dataset, config.data_dir), "images": "first n of the test split",
-        "device": device_description(config.device), "seconds": round(seconds, 2),
-        "seconds_per_metric": {k: round(v, 2) for k, v in per_metric.items()},
-        "cached_cells_reused": f"{reused}/{cells}",
-        "versions": {"gradviz": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 2), "seconds_per_metric": {k: round(v, 2) for k, v in per_metric.items()},
+        "cached_cells_reused": f"{reused}/{cells}", **run_stamp(config.device),
     }
 
 
@@ -273,8 +268,4 @@ def read_interpretation(folder: str | Path) -> InterpretResult:
 
 def interpretation_folders() -> dict[str, Path]:
     """Every folder holding an interpretation summary: the committed runs, then the user's."""
-    found = {}
-    for root in (COMMITTED_RESULTS, user_results_dir()):
-        for csv in sorted(root.glob("*/summary.csv")) if root.is_dir() else []:
-            found[f"{csv.parent.name} ({'committed' if root == COMMITTED_RESULTS else 'yours'})"] = csv.parent
-    return found
+    return result_folders_holding("summary.csv")

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -25,11 +23,11 @@ from gradviz.attacks.registry import Attack, attack_names, get_attack, pixels_ch
 from gradviz.data.datasets import dataset_source, load_dataset
 from gradviz.evaluation.masking import masking_verdict, vanishing_gradient_share
 from gradviz.evaluation.stats import wilson_interval
-from gradviz.machine import device_description
+from gradviz.machine import run_stamp
 from gradviz.nets.architecture import channels_last
 from gradviz.nets.cards import list_models, require_dataset
 from gradviz.nets.store import atomic_write, load_model
-from gradviz.paths import COMMITTED_RESULTS, user_results_dir
+from gradviz.paths import result_folders_holding
 from gradviz.progress import progress_bar
 
 INFERENCE_CHUNK = 256  # on CPU, smaller forward batches stay in cache (benchmarks/eval_matrix.py)
@@ -283,10 +281,7 @@ def _provenance(config: EvalConfig, cards: dict, seconds: float, reused: int, bl
                                                   "card": c.get("card_path")}
                                               for n, c in cards.items()},
         "data_source": dataset_source(config.dataset, config.data_dir), "images": "first n of the test split",
-        "device": device_description(config.device), "seconds": round(seconds, 2),
-        "cached_blocks_reused": f"{reused}/{blocks}",
-        "versions": {"gradviz": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 2), "cached_blocks_reused": f"{reused}/{blocks}", **run_stamp(config.device),
     }
 
 
@@ -317,8 +312,4 @@ def read_results(folder: str | Path) -> EvalResult:
 
 def result_folders() -> dict[str, Path]:
     """Every folder holding a results.csv: the committed reproduction runs, then the user's."""
-    found = {}
-    for root in (COMMITTED_RESULTS, user_results_dir()):
-        for csv in sorted(root.glob("*/results.csv")) if root.is_dir() else []:
-            found[f"{csv.parent.name} ({'committed' if root == COMMITTED_RESULTS else 'yours'})"] = csv.parent
-    return found
+    return result_folders_holding("results.csv")
