@@ -29,10 +29,9 @@ def device_description(device: str | torch.device) -> str:
     return f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"
 
 
-def run_stamp(device: str | torch.device) -> dict:
-    """What every result's provenance ends with: the machine, the versions and when it finished."""
-    from gradviz import __version__
-
+def run_stamp(device: str | torch.device, version: str) -> dict:
+    """What every result's provenance ends with: the machine, the versions (gradviz's is `version`: this module
+    sits below the package's own __init__) and when it finished."""
     return {"device": device_description(device),
-            "versions": {"gradviz": __version__, "torch": torch.__version__, "python": platform.python_version()},
+            "versions": {"gradviz": version, "torch": torch.__version__, "python": platform.python_version()},
             "finished": datetime.now(UTC).isoformat(timespec="seconds")}

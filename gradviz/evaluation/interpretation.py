@@ -239,7 +239,7 @@ def _provenance(config: InterpretConfig, cards: dict, seconds: float, reused: in
                     for m in config.metrics},
         "data_source": dataset_source(config.dataset, config.data_dir), "images": "first n of the test split",
         "seconds": round(seconds, 2), "seconds_per_metric": {k: round(v, 2) for k, v in per_metric.items()},
-        "cached_cells_reused": f"{reused}/{cells}", **run_stamp(config.device),
+        "cached_cells_reused": f"{reused}/{cells}", **run_stamp(config.device, __version__),
     }
 
 

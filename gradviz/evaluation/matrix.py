@@ -281,7 +281,7 @@ def _provenance(config: EvalConfig, cards: dict, seconds: float, reused: int, bl
                                                   "card": c.get("card_path")}
                                               for n, c in cards.items()},
         "data_source": dataset_source(config.dataset, config.data_dir), "images": "first n of the test split",
-        "seconds": round(seconds, 2), "cached_blocks_reused": f"{reused}/{blocks}", **run_stamp(config.device),
+        "seconds": round(seconds, 2), "cached_blocks_reused": f"{reused}/{blocks}", **run_stamp(config.device, __version__),
     }
 
 
