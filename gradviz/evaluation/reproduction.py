@@ -198,7 +198,9 @@ def interpretation_lines(folders: list[str | Path]) -> list[str]:
              "image on the same test images; the difference to the other model is paired by image, oriented so that "
              "positive means the regularized model is better, with a 95% bootstrap interval. A verdict *supports* "
              "or *contradicts* the claim only when the interval excludes 0. Maps are divided by their own largest "
-             "value first, so small gradients alone earn nothing.", ""]
+             "value first, so small gradients alone earn nothing. The deletion score of the section above is "
+             "the accuracy over the first 30% of pixels removed by |∇ₓ CE|; `deletion` here is the area under "
+             "p(true class) over the whole curve, by each method's own map, so the two can disagree.", ""]
     for folder in folders:
         result = read_interpretation(folder)
         dataset = result.provenance["config"]["dataset"]
