@@ -16,7 +16,7 @@ CLAIM_PARTS = {
     "robustness": "the map is stable under small input noise",
     "complexity": "the map is sharper (concentrated on few pixels)",
     "randomisation": "the map depends on the trained weights and the class (sanity)",
-    "localisation": "the map lies on the digit",
+    "localisation": "the map lies on the object (the digit)",
 }
 
 
