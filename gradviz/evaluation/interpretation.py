@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from gradviz.evaluation.stats import bootstrap_interval
 from gradviz.machine import run_stamp
 from gradviz.nets.architecture import channels_last
 from gradviz.nets.cards import require_dataset
-from gradviz.nets.store import atomic_write, load_model
+from gradviz.nets.store import atomic_write, load_model, read_cached_json
 from gradviz.paths import result_folders_holding
 from gradviz.progress import progress_bar
 
@@ -101,17 +100,12 @@ def _cell_key(config: InterpretConfig, card: dict, method: str, metric: str) -> 
 
 def _cached_scores(path: Path | None, n: int) -> np.ndarray | None:
     """A cached cell's scores, or None to compute it: absent, or damaged (reported, removed, recomputed)."""
-    if path is None or not path.is_file():
-        return None
-    try:
-        values = json.loads(path.read_text())
-        if isinstance(values, list) and len(values) == n:
-            return np.array([np.nan if v is None else float(v) for v in values])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError):
-        pass
-    warnings.warn(f"{path}: a damaged cache entry; it is computed again", stacklevel=2)
-    path.unlink(missing_ok=True)
-    return None
+    def valid(values: object) -> bool:
+        return isinstance(values, list) and len(values) == n and all(
+            v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values)
+
+    values = read_cached_json(path, valid)
+    return None if values is None else np.array([np.nan if v is None else float(v) for v in values])
 
 
 def evidence_batches(model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: SaliencyMethod, settings: dict,

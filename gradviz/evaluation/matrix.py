@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from gradviz.evaluation.stats import wilson_interval
 from gradviz.machine import run_stamp
 from gradviz.nets.architecture import channels_last
 from gradviz.nets.cards import list_models, require_dataset
-from gradviz.nets.store import atomic_write, load_model
+from gradviz.nets.store import atomic_write, load_model, read_cached_json
 from gradviz.paths import result_folders_holding
 from gradviz.progress import progress_bar
 
@@ -195,17 +194,7 @@ def masking_table(config: EvalConfig, models: dict[str, nn.Module], x: torch.Ten
 def _cached_block(path: Path | None) -> list[dict] | None:
     """A cached block's rows, or None to compute it: absent, or unreadable (a truncated or damaged file is
     reported, removed and recomputed, never reused)."""
-    if path is None or not path.is_file():
-        return None
-    try:
-        block = json.loads(path.read_text())
-        if isinstance(block, list) and all(isinstance(r, dict) for r in block):
-            return block
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        pass
-    warnings.warn(f"{path}: a damaged cache entry; it is computed again", stacklevel=2)
-    path.unlink(missing_ok=True)
-    return None
+    return read_cached_json(path, lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v))
 
 
 def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: bool = True,

@@ -10,6 +10,8 @@ import json
 import os
 import secrets
 import tempfile
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,6 +33,22 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_cached_json(path: Path | None, valid: Callable[[object], bool]) -> object | None:
+    """A cache entry written by atomic_write, or None to compute it: absent, or unreadable or not `valid` (a
+    truncated or damaged file is reported, removed and recomputed, never reused)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+        if valid(value):
+            return value
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    warnings.warn(f"{path}: a damaged cache entry; it is computed again", stacklevel=3)
+    path.unlink(missing_ok=True)
+    return None
 
 
 def atomic_write(path: Path, write) -> None:
