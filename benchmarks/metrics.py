@@ -19,7 +19,7 @@ from gradviz.attribution.methods import get_method
 from gradviz.attribution.metrics import Evidence, get_metric, ink_mask
 from gradviz.data.datasets import load_dataset
 from gradviz.machine import device_description
-from gradviz.nets.architecture import channels_last
+from gradviz.nets.architecture import channels_last, frozen
 from gradviz.nets.store import load_model
 
 
@@ -36,9 +36,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="mnist-normal")
     args = parser.parse_args()
-    model = channels_last(load_model(args.model)[0]).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model = frozen(channels_last(load_model(args.model)[0]))
     x, y = load_dataset("mnist", "test")
     x, y = x[:args.n], y[:args.n]
     method = get_method("gradient-logp")

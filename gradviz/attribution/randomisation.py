@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from gradviz.nets.architecture import frozen
+
 ORDERS = ("cascading", "independent")
 
 
@@ -39,22 +41,16 @@ def randomisable_layers(model: nn.Module) -> list[str]:
     return [name for name, _ in layer_groups(model)]
 
 
-def _frozen(model: nn.Module) -> nn.Module:
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval()
-
-
 def randomised_models(model: nn.Module, order: str = "cascading", seed: int = 0) -> Iterator[tuple[str, nn.Module]]:
     """(layer, model) for each layer, top first: `cascading` keeps every layer randomised so far; `independent`
     randomises that layer alone. The given model is never changed."""
     if order not in ORDERS:
         raise ValueError(f"unknown randomisation order {order!r}; use {' or '.join(ORDERS)}")
-    damaged = _frozen(copy.deepcopy(model))
+    damaged = frozen(copy.deepcopy(model))
     modules = dict(damaged.named_modules())
     for name, members in layer_groups(model):
         if order == "independent":
-            damaged = _frozen(copy.deepcopy(model))
+            damaged = frozen(copy.deepcopy(model))
             modules = dict(damaged.named_modules())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)

@@ -28,7 +28,7 @@ from gradviz.data.datasets import dataset_source, load_dataset
 from gradviz.evaluation.matrix import correct_counts, default_models
 from gradviz.evaluation.stats import bootstrap_interval
 from gradviz.machine import run_stamp
-from gradviz.nets.architecture import channels_last
+from gradviz.nets.architecture import channels_last, frozen
 from gradviz.nets.cards import require_dataset
 from gradviz.nets.store import atomic_write, load_model, read_cached_json
 from gradviz.paths import result_folders_holding
@@ -128,10 +128,7 @@ def score_cell(batches: list[Evidence], metric: Metric, settings: dict) -> np.nd
 
 
 def _frozen(model: nn.Module, device: str) -> nn.Module:
-    model = channels_last(model) if device == "cpu" else model
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval()
+    return frozen(channels_last(model) if device == "cpu" else model)
 
 
 def interpret(config: InterpretConfig, cache_dir: str | Path | None = None, progress: bool = True,

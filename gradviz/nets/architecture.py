@@ -110,3 +110,11 @@ def channels_last(model: nn.Module) -> nn.Module:
     Models stay usable everywhere; only saving needs `.contiguous()` weights, which `save_model` makes.
     """
     return model.to(memory_format=torch.channels_last)
+
+
+def frozen(model: nn.Module) -> nn.Module:
+    """In eval mode with no parameter asking for a gradient (in place): what explaining, attacking and scoring
+    need, since they differentiate with respect to the input only."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
