@@ -42,8 +42,9 @@ with right:
     eps, params = attack_controls(entry, "lab")
     target = None
     if entry.targeted:
-        target = st.selectbox("Target class", range(10), index=(label + 1) % 10, format_func=lambda c: names[c],
-                              key=f"target_{label}", help="Default (y+1) mod 10, as in the paper.")
+        target = st.selectbox("Target class", range(len(names)), index=(label + 1) % len(names),
+                              format_func=lambda c: names[c], key=f"target_{dataset}_{label}",
+                              help=f"Default (y+1) mod {len(names)}, as in the paper.")
 
 source_model = models_named([source], dataset)[source]
 aim = torch.tensor([label if target is None else target], device=x.device)

@@ -11,7 +11,7 @@ from PIL import Image
 from gradviz import list_models, load_model
 from gradviz.attacks.registry import Attack
 from gradviz.attribution.sanity import SanityResult, cascading_check
-from gradviz.data.datasets import CLASS_NAMES, DATASETS, load_sample
+from gradviz.data.datasets import CLASS_NAMES, DATASETS, has_masks, load_sample, load_sample_masks
 from gradviz.data.images import ImageError, prepare_digit
 from gradviz.jobs import JobHandle, JobRunner
 from gradviz.nets.architecture import channels_last, frozen
@@ -66,6 +66,13 @@ def sample(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     return x.numpy(), y.numpy()
 
 
+@st.cache_data(max_entries=4)
+def sample_masks(dataset: str) -> np.ndarray | None:
+    """Ground-truth masks [N, H, W] of the test sample (Decoy MNIST's swatch, Block MNIST's signal block)."""
+    masks = load_sample_masks(dataset)
+    return None if masks is None else masks[:, 0].numpy()
+
+
 @st.cache_data(max_entries=64, show_spinner="Randomising the model layer by layer…")
 def sanity_check(dataset: str, model: str, sha256: str, method: str, n: int = 16) -> SanityResult:
     """The cascading randomisation check of one model and method (default settings) on the first n images of
@@ -115,7 +122,13 @@ def _from_sample(dataset: str) -> tuple[torch.Tensor, int, str]:
     index = np.arange(len(y)) if cls == "any" else np.flatnonzero(y == names.index(cls))
     i = st.slider("Image", 0, len(index) - 1, key=f"index_{dataset}_{cls}", persist_state="session")
     k = int(index[i])
+    st.session_state["sample_index"] = k
     return torch.from_numpy(x[k:k + 1]), int(y[k]), f"test sample #{k} ({names[int(y[k])]})"
+
+
+def picked_sample_index() -> int | None:
+    """The test-sample index of the image pick_image returned on this run (None for an upload or drawing)."""
+    return st.session_state.get("sample_index")
 
 
 def _preview(steps: list[tuple[str, np.ndarray]]) -> None:
@@ -163,8 +176,12 @@ def _drawn() -> bytes | None:
 
 
 def pick_image(dataset: str) -> tuple[torch.Tensor, int, str]:
-    """An image [1, 1, 28, 28] on the app's device, its label (asked for when unknown) and a caption."""
-    source = st.radio("Image source", SOURCES, horizontal=True, key="image_source", persist_state="session")
+    """An image [1, 1, H, W] on the app's device, its label (asked for when unknown) and a caption. A dataset with
+    ground truth offers only its test sample: an upload has no swatch or signal block to check against."""
+    st.session_state.pop("sample_index", None)
+    sources = SOURCES[:1] if has_masks(dataset) else SOURCES
+    key = "image_source" if len(sources) > 1 else "image_source_sample"
+    source = st.radio("Image source", sources, horizontal=True, key=key, persist_state="session")
     names = CLASS_NAMES[dataset]
     if source == "Test sample":
         x, label, caption = _from_sample(dataset)
@@ -178,7 +195,7 @@ def pick_image(dataset: str) -> tuple[torch.Tensor, int, str]:
     if x is None:
         st.info("Upload an image or draw a digit to continue.")
         st.stop()
-    label = st.selectbox("True class of this image", range(10), format_func=lambda c: names[c],
+    label = st.selectbox("True class of this image", range(len(names)), format_func=lambda c: names[c],
                          key=f"label_{source}", persist_state="session")
     return x.to(DEVICE), int(label), f"{source.lower()} (labelled {names[int(label)]})"
 

@@ -97,7 +97,10 @@ def remember(kind: str, key: tuple, make):
 def compute_grid(names: list[str], indices: tuple[int, ...] | None) -> tuple[TargetGrid, float]:
     """One batched computation per model, every iteration kept, with a progress bar while it runs."""
     x, y = (torch.from_numpy(a) for a in sample(dataset))
-    x, y = first_of_each_class(x, y) if indices is None else (x[list(indices)], y[list(indices)])
+    if indices is None:
+        x, y = first_of_each_class(x, y, classes=len(CLASS_NAMES[dataset]))
+    else:
+        x, y = x[list(indices)], y[list(indices)]
     bar = LiveProgress(f"{entry.label}: every row on every model", upper_bound=not entry.eps_bounded)
     start = time.perf_counter()
     grid = target_grid(models_named(names, dataset), x.to(DEVICE), y, attack, eps, params, progress=bar)

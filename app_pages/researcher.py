@@ -9,7 +9,6 @@ import streamlit as st
 from app_pages.common import job_runner, submit_job
 from app_pages.study_common import study_engine
 from gradviz.attacks.registry import REGISTRY
-from gradviz.data.datasets import DATASETS
 from gradviz.study import preregistration, sessions
 from gradviz.study.analysis import analyse, export_frame, responses_frame
 from gradviz.study.auth import PasswordError, checked_hash, configured_password, login, session_expired
@@ -17,7 +16,7 @@ from gradviz.study.db import NotReady, StudyLocked, get_setting, set_setting
 from gradviz.study.export import study_archive
 from gradviz.study.mixed_model import MixedResult
 from gradviz.study.power import run_power_analysis
-from gradviz.study.stimuli import StimulusConfig, build_stimuli
+from gradviz.study.stimuli import STUDY_DATASETS, StimulusConfig, build_stimuli
 from gradviz.study.stimulus_sets import (
     activate_set,
     ensure_can_switch_to,
@@ -98,7 +97,7 @@ tab_progress, tab_analysis, tab_design, tab_stimuli, tab_settings = st.tabs(
 with tab_stimuli:
     st.write(f"Active stimulus set: **{active or 'none'}** ({len(sets)} built)")
     with st.form("build"):
-        dataset = st.selectbox("Dataset", DATASETS)
+        dataset = st.selectbox("Dataset", STUDY_DATASETS)
         attacks = st.multiselect("Attacks", list(REGISTRY), default=["itgsm", "tgsm"],
                                  format_func=lambda a: REGISTRY[a].label,
                                  help="Each attack × ε × source model is one condition; pixel-budget attacks "

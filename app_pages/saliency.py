@@ -10,14 +10,19 @@ from app_pages.common import (
     pick_dataset,
     pick_image,
     pick_models,
+    picked_sample_index,
     sample,
+    sample_masks,
     sanity_check,
 )
-from gradviz.attribution.measures import gradient_norms, zero_share
+from gradviz.attribution.measures import gradient_norms, mask_share, zero_share
 from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.attribution.methods import explain, normalise
-from gradviz.data.datasets import CLASS_NAMES
+from gradviz.data.datasets import CLASS_NAMES, has_masks
+from gradviz.data.ground_truth import MASK_MEANING, swatch_class
 from gradviz.evaluation import figures
+
+DECOY_DEMO = ("decoy-mnist-normal", "decoy-mnist-rrr", "decoy-mnist-gradreg")
 
 st.title("Saliency")
 st.caption("Input gradients are what the paper regularizes. On one shared scale equal colours mean equal "
@@ -29,6 +34,14 @@ left, right = st.columns([1, 2])
 with left:
     x, label, caption = pick_image(dataset)
 with right:
+    if dataset == "decoy-mnist" and st.button(
+            "Clever Hans: normal vs RRR vs Grad Reg (y)", icon=":material/compare:",
+            help="The normal model may read the label off the swatch; RRR was told not to look there; Grad Reg (y) "
+                 "was told nothing about it."):
+        st.session_state[f"models_{dataset}"] = [n for n in DECOY_DEMO if n in cards_of(dataset)]
+        missing = [n for n in DECOY_DEMO if n not in cards_of(dataset)]
+        if missing:
+            st.info(f"Not in this installation: {', '.join(missing)} (`python -m gradviz zoo build decoy-mnist`).")
     chosen = pick_models(dataset)
     method = st.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].label, key="method",
                           persist_state="session")
@@ -52,11 +65,18 @@ with right:
                        help="Signed: red raises the objective, blue lowers it. Off: absolute values.")
     shared = c2.toggle("One shared scale", value=True, key="shared", persist_state="session")
     overlay = c3.toggle("Overlay on image", value=False, key="overlay", persist_state="session")
+    index = picked_sample_index()
+    truth = sample_masks(dataset)[index] if has_masks(dataset) and index is not None else None
+    if truth is not None:
+        part, meaning = MASK_MEANING[dataset]
+        if not st.toggle(f"Outline the {part}", value=True, key="outline", persist_state="session",
+                         help=f"The ground truth: {meaning}."):
+            truth = None
 
 models = models_named(chosen, dataset)
 views = explain(models, x, label, method, cls, **settings)
 maps, scales = normalise([v["map"] for v in views.values()], shared=shared, signed=signed)
-st.plotly_chart(figures.saliency_grid(x[0, 0].cpu().numpy(), maps, list(views), signed, scales, overlay),
+st.plotly_chart(figures.saliency_grid(x[0, 0].cpu().numpy(), maps, list(views), signed, scales, overlay, truth),
                 width="stretch", key="grid")
 st.caption(f"{caption}; {entry.label}; "
            + ("one shared scale: equal colours mean equal gradient values across models."
@@ -65,6 +85,16 @@ preds = {n: names[int(v["probs"].argmax())] for n, v in views.items()}
 st.plotly_chart(figures.probability_bars({n: v["probs"] for n, v in views.items()}, names), width="stretch",
                 key="probs")
 st.write(" · ".join(f"**{n}** → {p} ({views[n]['probs'].max():.0%})" for n, p in preds.items()))
+if truth is not None:
+    part, _ = MASK_MEANING[dataset]
+    coded = swatch_class(x[0, 0].cpu().numpy(), truth) if dataset == "decoy-mnist" else None
+    if coded is not None:
+        st.caption(f"The swatch's grey codes class **{names[coded]}**; the digit is **{names[label]}**. A model that "
+                   "predicts the swatch's class on a test digit where they differ is reading the shortcut.")
+    rows = [{"model": n, "predicts": preds[n], f"share of |map| on the {part}": mask_share(v["map"], truth)}
+            | ({"follows the swatch": preds[n] == names[coded]} if coded is not None else {})
+            for n, v in views.items()]
+    st.dataframe(rows, hide_index=True)
 
 st.subheader("Gradient norms on the test sample")
 
@@ -81,7 +111,7 @@ st.plotly_chart(figures.norm_boxplot(norms), width="stretch", key="norms")
 zeros = zero_share(norms)
 zeros = zeros[zeros["zero"] > 0]
 st.caption("‖∇ₓ‖₂ per image of the committed test sample (100 images), log scale. log p(true) and log p(target), "
-           "target (y+1) mod 10, are the paper's box plots: a regularized model's two are alike and small, a normal "
-           "model's target norms are far larger than its true-label ones. Σ log p is what the saliency maps show."
+           f"target (y+1) mod {len(names)}, are the paper's box plots: a regularized model's two are alike and small, "
+           "a normal model's target norms are far larger than its true-label ones. Σ log p is what the saliency maps show."
            + ("" if zeros.empty else " Exactly zero, so not drawn: " + ", ".join(
                f"{r.model} {r.kind} {r.zero:.0%}" for r in zeros.itertuples()) + " (saturated softmax)."))

@@ -47,7 +47,8 @@ def main() -> None:
     forward = time.perf_counter() - start
     start = time.perf_counter()
     clean = {t: correct_counts(m, x, y, args.batch_size) for t, m in models.items()}
-    rows = [r for s in models for a in config.attacks for r in _attack_block(config, s, models, x, y, a, clean)]
+    rows = [r for s in models for a in config.entries()
+            for r in _attack_block(config, s, models, x, y, a, clean, config.eps_for(a))]
     sync()
     total = time.perf_counter() - start
     print(f"matrix {args.models} models × 2 attacks × {len(EPS)} ε × {args.n} images on {args.device} "

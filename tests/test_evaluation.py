@@ -42,7 +42,7 @@ def test_matrix_schema_intervals_and_cache(two_models, tmp_path):
     assert fgsm.groupby("source").accuracy.apply(lambda a: a.is_monotonic_decreasing).all()
 
     again = evaluate(config, cache_dir=tmp_path / "cache", progress=False)
-    assert again.provenance["cached_blocks_reused"] == "6/6"
+    assert again.provenance["cached_blocks_reused"] == "10/10"  # FGSM and TGSM one block a source, PGD one per ε
     pd.testing.assert_frame_equal(again.rows, rows)
 
     write_results(result, tmp_path / "out")

@@ -30,6 +30,21 @@ def test_round_trip_gives_the_same_outputs(saved):
     assert not list(card_path.parent.glob("*.tmp"))
 
 
+def test_float16_storage_halves_the_file_and_loads_as_float32(saved, tmp_path):
+    model, card_path = saved
+    half = save_model(model, {**_card("half"), "stored_dtype": "float16"}, tmp_path)
+    loaded, card = load_model(half)
+    assert card["size_bytes"] < 0.55 * json.loads(card_path.read_text())["size_bytes"]
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    weight = model.features[0].weight
+    assert torch.equal(loaded.features[0].weight, weight.half().float())  # rounded once, nothing else
+    x = torch.rand(32, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(model(x), loaded(x), atol=1e-2)
+    with pytest.raises(ValueError, match="stored_dtype"):
+        save_model(model, {**_card("bad"), "stored_dtype": "int8"}, tmp_path)
+
+
 def test_channels_last_weights_give_the_same_outputs_and_still_save(saved, tmp_path):
     from gradviz.nets.architecture import channels_last
     model, card_path = saved

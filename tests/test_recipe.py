@@ -27,7 +27,7 @@ init_from = "a"
 """
 
 
-@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist", "decoy-mnist", "block-mnist"])
 def test_every_committed_card_records_the_training_config_of_its_recipe_entry(dataset):
     recipe = load_recipe(dataset)
     assert card_mismatches(recipe) == {}
@@ -39,7 +39,7 @@ def test_the_readme_zoo_table_is_generated_from_recipes_and_cards():
     start, end = README_MARKERS
     readme = (ROOT / "README.md").read_text()
     assert readme.split(start, 1)[1].split(end, 1)[0].strip() == zoo_table(
-        [load_recipe("mnist"), load_recipe("fashion-mnist")])
+        [load_recipe(d) for d in ("mnist", "fashion-mnist", "decoy-mnist", "block-mnist")])
 
 
 @pytest.mark.parametrize("change, message", [
@@ -48,6 +48,8 @@ def test_the_readme_zoo_table_is_generated_from_recipes_and_cards():
     ('[models.c]\ndefense = "gradreg"\nlam = -1\n', "[models.c]: λ must be ≥ 0, got -1"),
     ('[sweeps.s]\ndefense = "gradreg"\nlams = [1, -3]\n', "[sweeps.s]: every λ in `lams` must be > 0"),
     ('[models.c]\ndefense = "normal"\nepochz = 3\n', "[models.c]: unknown key epochz"),
+    ('[models.c]\ndefense = "normal"\nstored_dtype = "int8"\n', "[models.c]: stored_dtype must be float32 or float16"),
+    ('[models.c]\ndefense = "rrr"\nlam = 1\n', "[models.c]: defense 'rrr' needs a dataset with annotation masks"),
 ])
 def test_a_bad_recipe_is_refused_with_one_line_naming_the_entry(tmp_path, capsys, change, message):
     path = tmp_path / "bad.toml"

@@ -3,8 +3,9 @@ import torch
 
 from gradviz import load_dataset
 from gradviz.cli.main import build_parser
+from gradviz.data.datasets import load_masks
 from gradviz.training.config import TrainConfig, comparable_settings, run_steps, steps_per_epoch, total_steps
-from gradviz.training.defenses import DEFENSE_SPECS, DEFENSES, SETTINGS
+from gradviz.training.defenses import DEFENSE_SPECS, DEFENSES, MASKED, REGULARIZED, SETTINGS
 from gradviz.training.loop import (
     TrainingCancelled,
     _epoch_order,
@@ -16,19 +17,28 @@ from gradviz.training.loop import (
 )
 
 
+def _data_for(defense: str, tiny_train) -> tuple[str, tuple]:
+    """MNIST digits, or for a masked defense Decoy MNIST digits with their swatch masks."""
+    if defense not in MASKED:
+        return "mnist", tiny_train
+    x, y = load_dataset("decoy-mnist", "train")
+    return "decoy-mnist", (x[:512], y[:512], load_masks("decoy-mnist", "train")[:512])
+
+
 @pytest.mark.parametrize("defense", DEFENSES)
 def test_each_defense_trains_a_few_steps(defense, tiny_train):
-    config = TrainConfig(defense=defense, lam=1.0, steps=3, batch_size=64, device="cpu", width=16,
+    dataset, data = _data_for(defense, tiny_train)
+    config = TrainConfig(dataset=dataset, defense=defense, lam=1.0, steps=3, batch_size=64, device="cpu", width=16,
                          penalty="finite-difference" if defense == "gradreg" else "exact")
     seen = []
-    model, card = train_model(config, train_data=tiny_train, progress=False,
+    model, card = train_model(config, train_data=data, progress=False,
                               on_step=lambda step, total, stats: seen.append((step, total, stats)))
     assert not model.training
     phases = 2 if defense == "distilled" else 1
     assert [s[0] for s in seen] == [1, 2, 3] * phases
     assert all(torch.isfinite(torch.tensor(s[2]["loss"])) for s in seen)
-    assert (seen[0][2]["penalty"] > 0) == (defense.startswith("gradreg"))
-    test_x, test_y = load_dataset("mnist", "test")
+    assert (seen[0][2]["penalty"] > 0) == (defense in REGULARIZED)
+    test_x, test_y = load_dataset(dataset, "test")
     assert card["defense"] == defense and card["clean_test_accuracy"] == accuracy(model, test_x, test_y)
     assert card["temperature"] == (50.0 if defense == "distilled" else 1.0)
     assert card["eps"] == (0.3 if defense in ("advtrain", "gradreg+advtrain") else None)

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradviz.data.classes import NUM_CLASSES
 from gradviz.data.datasets import DATA_RANGE
+from gradviz.nets.architecture import class_count
 
 TARGET_MODES = ("next", "least-likely", "random")
 Progress = Callable[[int, int], None]  # (done, total)
@@ -59,14 +59,15 @@ def choose_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str
     if isinstance(mode, int) or str(mode).isdigit():
         return torch.full_like(y, int(mode))
     if mode == "next":
-        return (y + 1) % NUM_CLASSES
+        return (y + 1) % class_count(model, x)
     if mode == "least-likely":
         with torch.no_grad():
             return model(x).argmin(1)
     if mode == "random":
         g = torch.Generator().manual_seed(seed)
-        offset = torch.randint(1, NUM_CLASSES, y.shape, generator=g).to(y.device)
-        return (y + offset) % NUM_CLASSES
+        k = class_count(model, x)
+        offset = torch.randint(1, k, y.shape, generator=g).to(y.device)
+        return (y + offset) % k
     raise ValueError(f"unknown target mode {mode!r}; use a class number or one of {', '.join(TARGET_MODES)}")
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from gradviz.attacks.autoattack import TORCHATTACKS_VERSION, autoattack, square
 from gradviz.attacks.jsma import jsma
 from gradviz.attacks.linf import Progress, fgsm, last_iterate, linf_steps, single_step_sweep, tgsm
 from gradviz.attacks.linf import random_start as _uniform_start
@@ -41,6 +42,7 @@ class Attack:
     iterates: Iterates | None = None
     one_gradient: bool = False
     budget_param: str | None = None  # a pixel-budget attack's setting that is the share of pixels it may change
+    kind: str = "gradient"  # "gradient", "black-box" (reads outputs only) or "ensemble" (several attacks in turn)
 
     def __post_init__(self):
         if self.run is None and self.iterates is None:
@@ -131,6 +133,14 @@ def _jsma(model, x, target, eps, seed, progress, theta, gamma):
     return jsma(model, x, target, theta, gamma, progress).images
 
 
+def _autoattack(model, x, y, eps, seed, progress):
+    return autoattack(model, x, y, eps, seed, progress)
+
+
+def _square(model, x, y, eps, seed, progress, queries):
+    return square(model, x, y, eps, seed, progress, queries)
+
+
 STEPS_HELP = "gradient steps; each costs one forward and one backward pass of the source model"
 REGISTRY: dict[str, Attack] = {a.name: a for a in (
     Attack("fgsm", "FGSM (untargeted, one step)", targeted=False, eps_bounded=True, multi_step=False, params=(),
@@ -160,6 +170,15 @@ REGISTRY: dict[str, Attack] = {a.name: a for a in (
                    Param("gamma", "γ (most pixels changed)", 0.25, 0.02, 0.5, 0.01,
                          help="the share of pixels the attack may change; it stops earlier when it succeeds")),
            run=_jsma, budget_param="gamma", reference="Papernot et al. 2016, arXiv:1511.07528"),
+    Attack("autoattack", "AutoAttack (untargeted, standard)", targeted=False, eps_bounded=True, multi_step=True,
+           params=(), run=_autoattack, kind="ensemble",
+           reference=f"Croce & Hein 2020, arXiv:2003.01690 (torchattacks {TORCHATTACKS_VERSION}: APGD-CE, "
+                     "APGD-T, FAB-T, Square)"),
+    Attack("square", "Square (untargeted, black-box)", targeted=False, eps_bounded=True, multi_step=True,
+           params=(Param("queries", "Queries", 5000, 100, 20000, 100, "int",
+                         help="model evaluations per image (AutoAttack's Square uses 5,000)"),),
+           run=_square, kind="black-box",
+           reference=f"Andriushchenko et al. 2020, arXiv:1912.00049 (torchattacks {TORCHATTACKS_VERSION})"),
 )}
 
 

@@ -1,10 +1,13 @@
 """Quantitative interpretability measures the paper lacks: gradient-norm distributions and deletion curves."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from gradviz.nets.architecture import class_count
 
 DELETION_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
 
@@ -28,19 +31,27 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
 
 
 def gradient_norms(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor) -> pd.DataFrame:
-    """Per model and image, ‖∇ₓ log p(true)‖₂ and ‖∇ₓ log p(target)‖₂ with target (y+1) mod 10 (the paper's box
+    """Per model and image, ‖∇ₓ log p(true)‖₂ and ‖∇ₓ log p(target)‖₂ with target (y+1) mod K (the paper's box
     plots; the first is also ‖∇ₓ CE(true)‖₂), and ‖∇ₓ Σ log p‖₂ (its saliency maps). Tidy: model, kind, norm.
 
     Regularized models' true and target norms are alike; a normal model's are not. A distilled model saturates:
     log p(true) is 0 in float32 and its gradient exactly 0, which a log scale cannot show (see `zero_share`).
     """
-    kinds = (("logp", y, "log p(true)"), ("logp", (y + 1) % 10, "log p(target)"), ("logsum", y, "Σ log p"))
     frames = []
     for name, model in models.items():
+        kinds = (("logp", y, "log p(true)"), ("logp", (y + 1) % class_count(model, x), "log p(target)"),
+                 ("logsum", y, "Σ log p"))
         for kind, classes, label in kinds:
             norms = input_gradient(model, x, classes, kind).flatten(1).norm(dim=1).cpu().numpy()
             frames.append(pd.DataFrame({"model": name, "kind": label, "norm": norms}))
     return pd.concat(frames, ignore_index=True)
+
+
+def mask_share(saliency: np.ndarray, mask: np.ndarray) -> float:
+    """Share of a map's total |attribution| inside a ground-truth mask (0 for an all-zero map)."""
+    magnitude = np.abs(np.asarray(saliency, dtype=np.float64))
+    total = magnitude.sum()
+    return float(magnitude[np.asarray(mask, dtype=bool)].sum() / total) if total > 0 else 0.0
 
 
 def zero_share(norms: pd.DataFrame) -> pd.DataFrame:

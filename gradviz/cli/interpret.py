@@ -32,7 +32,8 @@ def add_interpret_parser(sub) -> argparse.ArgumentParser:
                    help="a method's or metric's setting, repeatable, e.g. integrated-gradients.n_steps=8 or "
                         "max-sensitivity.samples=10")
     p.add_argument("--ink-threshold", type=float, default=0.25,
-                   help="the localisation metrics' object mask: pixels brighter than this")
+                   help="the localisation metrics' object mask where a dataset has no ground truth: pixels "
+                        "brighter than this")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--device", default=None)

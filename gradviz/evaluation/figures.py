@@ -159,9 +159,16 @@ DIVERGING = "RdBu_r"  # ColorBrewer RdBu: colour-blind safe; red = positive, blu
 SEQUENTIAL = "Viridis"
 
 
+def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) around a mask's pixels in heatmap coordinates: the outline of a swatch or block."""
+    rows, cols = np.nonzero(mask)
+    return cols.min() - 0.5, rows.min() - 0.5, cols.max() + 0.5, rows.max() + 0.5
+
+
 def saliency_grid(image: np.ndarray, maps: list[np.ndarray], titles: list[str], signed: bool,
-                  scales: list[float], overlay: bool = False) -> go.Figure:
-    """The input image then one saliency map per model, side by side, each titled with its scale."""
+                  scales: list[float], overlay: bool = False, outline: np.ndarray | None = None) -> go.Figure:
+    """The input image then one saliency map per model, side by side, each titled with its scale; `outline`
+    (a ground-truth mask [H, W]) is drawn as a box on every panel."""
     n = len(maps) + 1
     fig = make_subplots(rows=1, cols=n, subplot_titles=["input", *[f"{wrap_label(t)}<br><sup>full colour = {s:.2g}"
                                                                    "</sup>" for t, s in zip(titles, scales)]],
@@ -174,9 +181,14 @@ def saliency_grid(image: np.ndarray, maps: list[np.ndarray], titles: list[str], 
                           row=1, col=i)
         fig.add_trace(go.Heatmap(z=m, coloraxis="coloraxis", opacity=0.65 if overlay else 1.0,
                                  hovertemplate="pixel %{y},%{x}: %{z:.3f}<extra></extra>"), row=1, col=i)
+    if outline is not None and outline.any():
+        x0, y0, x1, y1 = mask_box(outline)
+        for i in range(1, n + 1):
+            fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, line=dict(color="#00c853", width=2),
+                          row=1, col=i)
     fig.update_layout(coloraxis=dict(colorscale=DIVERGING if signed else SEQUENTIAL, cmin=-1 if signed else 0,
                                      cmax=1, colorbar=dict(title="relative", thickness=12)))
-    house_style(fig, 330, legend=None)
+    house_style(fig, 330 if image.shape[0] <= image.shape[1] else 480, legend=None)
     _square_pixels(fig, n)
     return fig
 

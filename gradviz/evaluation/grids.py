@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from gradviz.attacks.registry import Attack, get_attack
-from gradviz.data.classes import NUM_CLASSES
+from gradviz.nets.architecture import class_count
 
 PAPER_ITERATION = 10  # the iteration the paper's MNIST grids show ("just enough to fully whiten or darken a patch")
 GAP = 2  # pixels between cells of an exported grid
@@ -87,21 +87,23 @@ class TargetGrid:
         return float(self.succeeded(predicted)[self.counted()].float().mean())
 
 
-def first_of_each_class(x: torch.Tensor, y: torch.Tensor, per_class: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `per_class` images of every class, class by class (the paper's rows)."""
-    picks = [int(i) for c in range(NUM_CLASSES) for i in (y == c).nonzero().flatten()[:per_class]]
-    if len(picks) < NUM_CLASSES * per_class:
+def first_of_each_class(x: torch.Tensor, y: torch.Tensor, per_class: int = 1,
+                        classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `per_class` images of each of `classes` classes, class by class (the paper's rows)."""
+    picks = [int(i) for c in range(classes) for i in (y == c).nonzero().flatten()[:per_class]]
+    if len(picks) < classes * per_class:
         raise ValueError(f"the sample has fewer than {per_class} image(s) of some class")
     index = torch.tensor(picks)
     return x[index], y[index]
 
 
-def _grid_inputs(x: torch.Tensor, labels: torch.Tensor, targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _grid_inputs(x: torch.Tensor, labels: torch.Tensor, targeted: bool,
+                 classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Targeted: each image once per class, with those classes as targets ([rows·K, …], [rows·K]);
     untargeted: the images with their true classes."""
     if not targeted:
         return x, labels.to(x.device)
-    return x.repeat_interleave(NUM_CLASSES, 0), torch.arange(NUM_CLASSES, device=x.device).repeat(len(x))
+    return x.repeat_interleave(classes, 0), torch.arange(classes, device=x.device).repeat(len(x))
 
 
 def _own_view(probs: torch.Tensor, goal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,8 +136,9 @@ def target_grid(models: dict[str, nn.Module], x: torch.Tensor, labels: torch.Ten
     `progress(done, total, model)` hears how far the attack on each model has got (JSMA: examples finished)."""
     entry = get_attack(attack)
     eps, settings = grid_settings(entry, eps, params)
-    inputs, aims = _grid_inputs(x, labels, entry.targeted)
-    rows, cols, shape = len(x), NUM_CLASSES if entry.targeted else 1, x.shape[-2:]
+    classes = class_count(next(iter(models.values())), x)
+    inputs, aims = _grid_inputs(x, labels, entry.targeted, classes)
+    rows, cols, shape = len(x), classes if entry.targeted else 1, x.shape[-2:]
     images, target_prob, predicted = {}, {}, {}
     for k, (name, model) in enumerate(models.items()):
         def report(done: int, total: int, k=k, name=name) -> None:
@@ -147,7 +150,7 @@ def target_grid(models: dict[str, nn.Module], x: torch.Tensor, labels: torch.Ten
         images[name] = path.view(len(path), rows, cols, *shape).cpu()
         target_prob[name] = prob.view(len(path), rows, cols).cpu()
         predicted[name] = pred.view(len(path), rows, cols).cpu()
-    targets = list(range(NUM_CLASSES)) if entry.targeted else [None]
+    targets = list(range(classes)) if entry.targeted else [None]
     return TargetGrid(attack, [int(v) for v in labels], targets, images, target_prob, predicted,
                       {"eps": eps, **settings, "seed": seed})
 

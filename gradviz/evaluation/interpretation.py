@@ -23,12 +23,13 @@ from gradviz.attribution.methods import DEFAULT_METHODS, SaliencyMethod, get_met
 from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.attribution.metrics import REGISTRY as METRICS
 from gradviz.attribution.metrics import Evidence, Metric, get_metric, ink_mask
-from gradviz.data.classes import NUM_CLASSES
-from gradviz.data.datasets import dataset_source, load_dataset
+from gradviz.data.datasets import dataset_source, evidence_regions, has_masks, load_dataset, load_masks
+from gradviz.data.ground_truth import EVIDENCE_INSIDE_MASK, MASK_MEANING
 from gradviz.evaluation.matrix import correct_counts, default_models
+from gradviz.evaluation.shortcuts import shortcut_share
 from gradviz.evaluation.stats import bootstrap_interval
 from gradviz.machine import run_stamp
-from gradviz.nets.architecture import channels_last, frozen
+from gradviz.nets.architecture import channels_last, class_count, frozen
 from gradviz.nets.cards import require_dataset
 from gradviz.nets.store import atomic_write, load_model, read_cached_json
 from gradviz.paths import result_folders_holding
@@ -95,6 +96,8 @@ def _cell_key(config: InterpretConfig, card: dict, method: str, metric: str) -> 
         "metric_settings": get_metric(metric).settings(config.metric_params.get(metric)), "n": config.n,
         "seed": config.seed, "batch_size": config.batch_size, "ink": config.ink_threshold,
         "dataset": config.dataset, "data": dataset_source(config.dataset, config.data_dir), "version": __version__}
+    if has_masks(config.dataset):
+        payload["target"] = "ground truth"
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -109,16 +112,18 @@ def _cached_scores(path: Path | None, n: int) -> np.ndarray | None:
 
 
 def evidence_batches(model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: SaliencyMethod, settings: dict,
-                     config: InterpretConfig) -> list[Evidence]:
+                     config: InterpretConfig, regions: torch.Tensor | None = None) -> list[Evidence]:
     """The images in batches, each with its signed maps of the true class; kept for every metric of one model
-    and method, so maps (and the robustness metrics' noisy maps) are made once."""
+    and method, so maps (and the robustness metrics' noisy maps) are made once. The localisation metrics'
+    target is the dataset's ground truth (`regions`, [N, H, W]) where it has one, else the digit's ink."""
     out = []
     for start in range(0, len(x), config.batch_size):
         part = slice(start, start + config.batch_size)
         seed = config.seed + start
         maps = method.attribute(model, x[part], y[part], None, seed, **settings)
         out.append(Evidence(model, x[part], y[part], maps, explainer(method, settings, seed),
-                            ink_mask(x[part], config.ink_threshold), seed, NUM_CLASSES))
+                            ink_mask(x[part], config.ink_threshold) if regions is None else regions[part], seed,
+                            class_count(model, x[part])))
     return out
 
 
@@ -147,6 +152,8 @@ def interpret(config: InterpretConfig, cache_dir: str | Path | None = None, prog
     if config.n > len(x):
         raise ValueError(f"n = {config.n} is more than the {len(x)} test images of {config.dataset}")
     x, y = x[:config.n].to(config.device), y[:config.n].to(config.device)
+    regions = evidence_regions(config.dataset, "test", config.data_dir)
+    regions = None if regions is None else regions[:config.n].to(config.device)
     cache = Path(cache_dir) if cache_dir else None
     cells = [(m, s, k) for m in names for s in config.methods for k in config.metrics]
     bar = progress_bar(len(cells), 0, "interpret", progress, unit="cell")
@@ -164,7 +171,7 @@ def interpret(config: InterpretConfig, cache_dir: str | Path | None = None, prog
                 if scores is None:
                     if batches is None:
                         tick = time.perf_counter()
-                        batches = evidence_batches(models[name], x, y, method, method_settings, config)
+                        batches = evidence_batches(models[name], x, y, method, method_settings, config, regions)
                         seconds["maps"] = seconds.get("maps", 0.0) + time.perf_counter() - tick
                     tick = time.perf_counter()
                     scores = score_cell(batches, metric, metric.settings(config.metric_params.get(metric_name)))
@@ -185,6 +192,9 @@ def interpret(config: InterpretConfig, cache_dir: str | Path | None = None, prog
     scores = pd.concat(frames, ignore_index=True)
     clean = {n: correct_counts(m, x, y, config.batch_size) / config.n for n, m in models.items()}
     provenance = _provenance(config, cards, time.perf_counter() - started, reused, len(cells), seconds)
+    if config.dataset == "decoy-mnist":  # how often each model reads the swatch instead of the digit
+        masks = load_masks(config.dataset, "test", config.data_dir)[:config.n].to(config.device)
+        provenance["follows_swatch"] = {n: shortcut_share(m, x, y, masks) for n, m in models.items()}
     return InterpretResult(scores, summarise(scores, clean, config.seed), provenance)
 
 
@@ -216,6 +226,14 @@ def extremes(scores: pd.DataFrame, model: str, method: str, metric: str,
     return ranked.head(k), ranked.tail(k).iloc[::-1]
 
 
+def localisation_target(config: InterpretConfig) -> str:
+    """What the localisation metrics score attribution against, in words."""
+    if not has_masks(config.dataset):
+        return f"the digit's ink (pixels above {config.ink_threshold:g})"
+    part, _ = MASK_MEANING[config.dataset]
+    return f"ground truth: {'the ' + part if EVIDENCE_INSIDE_MASK[config.dataset] else 'everything but the ' + part}"
+
+
 def _provenance(config: InterpretConfig, cards: dict, seconds: float, reused: int, cells: int,
                 per_metric: dict[str, float]) -> dict:
     return {
@@ -229,6 +247,7 @@ def _provenance(config: InterpretConfig, cards: dict, seconds: float, reused: in
                         "settings": METRICS[m].settings(config.metric_params.get(m)), "quantus": METRICS[m].quantus}
                     for m in config.metrics},
         "data_source": dataset_source(config.dataset, config.data_dir), "images": "first n of the test split",
+        "localisation_target": localisation_target(config),
         "seconds": round(seconds, 2), "seconds_per_metric": {k: round(v, 2) for k, v in per_metric.items()},
         "cached_cells_reused": f"{reused}/{cells}", **run_stamp(config.device, __version__),
     }

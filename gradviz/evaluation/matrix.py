@@ -18,7 +18,7 @@ from torch import nn
 
 from gradviz import __version__
 from gradviz.attacks.linf import choose_targets
-from gradviz.attacks.registry import Attack, attack_names, get_attack, pixels_changed
+from gradviz.attacks.registry import REGISTRY, Attack, attack_names, get_attack, pixels_changed
 from gradviz.data.datasets import dataset_source, load_dataset
 from gradviz.evaluation.masking import masking_verdict, vanishing_gradient_share
 from gradviz.evaluation.stats import wilson_interval
@@ -96,9 +96,10 @@ def default_models(dataset: str) -> list[str]:
     return [c["name"] for c in list_models() if c["dataset"] == dataset and c["origin"] == "zoo"]
 
 
-def _block_key(config: EvalConfig, source_card: dict, target_cards: list[dict], entry: Attack) -> str:
+def _block_key(config: EvalConfig, source_card: dict, target_cards: list[dict], entry: Attack,
+               eps: list[float]) -> str:
     payload = {"source": source_card["sha256"], "targets": [c["sha256"] for c in target_cards],
-               "attack": entry.name, "params": config.params_for(entry), "eps": config.eps_for(entry),
+               "attack": entry.name, "params": config.params_for(entry), "eps": eps,
                "images": config.n_for(entry, config.n), "seed": config.seed,
                "target_mode": config.target_mode, "dataset": config.dataset, "precision": config.precision,
                "data": dataset_source(config.dataset, config.data_dir), "version": __version__}
@@ -123,8 +124,8 @@ def _attack_labels(config: EvalConfig, model: nn.Module, x: torch.Tensor, y: tor
 
 
 def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: torch.Tensor,
-                  y: torch.Tensor, entry: Attack, clean: dict[str, int] | None = None) -> list[dict]:
-    """Rows of one source model and ε-attack: every ε, every target model.
+                  y: torch.Tensor, entry: Attack, clean: dict[str, int] | None, eps_list: list[float]) -> list[dict]:
+    """Rows of one source model and ε-attack: every ε of `eps_list`, every target model.
 
     ε = 0 leaves the images unchanged, so `clean` (correct counts per target) stands in for it.
     """
@@ -132,7 +133,7 @@ def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module],
     if n < len(x):
         x, y, clean = x[:n], y[:n], None
     clean = clean if clean is not None else {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
-    params, eps_list = config.params_for(entry), config.eps_for(entry)
+    params = config.params_for(entry)
     attacked = [e for e in eps_list if e != 0]
     counts = {(e, t): 0 for e in attacked for t in models}
     for i in range(0, len(x), config.batch_size) if attacked else []:
@@ -174,6 +175,11 @@ def _row(source: str, target: str, attack: str, eps: float, correct: int, n: int
             "correct": correct, "n": n, "ci_low": low, "ci_high": high, "whitebox": source == target}
 
 
+def _kind(attack: str) -> str:
+    entry = REGISTRY.get(attack)
+    return entry.kind if entry else "gradient"
+
+
 def masking_table(config: EvalConfig, models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor,
                   rows: pd.DataFrame, at_eps: float = 0.3) -> pd.DataFrame:
     """Per model: share of vanishing gradients and white-box FGSM vs the strongest other attack."""
@@ -184,11 +190,22 @@ def masking_table(config: EvalConfig, models: dict[str, nn.Module], x: torch.Ten
         mine = white[white.source == name].set_index("attack").accuracy
         share = vanishing_gradient_share(model, x[:config.batch_size], y[:config.batch_size])
         others = [mine[a] for a in mine.index if a != "fgsm"]
-        flagged, reason = masking_verdict(share, mine.get("fgsm"), min(others) if others else None)
+        gradient = [mine[a] for a in mine.index if _kind(a) == "gradient"]
+        black_box = [mine[a] for a in mine.index if _kind(a) == "black-box"]
+        flagged, reason = masking_verdict(share, mine.get("fgsm"), min(others) if others else None,
+                                          min(black_box) if black_box else None, min(gradient) if gradient else None)
         out.append({"model": name, "eps": eps, "vanishing_share": share, "fgsm_whitebox": mine.get("fgsm"),
-                    "strongest_other_whitebox": min(others) if others else None, "flagged": flagged,
+                    "strongest_other_whitebox": min(others) if others else None,
+                    "black_box_whitebox": min(black_box) if black_box else None, "flagged": flagged,
                     "reason": reason})
     return pd.DataFrame(out)
+
+
+def _eps_blocks(config: EvalConfig, entry: Attack) -> list[list[float]]:
+    """The ε values computed (and cached) together: a multi-step attack's each alone, so that a long run (AutoAttack
+    on a robust model: half an hour an ε on CPU) resumes after an interruption losing at most one ε of one model."""
+    eps = config.eps_for(entry)
+    return [[e] for e in eps] if entry.multi_step and entry.eps_bounded else [eps]
 
 
 def _cached_block(path: Path | None) -> list[dict] | None:
@@ -216,12 +233,12 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
         raise ValueError(f"--n {config.n} is more than the {len(x)} test images of {config.dataset}")
     x, y = x[:config.n].to(config.device), y[:config.n].to(config.device)
     cache = Path(cache_dir) if cache_dir else None
-    blocks = [(s, entry) for s in names for entry in entries]
-    rows, reused, clean = [], 0, None
+    blocks = [(s, entry, eps) for s in names for entry in entries for eps in _eps_blocks(config, entry)]
+    rows, reused, clean, per_attack = [], 0, None, {}
     bar = progress_bar(len(blocks), 0, "evaluate", progress, unit="block")
-    for done, (source, entry) in enumerate(blocks, 1):
+    for done, (source, entry, eps) in enumerate(blocks, 1):
         bar.set_postfix_str(f"{source} {entry.name}")
-        key = _block_key(config, cards[source], list(cards.values()), entry)
+        key = _block_key(config, cards[source], list(cards.values()), entry, eps)
         path = cache / f"{key}.json" if cache else None
         block = _cached_block(path)
         if block is not None:
@@ -229,12 +246,16 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
         else:
             if clean is None:
                 clean = {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
-            block = (_attack_block(config, source, models, x, y, entry, clean) if entry.eps_bounded
+            tick = time.perf_counter()
+            block = (_attack_block(config, source, models, x, y, entry, clean, eps) if entry.eps_bounded
                      else _l0_block(config, source, models, x, y, entry))
+            block = [{**r, "block_seconds": round(time.perf_counter() - tick, 2)} for r in block]
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(path, lambda p, block=block: p.write_text(json.dumps(block)))
         rows += block
+        timing = per_attack.setdefault(entry.name, {})
+        timing[source] = round(timing.get(source, 0.0) + (block[0].get("block_seconds", 0.0) if block else 0.0), 2)
         bar.update()
         if on_progress is not None:
             on_progress(done, len(blocks), f"{source} · {entry.name}")
@@ -242,6 +263,7 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
     frame = pd.DataFrame([r for r in rows if "eps" in r], columns=COLUMNS)
     masking = masking_table(config, models, x, y, frame) if len(frame) else pd.DataFrame()
     provenance = _provenance(config, cards, time.perf_counter() - started, reused, len(blocks))
+    provenance["seconds_per_attack"] = per_attack  # {attack: {source: seconds its blocks took when computed}}
     return EvalResult(frame, masking, provenance, pd.DataFrame([r for r in rows if "eps" not in r],
                                                                columns=L0_COLUMNS))
 

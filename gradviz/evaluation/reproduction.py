@@ -27,6 +27,7 @@ from gradviz.evaluation.claims import (
     transfer_verdicts,
     verdicts,
 )
+from gradviz.evaluation.ground_truth_claims import ground_truth_section
 from gradviz.evaluation.interpretation import read_interpretation
 from gradviz.evaluation.interpretation_claims import interpretation_section
 from gradviz.evaluation.matrix import EvalResult, read_results
@@ -209,12 +210,29 @@ def interpretation_lines(folders: list[str | Path]) -> list[str]:
     return lines
 
 
+def ground_truth_lines(folders: list[str | Path]) -> list[str]:
+    """"Ground truth": per `interpret` run on Decoy or Block MNIST, where each model's maps lie against the masks."""
+    if not folders:
+        return []
+    lines = ["## Ground truth", "",
+             "Decoy MNIST and Block MNIST (gradviz.data.ground_truth) know where a model should look. Does Grad Reg "
+             "(y), told nothing about the swatch or the blocks, move attribution off Decoy MNIST's swatch and onto "
+             "Block MNIST's signal block, and how far compared with RRR (which is told where the swatch is) and "
+             "adversarial training? Differences are paired by image with 95% bootstrap intervals; a verdict is "
+             "*supports* or *contradicts* only when the interval excludes 0.", ""]
+    for folder in folders:
+        lines += ground_truth_section(read_interpretation(folder))
+    return lines
+
+
 def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str | Path, preamble: str = "",
                        mnist_beyond: list[str | Path] | None = None,
-                       interpretation: list[str | Path] | None = None) -> Path:
+                       interpretation: list[str | Path] | None = None,
+                       ground_truth: list[str | Path] | None = None) -> Path:
     """Write the report; `preamble` is prose (setup, differences) placed before the generated tables;
     `mnist_beyond`: result folders of attacks beyond the paper on the same MNIST models and images;
-    `interpretation`: folders of `interpret` runs (the section "Interpretability, measured")."""
+    `interpretation`: folders of `interpret` runs (the section "Interpretability, measured");
+    `ground_truth`: `interpret` runs on Decoy / Block MNIST (the section "Ground truth")."""
     result = read_results(mnist)
     prov = result.provenance
     lines = ["# Reproduction of Ross & Doshi-Velez (AAAI 2018)", "",
@@ -241,6 +259,7 @@ def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str |
                   *_section(ffacts, with_paper=False), *_masking_rows(fr), "",
                   *_interpretability(Path(fashion), ffacts.names, ffacts.masked_models()), ""]
     lines += interpretation_lines(interpretation or [])
+    lines += ground_truth_lines(ground_truth or [])
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

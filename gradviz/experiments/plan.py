@@ -96,7 +96,8 @@ def _model_trial(recipe: Recipe, entry: ModelEntry, out_dir: Path, where: Layout
                  eval_split="test", eval_n=recipe.eval_n,
                  transfer_source=str(_card_path(recipe, source, out_dir, where)) if monitored else None,
                  transfer_checkpoint=str(where.checkpoint(source)) if monitored else None,
-                 depends_on=depends, checkpoints_per_epoch=recipe.checkpoints_per_epoch)
+                 depends_on=depends, checkpoints_per_epoch=recipe.checkpoints_per_epoch,
+                 stored_dtype=entry.stored_dtype)
 
 
 def sweep_trials(recipe: Recipe, names: list[str] | None = None, results: str | Path | None = None) -> list[Trial]:

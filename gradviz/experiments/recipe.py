@@ -14,12 +14,13 @@ import tomllib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from gradviz.nets.store import STORED_DTYPES
 from gradviz.paths import RECIPE_DIR, UnsafeNameError, safe_name
 from gradviz.training.config import TrainConfig, comparable_settings
 from gradviz.training.penalties import from_reference_lambda
 
 SETTING_KEYS = set(TrainConfig().settings()) - {"dataset"}  # the dataset is the file's
-MODEL_KEYS = SETTING_KEYS | {"lam_ref", "in_zoo", "transfer_source"}
+MODEL_KEYS = SETTING_KEYS | {"lam_ref", "in_zoo", "transfer_source", "stored_dtype"}
 SWEEP_KEYS = (SETTING_KEYS - {"lam", "seed", "init_from"}) | {"lams", "seeds"}
 TOP_KEYS = {"dataset", "transfer_source", "eval_n", "checkpoints_per_epoch", "defaults", "models", "sweeps"}
 DEFAULT_HOLDOUT = 5000
@@ -38,6 +39,7 @@ class ModelEntry:
     init_from: str | None = None
     in_zoo: bool = True
     transfer_source: str | None = None  # the entry whose FGSM examples monitor this one (default: the recipe's)
+    stored_dtype: str = "float32"  # "float16" halves the committed file (the model still loads as float32)
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,10 @@ def _model(name: str, entry: dict, base: TrainConfig, path: Path) -> ModelEntry:
         settings["lam"] = from_reference_lambda(float(entry["lam_ref"]))
     parent = settings.pop("init_from", None)
     config = _checked(replace(base, **settings, name=name), where)
-    return ModelEntry(name, config, parent, bool(entry.get("in_zoo", True)), entry.get("transfer_source"))
+    stored = entry.get("stored_dtype", "float32")
+    if stored not in STORED_DTYPES:
+        raise RecipeError(f"{where}: stored_dtype must be {' or '.join(STORED_DTYPES)}, not {stored!r}")
+    return ModelEntry(name, config, parent, bool(entry.get("in_zoo", True)), entry.get("transfer_source"), stored)
 
 
 def _sweep(name: str, entry: dict, base: TrainConfig, path: Path) -> SweepEntry:

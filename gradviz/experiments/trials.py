@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 from gradviz.attacks.linf import single_step_sweep
-from gradviz.data.datasets import load_dataset
+from gradviz.data.datasets import image_shape, load_dataset, num_classes
 from gradviz.nets.checkpoints import CheckpointError, model_from_checkpoint, read_metadata
-from gradviz.nets.store import atomic_write, load_model, save_model
+from gradviz.nets.store import atomic_write, load_model, save_model, stored_state
 from gradviz.training.config import TrainConfig, run_steps, steps_per_epoch, total_steps
-from gradviz.training.loop import accuracy, train_model, training_split
+from gradviz.training.loop import accuracy, train_model, training_masks, training_split
 
 MONITOR_EPS = (0.1, 0.2, 0.3, 0.4, 0.5)
 STALE_SECONDS = 600  # a "running" trial on another host silent this long was interrupted
@@ -47,6 +47,7 @@ class Trial:
     checkpoint_every: int | None = None  # steps; None: checkpoints_per_epoch times an epoch
     checkpoints_per_epoch: int = 1
     group: dict = field(default_factory=dict)  # sweep, λ and seed, for tables and plots
+    stored_dtype: str = "float32"  # the precision the finished model is saved at
 
     def config(self, device: str = "cpu") -> TrainConfig:
         return TrainConfig(**self.settings, name=self.name, device=device)
@@ -150,7 +151,7 @@ class Monitor:
         else:
             x, y = load_dataset(config.dataset, "test", config.data_dir)
             self.x, self.y = x[:trial.eval_n], y[:trial.eval_n]
-        self.trial = trial
+        self.trial, self.dataset = trial, config.dataset
         self.adversarial: dict[float, torch.Tensor] = {}
         self.source_step: int | str | None = None  # "final", a checkpoint's step, or None (no source yet)
 
@@ -166,7 +167,8 @@ class Monitor:
             try:
                 step = int(read_metadata(ckpt)["step"])
                 if step != self.source_step:
-                    self._make(model_from_checkpoint(ckpt), step)
+                    self._make(model_from_checkpoint(ckpt, image_shape(self.dataset), num_classes(self.dataset)),
+                               step)
             except (CheckpointError, OSError, KeyError, ValueError):
                 return  # the source is mid-write or gone: keep the examples made last time
 
@@ -247,6 +249,17 @@ def execute_trial(trial: Trial, reporter: Reporter, device: str = "cpu") -> dict
         raise
 
 
+def _as_stored(model: nn.Module, card: dict, stored_dtype: str) -> dict:
+    """Round `model` (in place) to the precision it will be stored at and re-measure its clean accuracy there, so
+    the card's number is the one the saved file gives; the full-precision number is kept beside it."""
+    if stored_dtype == "float32":
+        return card
+    model.load_state_dict(stored_state(model, stored_dtype))
+    x, y = load_dataset(card["dataset"], "test")
+    return {**card, "stored_dtype": stored_dtype, "float32_clean_test_accuracy": card["clean_test_accuracy"],
+            "clean_test_accuracy": accuracy(model, x, y)}
+
+
 def _train(trial: Trial, config: TrainConfig, reporter: Reporter, checkpoint: Path) -> dict:
     fit, held = training_split(config)
     phase_steps, steps = total_steps(config, len(fit[0])), run_steps(config, len(fit[0]))
@@ -268,8 +281,10 @@ def _train(trial: Trial, config: TrainConfig, reporter: Reporter, checkpoint: Pa
         write_status(trial, "running", step=step, steps=steps, resumed_from_step=resumed_from)
         reporter.report(row, path)
 
-    model, card = train_model(config, fit, on_step=meter, progress=False, checkpoint=checkpoint,
-                              checkpoint_every=every, resume=True, on_checkpoint=on_checkpoint)
+    masks = training_masks(config)
+    model, card = train_model(config, fit if masks is None else (*fit, masks), on_step=meter, progress=False,
+                              checkpoint=checkpoint, checkpoint_every=every, resume=True, on_checkpoint=on_checkpoint)
+    card = _as_stored(model, card, trial.stored_dtype)
     final = {"step": steps, "steps": steps, "epoch": steps / per_epoch, "resumed_from_step": resumed_from,
              "time": time.time(), **meter.take(), **monitor(model),
              "clean_test_accuracy": card["clean_test_accuracy"], "final": True}

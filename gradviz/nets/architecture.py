@@ -17,6 +17,7 @@ from torch import nn
 ZOO_WIDTH = 128  # narrower default so the committed zoo stays small
 LAYER_STYLES = ("zoo", "reference")
 REFERENCE_BN_EPS = 1e-3  # TF-slim's batch_norm default
+DIGIT_SHAPE = (28, 28)  # what every card from before image shapes was built for
 
 
 class ShiftOnlyBatchNorm(nn.BatchNorm1d):
@@ -31,27 +32,35 @@ class ShiftOnlyBatchNorm(nn.BatchNorm1d):
             raise ValueError(f"expected 2-D or 4-D input, got {input.dim()}-D")
 
 
-def _zoo_layers(width: int, num_classes: int, dropout: float) -> tuple[nn.Sequential, nn.Sequential]:
+def _flat_features(image_shape: tuple[int, int]) -> int:
+    """Features after the two 2×2 poolings of 64 channels: 7·7·64 for a 28×28 digit."""
+    height, width = image_shape
+    return (height // 4) * (width // 4) * 64
+
+
+def _zoo_layers(width: int, num_classes: int, dropout: float,
+                image_shape: tuple[int, int]) -> tuple[nn.Sequential, nn.Sequential]:
     features = nn.Sequential(
         nn.Conv2d(1, 32, 5, padding=2), nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(),
         nn.Conv2d(32, 64, 5, padding=2), nn.MaxPool2d(2), nn.BatchNorm2d(64), nn.ReLU(),
     )
     classifier = nn.Sequential(
         nn.Flatten(),
-        nn.Linear(7 * 7 * 64, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(_flat_features(image_shape), width), nn.BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout),
         nn.Linear(width, num_classes),
     )
     return features, classifier
 
 
-def _reference_layers(width: int, num_classes: int, dropout: float) -> tuple[nn.Sequential, nn.Sequential]:
+def _reference_layers(width: int, num_classes: int, dropout: float,
+                      image_shape: tuple[int, int]) -> tuple[nn.Sequential, nn.Sequential]:
     features = nn.Sequential(
         nn.Conv2d(1, 32, 5, padding=2, bias=False), ShiftOnlyBatchNorm(32), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 5, padding=2, bias=False), ShiftOnlyBatchNorm(64), nn.ReLU(), nn.MaxPool2d(2),
     )
     classifier = nn.Sequential(
         nn.Flatten(),
-        nn.Linear(7 * 7 * 64, width, bias=False), ShiftOnlyBatchNorm(width), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(_flat_features(image_shape), width, bias=False), ShiftOnlyBatchNorm(width), nn.ReLU(), nn.Dropout(dropout),
         nn.Linear(width, num_classes),
     )
     for layer in [*features, *classifier]:
@@ -63,32 +72,39 @@ def _reference_layers(width: int, num_classes: int, dropout: float) -> tuple[nn.
 
 
 class PaperCNN(nn.Module):
-    """Takes images [N, 1, 28, 28] in [0, 1] and returns logits [N, num_classes].
+    """Takes images [N, 1, H, W] in [0, 1] (28×28 unless built for another `image_shape`) and returns logits
+    [N, num_classes].
 
     The logits are always at temperature 1, which is how the paper evaluates; defensive distillation divides
     them by its temperature only inside its training loss (gradviz.training.defenses).
     """
 
-    def __init__(self, width: int = ZOO_WIDTH, num_classes: int = 10, dropout: float = 0.5, layers: str = "zoo"):
+    def __init__(self, width: int = ZOO_WIDTH, num_classes: int = 10, dropout: float = 0.5, layers: str = "zoo",
+                 image_shape: tuple[int, int] = DIGIT_SHAPE):
         super().__init__()
         if layers not in LAYER_STYLES:
             raise ValueError(f"unknown layer style {layers!r}; use {' or '.join(LAYER_STYLES)}")
+        if min(image_shape) < 4:
+            raise ValueError(f"images of {image_shape} are too small for two 2×2 poolings")
         self.width = width
         self.layers = layers
+        self.image_shape = (int(image_shape[0]), int(image_shape[1]))
         build = _reference_layers if layers == "reference" else _zoo_layers
-        self.features, self.classifier = build(width, num_classes, dropout)
+        self.features, self.classifier = build(width, num_classes, dropout, self.image_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
 
 def build_model(architecture: dict) -> PaperCNN:
-    """Instantiate the network a model card describes (cards from before layer styles are "zoo")."""
+    """Instantiate the network a model card describes (cards from before layer styles are "zoo", from before
+    image shapes 28×28)."""
     name = architecture.get("name", "PaperCNN")
     if name != "PaperCNN":
         raise ValueError(f"unknown architecture {name!r}")
     return PaperCNN(width=int(architecture["width"]), num_classes=int(architecture.get("num_classes", 10)),
-                    layers=architecture.get("layers", "zoo"))
+                    layers=architecture.get("layers", "zoo"),
+                    image_shape=tuple(architecture.get("image_shape", DIGIT_SHAPE)))
 
 
 def describe(model: PaperCNN) -> dict:
@@ -98,6 +114,7 @@ def describe(model: PaperCNN) -> dict:
         "width": model.width,
         "layers": model.layers,
         "num_classes": model.classifier[-1].out_features,
+        "image_shape": list(model.image_shape),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
 
@@ -110,6 +127,12 @@ def channels_last(model: nn.Module) -> nn.Module:
     Models stay usable everywhere; only saving needs `.contiguous()` weights, which `save_model` makes.
     """
     return model.to(memory_format=torch.channels_last)
+
+
+def class_count(model: nn.Module, x: torch.Tensor) -> int:
+    """How many classes `model` tells apart (its logits' width): ten for most datasets, two for Block MNIST."""
+    with torch.no_grad():
+        return int(model(x[:1]).shape[1])
 
 
 def frozen(model: nn.Module) -> nn.Module:

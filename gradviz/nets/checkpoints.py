@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from gradviz.nets.architecture import ZOO_WIDTH, PaperCNN
+from gradviz.nets.architecture import DIGIT_SHAPE, ZOO_WIDTH, PaperCNN
 from gradviz.nets.store import atomic_write
 from gradviz.paths import path_inside
 
@@ -110,11 +110,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                       teacher=part("teacher.") if meta["has_teacher"] else None)
 
 
-def model_from_checkpoint(path: str | Path) -> nn.Module:
-    """The model of an unfinished run as it stands at its checkpoint (a distillation's student), in eval mode."""
+def model_from_checkpoint(path: str | Path, image_shape: tuple[int, int] = DIGIT_SHAPE,
+                          num_classes: int = 10) -> nn.Module:
+    """The model of an unfinished run as it stands at its checkpoint (a distillation's student), in eval mode;
+    `image_shape` and `num_classes` are its dataset's (gradviz.data.classes)."""
     ckpt = load_checkpoint(path)
     config = ckpt.config
-    model = PaperCNN(width=config.get("width", ZOO_WIDTH), layers=config.get("layers", "zoo"))
+    model = PaperCNN(width=config.get("width", ZOO_WIDTH), layers=config.get("layers", "zoo"),
+                     image_shape=image_shape, num_classes=num_classes)
     model.load_state_dict(ckpt.model)
     return model.eval()
 

@@ -24,6 +24,7 @@ from gradviz.nets.cards import CARD_SUFFIX, ModelFileError, list_models, read_ca
 from gradviz.paths import path_inside
 
 WEIGHTS_SUFFIX = ".safetensors"
+STORED_DTYPES = {"float32": torch.float32, "float16": torch.float16}  # a card's `stored_dtype`; models load as float32
 _PICKLE_MAGICS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
@@ -75,8 +76,19 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def stored_state(model: nn.Module, stored_dtype: str = "float32") -> dict[str, torch.Tensor]:
+    """The tensors a model is saved as: floating-point ones in `stored_dtype` (float16 halves the file; a model
+    always loads as float32), the rest (batch norm's counters) as they are."""
+    if stored_dtype not in STORED_DTYPES:
+        raise ValueError(f"unknown stored_dtype {stored_dtype!r}; use {' or '.join(STORED_DTYPES)}")
+    dtype = STORED_DTYPES[stored_dtype]
+    return {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+            for k, v in model.state_dict().items()}
+
+
 def save_model(model: nn.Module, card: dict, directory: str | Path) -> Path:
     """Save weights then card (the card is what makes a model visible), both atomically; returns the card path.
+    A card's `stored_dtype` ("float16") stores the weights at that precision.
 
     Weights and card change as one unit: a model saved over an existing one gets its weights under a new file
     name, then the card that points at them, and only then is the old weights file removed, so a crash at any
@@ -85,7 +97,7 @@ def save_model(model: nn.Module, card: dict, directory: str | Path) -> Path:
     name = card["name"]
     card_path = path_inside(directory, name, CARD_SUFFIX, what="model name")
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = stored_state(model, card.get("stored_dtype", "float32"))
     old = _current_weights(card_path)
     weights = path_inside(directory, name, WEIGHTS_SUFFIX, what="model name")
     if weights.exists():
@@ -148,5 +160,5 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     if expected != found:
         diff = sorted(set(expected.items()) ^ set(found.items()))[:4]
         raise ModelFileError(f"{weights}: tensors do not match architecture {card['architecture']}: {diff}")
-    model.load_state_dict(state)
+    model.load_state_dict(state)  # copies into the float32 parameters, whatever precision the file stores
     return model.to(device).eval(), card

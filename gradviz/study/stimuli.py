@@ -24,6 +24,9 @@ DEFAULT_DEFENSES = ("normal", "distilled", "advtrain", "gradreg")
 STIMULUS_PARAMS = {"itgsm": {"steps": 20, "step_scale": 0.125}}
 
 
+STUDY_DATASETS = ("mnist", "fashion-mnist")  # what people rate; the ground-truth datasets are for auditing models
+
+
 @dataclass
 class StimulusConfig:
     dataset: str = "mnist"
@@ -72,6 +75,8 @@ def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def build_stimuli(config: StimulusConfig) -> list[dict]:
     """Rows for the stimuli table: one per (item, condition) plus the attention-check items."""
+    if config.dataset not in STUDY_DATASETS:
+        raise ValueError(f"the study shows {' or '.join(STUDY_DATASETS)} images, not {config.dataset!r}")
     names = config.model_names()
     models = {n: load_model(n) for n in names}
     x, y = load_dataset(config.dataset, "test")

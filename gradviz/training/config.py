@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from gradviz.data.datasets import DATASETS, has_masks
 from gradviz.nets.architecture import LAYER_STYLES, ZOO_WIDTH
 from gradviz.paths import safe_name
 from gradviz.training.defenses import KEEP, SETTINGS, LossSettings, defense_spec, unused_settings
@@ -58,6 +59,11 @@ class TrainConfig:
             raise ValueError("--train-subset must be ≥ 1 and --holdout ≥ 0")
         if self.train_subset is not None and self.holdout >= self.train_subset:
             raise ValueError(f"--holdout {self.holdout} leaves nothing of --train-subset {self.train_subset} to train on")
+        if spec.masked and not has_masks(self.dataset):
+            raise ValueError(f"defense {self.defense!r} needs a dataset with annotation masks "
+                             f"({', '.join(d for d in DATASETS if has_masks(d))}), not {self.dataset!r}")
+        if spec.masked and self.augment:
+            raise ValueError(f"defense {self.defense!r} cannot use --augment: its masks would not follow the shifts")
         if self.layers not in LAYER_STYLES:
             raise ValueError(f"unknown layer style {self.layers!r}; use {' or '.join(LAYER_STYLES)}")
         for name in spec.settings:

@@ -16,7 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradviz.attacks.linf import fgsm
-from gradviz.training.penalties import PENALTY_METHODS, cross_entropy_losses, input_gradient_penalty, uniform_losses
+from gradviz.training.penalties import (
+    PENALTY_METHODS,
+    cross_entropy_losses,
+    input_gradient_penalty,
+    log_probability_sums,
+    uniform_losses,
+)
 
 PerExampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> losses [N]
 KEEP = object()  # a card records an unused setting as it is
@@ -62,6 +68,7 @@ class Defense:
     penalised: PerExampleLoss | None = None  # the per-example loss whose input gradient is penalised
     adversarial: bool = False  # trains on ½ clean + ½ FGSM examples
     phases: tuple[str, ...] = ("main",)  # ("teacher", "student"): a teacher trains first, then the model
+    masked: bool = False  # penalises the gradient only inside the dataset's annotation mask (RRR)
 
     @property
     def distils(self) -> bool:
@@ -76,9 +83,11 @@ DEFENSE_SPECS = {d.name: d for d in (
     Defense("distilled", "Defensive distillation", ("temperature",), phases=("teacher", "student")),
     Defense("gradreg+advtrain", "Grad Reg (y) + adversarial training", (*_PENALTY, "eps"),
             penalised=cross_entropy_losses, adversarial=True),
+    Defense("rrr", "RRR (masked penalty)", _PENALTY, penalised=log_probability_sums, masked=True),
 )}
 DEFENSES = tuple(DEFENSE_SPECS)
 REGULARIZED = {n for n, d in DEFENSE_SPECS.items() if d.penalised is not None}
+MASKED = {n for n, d in DEFENSE_SPECS.items() if d.masked}
 ADVERSARIAL = {n for n, d in DEFENSE_SPECS.items() if d.adversarial}
 
 
@@ -128,9 +137,10 @@ def _replay(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], 
 
 
 def _regularized(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: LossSettings,
-                 extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits of [x; extra] in one pass and λ's term, mean‖∇ₓ ℓ‖² over the clean examples x only,
-    for Grad Reg (y) or (1/K)."""
+                 extra: torch.Tensor | None = None,
+                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of [x; extra] in one pass and λ's term, mean‖A ⊙ ∇ₓ ℓ‖² over the clean examples x only
+    (A = `mask` for RRR, everywhere for Grad Reg (y) or (1/K))."""
     x = x.detach().requires_grad_(True)
     n = len(x)
 
@@ -141,7 +151,7 @@ def _regularized(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: LossSett
     logits = model(joined(x))
     penalized = DEFENSE_SPECS[s.defense].penalised
     penalty = input_gradient_penalty(x, penalized(logits[:n], y), lambda z: penalized(replay(joined(z))[:n], y),
-                                     method=s.penalty, h=s.fd_step)
+                                     method=s.penalty, h=s.fd_step, mask=mask)
     return logits, penalty
 
 
@@ -163,18 +173,22 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, eps: float) -> torch
 
 
 def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: LossSettings,
-               teacher: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one training batch under defense `s.defense`.
+               teacher: nn.Module | None = None,
+               mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one training batch under defense `s.defense`; `mask` ([N, 1, H, W], 1 = annotated) is the
+    annotation a masked defense (RRR) needs.
 
     Adversarial defenses train on ½ clean + ½ FGSM examples in *one* forward pass of the joined batch, so batch
     norm sees the same mixture in training that its running statistics hold at test time.
     """
     n, spec = len(x), DEFENSE_SPECS[s.defense]
+    if spec.masked and mask is None:
+        raise ValueError(f"defense {s.defense!r} needs the dataset's annotation masks")
     extra = adversarial_examples(model, x, s.eps) if spec.adversarial else None
     labels = y if extra is None else torch.cat([y, y])
     penalty = torch.zeros((), device=x.device)
     if spec.penalised is not None:
-        logits, penalty = _regularized(model, x, y, s, extra)
+        logits, penalty = _regularized(model, x, y, s, extra, mask.to(x.dtype) if spec.masked else None)
         ce = F.cross_entropy(logits, labels)
     elif teacher is not None:  # distillation student: match the teacher's soft labels at temperature T
         with torch.no_grad():

@@ -16,7 +16,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradviz import __version__
-from gradviz.data.datasets import dataset_hashes, dataset_source, load_dataset, validation_split
+from gradviz.data.datasets import (
+    dataset_hashes,
+    dataset_source,
+    image_shape,
+    load_dataset,
+    load_masks,
+    num_classes,
+    validation_split,
+)
 from gradviz.machine import device_description
 from gradviz.nets.architecture import PaperCNN, channels_last, describe
 from gradviz.nets.cards import free_user_name, refuse_zoo_name
@@ -67,6 +75,18 @@ def training_split(config: TrainConfig) -> tuple[tuple[torch.Tensor, torch.Tenso
     if config.holdout == 0:  # keep the order: batches are drawn by index, so reordering would change every run
         return (x, y), (x[:0], y[:0])
     return validation_split(x, y, config.holdout, seed=HOLDOUT_SEED)
+
+
+def training_masks(config: TrainConfig) -> torch.Tensor | None:
+    """The annotation masks of training_split's fit images, in the same order (None for a dataset without)."""
+    masks = load_masks(config.dataset, "train", config.data_dir)
+    if masks is None:
+        return None
+    if config.train_subset is not None:
+        masks = masks[:config.train_subset]
+    if config.holdout == 0:
+        return masks
+    return validation_split(masks, torch.zeros(len(masks)), config.holdout, seed=HOLDOUT_SEED)[0][0]
 
 
 def batch_index(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
@@ -135,7 +155,7 @@ class _Checkpointing:
 
 def _fit(phase: _Phase, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, ckpt: _Checkpointing,
          on_step: StepCallback | None, should_stop: Callable[[], bool] | None, progress: bool,
-         on_checkpoint: CheckpointCallback | None = None) -> dict:
+         on_checkpoint: CheckpointCallback | None = None, masks: torch.Tensor | None = None) -> dict:
     device = torch.device(config.device)
     augment = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(phase.model.parameters(), lr=config.lr, eps=1e-4)
@@ -162,7 +182,8 @@ def _fit(phase: _Phase, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, c
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step, steps)
         settings = replace(phase.settings, lam=penalty_weight(config, step, steps))
-        loss, stats = batch_loss(phase.model, xb, yb, settings, teacher=phase.teacher)
+        mb = masks[index].to(device) if masks is not None else None
+        loss, stats = batch_loss(phase.model, xb, yb, settings, teacher=phase.teacher, mask=mb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -203,7 +224,8 @@ def _new_model(config: TrainConfig, exact_double_backprop: bool) -> PaperCNN:
     (its second-order convolutions have no fast channels-last path), so that one keeps the default layout
     (benchmarks/train_step.py measures all three).
     """
-    model = PaperCNN(width=config.width, layers=config.layers).to(config.device)
+    model = PaperCNN(width=config.width, layers=config.layers, image_shape=image_shape(config.dataset),
+                     num_classes=num_classes(config.dataset)).to(config.device)
     return model if exact_double_backprop or config.device != "cpu" else channels_last(model)
 
 
@@ -238,11 +260,12 @@ def _open_checkpoint(config: TrainConfig, path: Path | None, resume: bool) -> Ch
     return ckpt
 
 
-def train_model(config: TrainConfig, train_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+def train_model(config: TrainConfig, train_data: tuple[torch.Tensor, ...] | None = None,
                 on_step: StepCallback | None = None, should_stop: Callable[[], bool] | None = None,
                 progress: bool = True, checkpoint: str | Path | None = None, checkpoint_every: int = 250,
                 resume: bool = False, on_checkpoint: CheckpointCallback | None = None) -> tuple[nn.Module, dict]:
-    """Train one model and return it (eval mode) with its card; `train_data` overrides the train split.
+    """Train one model and return it (eval mode) with its card; `train_data` (x, y) or (x, y, masks) overrides
+    the train split (a masked defense needs the masks).
 
     With `checkpoint`, the run saves its whole state there every `checkpoint_every` steps (and when
     cancelled) and then calls `on_checkpoint` (an experiment runner reports metrics and the file there);
@@ -250,7 +273,10 @@ def train_model(config: TrainConfig, train_data: tuple[torch.Tensor, torch.Tenso
     """
     config.validate()
     _seed_everything(config.seed)
-    x, y = train_data if train_data is not None else training_split(config)[0]
+    x, y, *rest = train_data if train_data is not None else (*training_split(config)[0], training_masks(config))
+    masks = rest[0] if rest and defense_spec(config.defense).masked else None
+    if defense_spec(config.defense).masked and masks is None:
+        raise ValueError(f"defense {config.defense!r} needs annotation masks: pass train_data as (x, y, masks)")
     path = Path(checkpoint) if checkpoint is not None else None
     resumed = _open_checkpoint(config, path, resume)
     ckpt = _Checkpointing(path, max(1, checkpoint_every), resumed, config.settings(),
@@ -268,7 +294,7 @@ def train_model(config: TrainConfig, train_data: tuple[torch.Tensor, torch.Tenso
                        and config.penalty == "exact")
     init = _warm_start(model, config)
     phase = _Phase("student" if teacher is not None else config.defense, model, config.loss_settings(), teacher)
-    final = _fit(phase, x, y, config, ckpt, on_step, should_stop, progress, on_checkpoint)
+    final = _fit(phase, x, y, config, ckpt, on_step, should_stop, progress, on_checkpoint, masks)
     test_x, test_y = load_dataset(config.dataset, "test", config.data_dir)
     card = _card(config, model, final, ckpt.elapsed(), accuracy(model, test_x, test_y), len(test_x), len(x))
     card |= {"init_from": init, "resumed_at_step": resumed.step if resumed else None}

@@ -38,21 +38,33 @@ def uniform_losses(logits: torch.Tensor, y: torch.Tensor | None = None) -> torch
     return -F.log_softmax(logits, dim=1).mean(dim=1)
 
 
-def exact_penalty(x: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
-    """mean ‖∇ₓ ℓᵢ‖² by double backpropagation; `losses` must come from `x` with requires_grad."""
+def log_probability_sums(logits: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-example Σₖ log pₖ: the quantity whose masked input gradient "right for the right reasons" (Ross,
+    Hughes & Doshi-Velez 2017) penalises, so every class's evidence, not only the label's, leaves the mask."""
+    return F.log_softmax(logits, dim=1).sum(dim=1)
+
+
+def _masked(grad: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return grad if mask is None else grad * mask
+
+
+def exact_penalty(x: torch.Tensor, losses: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """mean ‖A ⊙ ∇ₓ ℓᵢ‖² by double backpropagation (A = `mask`, all ones when None); `losses` must come from
+    `x` with requires_grad."""
     (grad,) = torch.autograd.grad(losses.sum(), x, create_graph=True)
-    return grad.pow(2).flatten(1).sum(1).mean()
+    return _masked(grad, mask).pow(2).flatten(1).sum(1).mean()
 
 
 def finite_difference_penalty(x: torch.Tensor, losses: torch.Tensor, loss_fn: LossFn,
-                              h: float = 1e-2) -> torch.Tensor:
-    """mean ‖∇ₓ ℓᵢ‖² approximated as ((ℓ(x + h·d) − ℓ(x)) / h)², d = ∇ₓℓ / ‖∇ₓℓ‖ held constant.
+                              h: float = 1e-2, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """mean ‖A ⊙ ∇ₓ ℓᵢ‖² approximated as ((ℓ(x + h·d) − ℓ(x)) / h)², d = A∇ₓℓ / ‖A∇ₓℓ‖ held constant.
 
     Finlay & Oberman (2019): the directional derivative along the normalised gradient equals the
     gradient norm, so a forward difference estimates it with one extra forward pass and no
-    second-order graph.
+    second-order graph. With a 0/1 mask A the same holds for the masked gradient: ∇ℓ·A∇ℓ/‖A∇ℓ‖ = ‖A∇ℓ‖.
     """
     (grad,) = torch.autograd.grad(losses.sum(), x, retain_graph=True)
+    grad = _masked(grad, mask)
     norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
     direction = (grad / norms.view(-1, 1, 1, 1)).detach()
     shifted = loss_fn(x.detach() + h * direction)
@@ -60,10 +72,10 @@ def finite_difference_penalty(x: torch.Tensor, losses: torch.Tensor, loss_fn: Lo
 
 
 def input_gradient_penalty(x: torch.Tensor, losses: torch.Tensor, loss_fn: LossFn, method: str = "exact",
-                           h: float = 1e-2) -> torch.Tensor:
-    """Dispatch on the penalty implementation named by the CLI's --penalty."""
+                           h: float = 1e-2, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Dispatch on the penalty implementation named by the CLI's --penalty; `mask` restricts it (RRR)."""
     if method == "exact":
-        return exact_penalty(x, losses)
+        return exact_penalty(x, losses, mask)
     if method == "finite-difference":
-        return finite_difference_penalty(x, losses, loss_fn, h=h)
+        return finite_difference_penalty(x, losses, loss_fn, h=h, mask=mask)
     raise ValueError(f"unknown penalty {method!r}; use {' or '.join(PENALTY_METHODS)}")
