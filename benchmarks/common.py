@@ -47,14 +47,23 @@ def frozen_models(count: int, device: str) -> dict[str, torch.nn.Module]:
     return models
 
 
+def corner_masks(x: torch.Tensor, size: int = 4) -> torch.Tensor:
+    """A Decoy-MNIST-like annotation for timing a masked defense: the top-left size×size corner of every image."""
+    masks = torch.zeros_like(x, dtype=torch.bool)
+    masks[..., :size, :size] = True
+    return masks
+
+
 def training_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings) -> Callable[[], None]:
-    """One Adam step of `model` on the batch under a defense's LossSettings, as a callable to time."""
-    from gradviz.training.defenses import batch_loss
+    """One Adam step of `model` on the batch under a defense's LossSettings, as a callable to time (a masked
+    defense gets corner masks: its cost does not depend on where the mask is)."""
+    from gradviz.training.defenses import MASKED, batch_loss
 
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    masks = corner_masks(x) if settings.defense in MASKED else None
 
     def run() -> None:
-        loss, _ = batch_loss(model, x, y, settings)
+        loss, _ = batch_loss(model, x, y, settings, mask=masks)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.common import corner_masks
 from gradviz.attacks.registry import REGISTRY
 from gradviz.attribution.methods import explain
 from gradviz.evaluation.grids import target_grid
 from gradviz.evaluation.matrix import EvalConfig, evaluate
 from gradviz.nets.store import load_model
-from gradviz.training.defenses import DEFENSES, REGULARIZED, LossSettings, batch_loss
+from gradviz.training.defenses import DEFENSES, MASKED, REGULARIZED, LossSettings, batch_loss
 
 DEVICE = os.environ.get("GRADVIZ_TEST_DEVICE", "cpu")
 if DEVICE.startswith("cuda") and not torch.cuda.is_available():
@@ -61,7 +62,9 @@ def test_a_training_step_of_each_defense_on_the_device(defense, digits):
     before = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = (t[:32].to(DEVICE) for t in digits)
-    loss, stats = batch_loss(model, x, y, LossSettings(defense, lam=1.0 if defense in REGULARIZED else 0.0))
+    masks = corner_masks(x) if defense in MASKED else None
+    loss, stats = batch_loss(model, x, y, LossSettings(defense, lam=1.0 if defense in REGULARIZED else 0.0),
+                             mask=masks)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
