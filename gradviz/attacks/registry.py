@@ -133,14 +133,6 @@ def _jsma(model, x, target, eps, seed, progress, theta, gamma):
     return jsma(model, x, target, theta, gamma, progress).images
 
 
-def _autoattack(model, x, y, eps, seed, progress):
-    return autoattack(model, x, y, eps, seed, progress)
-
-
-def _square(model, x, y, eps, seed, progress, queries):
-    return square(model, x, y, eps, seed, progress, queries)
-
-
 STEPS_HELP = "gradient steps; each costs one forward and one backward pass of the source model"
 REGISTRY: dict[str, Attack] = {a.name: a for a in (
     Attack("fgsm", "FGSM (untargeted, one step)", targeted=False, eps_bounded=True, multi_step=False, params=(),
@@ -171,13 +163,13 @@ REGISTRY: dict[str, Attack] = {a.name: a for a in (
                          help="the share of pixels the attack may change; it stops earlier when it succeeds")),
            run=_jsma, budget_param="gamma", reference="Papernot et al. 2016, arXiv:1511.07528"),
     Attack("autoattack", "AutoAttack (untargeted, standard)", targeted=False, eps_bounded=True, multi_step=True,
-           params=(), run=_autoattack, kind="ensemble",
+           params=(), run=autoattack, kind="ensemble",
            reference=f"Croce & Hein 2020, arXiv:2003.01690 (torchattacks {TORCHATTACKS_VERSION}: APGD-CE, "
                      "APGD-T, FAB-T, Square)"),
     Attack("square", "Square (untargeted, black-box)", targeted=False, eps_bounded=True, multi_step=True,
            params=(Param("queries", "Queries", 5000, 100, 20000, 100, "int",
                          help="model evaluations per image (AutoAttack's Square uses 5,000)"),),
-           run=_square, kind="black-box",
+           run=square, kind="black-box",
            reference=f"Andriushchenko et al. 2020, arXiv:1912.00049 (torchattacks {TORCHATTACKS_VERSION})"),
 )}
 

@@ -90,10 +90,17 @@ def evidence_region(name: str, mask: np.ndarray) -> np.ndarray:
     return mask if EVIDENCE_INSIDE_MASK[name] else ~mask
 
 
+def swatch_codes(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The class each Decoy MNIST swatch's grey codes (255 − 25·class), from images in [0, 1] and their masks,
+    both [N, …] of one shape."""
+    images, masks = np.asarray(images, dtype=np.float64), np.asarray(masks, dtype=bool)
+    grey = (images * masks).reshape(len(images), -1).sum(1) / np.maximum(masks.reshape(len(masks), -1).sum(1), 1)
+    return np.clip(np.round((255 - 255 * grey) / SWATCH_STEP), 0, 9).astype(np.int64)
+
+
 def swatch_class(image: np.ndarray, mask: np.ndarray) -> int:
-    """The class a Decoy MNIST swatch's grey codes (255 − 25·class), from an image in [0, 1] and its mask."""
-    grey = float(np.asarray(image)[np.asarray(mask, dtype=bool)].mean()) * 255
-    return int(np.clip(round((255 - grey) / SWATCH_STEP), 0, 9))
+    """The class one image's swatch codes (swatch_codes of a batch of one)."""
+    return int(swatch_codes(np.asarray(image)[None], np.asarray(mask)[None])[0])
 
 
 def split_sha256(images: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> str:

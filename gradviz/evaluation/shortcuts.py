@@ -5,13 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gradviz.data.ground_truth import SWATCH_STEP
-
-
-def swatch_codes(x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """The class each image's swatch codes (grey 255 − 25·class), from images [N, 1, H, W] and masks alike."""
-    grey = (x * masks).flatten(1).sum(1) / masks.flatten(1).sum(1).clamp_min(1) * 255
-    return ((255 - grey) / SWATCH_STEP).round().clamp(0, 9).long()
+from gradviz.data.ground_truth import swatch_codes
 
 
 @torch.no_grad()
@@ -19,7 +13,7 @@ def shortcut_share(model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: to
                    batch_size: int = 500) -> float:
     """Among images whose swatch codes another class than the digit's, the share the model assigns to the
     swatch's class: near 0 for a model that reads the digit, 1 for one that reads only the swatch."""
-    codes = swatch_codes(x, masks.to(x.dtype))
+    codes = torch.from_numpy(swatch_codes(x.cpu().numpy(), masks.cpu().numpy())).to(y.device)
     misleading = codes != y
     predicted = torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
     return float((predicted[misleading] == codes[misleading]).float().mean()) if misleading.any() else float("nan")

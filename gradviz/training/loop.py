@@ -67,7 +67,19 @@ def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2
 def training_split(config: TrainConfig) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """(fit, held-out) data of a run: the first `train_subset` training digits, less `holdout` of them held out
     (seeded, the same for every seed) for choosing settings; the test set is never part of either."""
-    x, y = load_dataset(config.dataset, "train", config.data_dir)
+    return _carve(config, *load_dataset(config.dataset, "train", config.data_dir))
+
+
+def training_masks(config: TrainConfig) -> torch.Tensor | None:
+    """The annotation masks of training_split's fit images, in the same order (None for a dataset without)."""
+    masks = load_masks(config.dataset, "train", config.data_dir)
+    return None if masks is None else _carve(config, masks, torch.zeros(len(masks)))[0][0]
+
+
+def _carve(config: TrainConfig, x: torch.Tensor,
+           y: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """The fit and held-out parts of any tensors aligned with the training split: the same subset, the same
+    seeded hold-out, so images and their masks stay paired."""
     if config.train_subset is not None:
         x, y = x[:config.train_subset], y[:config.train_subset]
     if config.holdout >= len(x):
@@ -75,18 +87,6 @@ def training_split(config: TrainConfig) -> tuple[tuple[torch.Tensor, torch.Tenso
     if config.holdout == 0:  # keep the order: batches are drawn by index, so reordering would change every run
         return (x, y), (x[:0], y[:0])
     return validation_split(x, y, config.holdout, seed=HOLDOUT_SEED)
-
-
-def training_masks(config: TrainConfig) -> torch.Tensor | None:
-    """The annotation masks of training_split's fit images, in the same order (None for a dataset without)."""
-    masks = load_masks(config.dataset, "train", config.data_dir)
-    if masks is None:
-        return None
-    if config.train_subset is not None:
-        masks = masks[:config.train_subset]
-    if config.holdout == 0:
-        return masks
-    return validation_split(masks, torch.zeros(len(masks)), config.holdout, seed=HOLDOUT_SEED)[0][0]
 
 
 def batch_index(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
