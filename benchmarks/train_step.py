@@ -1,7 +1,8 @@
 """Cost of one gradreg training step (exact and finite-difference) relative to a normal step, in the
 default weight layout and channels-last (which training uses on CPU except for exact double backprop).
 
-Usage: python -m benchmarks.train_step [--batch-size 128] [--repeats 30] [--device cpu]
+Usage: python -m benchmarks.train_step [--batch-size 128] [--repeats 30] [--device cpu] [--layers zoo|reference]
+(the paper-scale runs: --layers reference --width 1024 --batch-size 256)
 """
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import argparse
 import torch
 
 from benchmarks.common import compare, report, training_step
-from gradviz.nets.architecture import ZOO_WIDTH, PaperCNN, channels_last
+from gradviz.nets.architecture import LAYER_STYLES, ZOO_WIDTH, PaperCNN, channels_last
 from gradviz.training.defenses import LossSettings
+from gradviz.training.penalties import cross_entropy_losses, exact_penalty
 
 VARIANTS = {
     "normal": LossSettings("normal"),
@@ -25,6 +27,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--width", type=int, default=ZOO_WIDTH)
+    parser.add_argument("--layers", choices=LAYER_STYLES, default="zoo")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -32,14 +35,29 @@ def main() -> None:
     y = torch.randint(0, 10, (args.batch_size,), device=args.device)
 
     def step(settings: LossSettings, fast_layout: bool = False):
-        model = PaperCNN(width=args.width).to(args.device).train()
+        model = PaperCNN(width=args.width, layers=args.layers).to(args.device).train()
         return training_step(channels_last(model) if fast_layout else model, x, y, settings)
 
+    def builtin_exact():  # the same loss with PyTorch's own convolution double backward (before double_backward.py)
+        model = PaperCNN(width=args.width, layers=args.layers).to(args.device).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        def run() -> None:
+            xg = x.detach().requires_grad_(True)
+            logits = model(xg)
+            penalty = exact_penalty(xg, cross_entropy_losses(logits, y))
+            loss = torch.nn.functional.cross_entropy(logits, y) + 10.0 * penalty
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return run
+
     variants = {k: step(s) for k, s in VARIANTS.items()}
+    variants["gradreg exact, PyTorch's conv double backward"] = builtin_exact()
     variants.update({f"{k}, channels-last": step(s, fast_layout=True) for k, s in VARIANTS.items()})
     medians = compare(variants, args.device, args.repeats)
     report(medians, "normal", f"training step, device {args.device}, {torch.get_num_threads()} threads, "
-                              f"batch {args.batch_size}, width {args.width}")
+                              f"batch {args.batch_size}, width {args.width}, {args.layers} layers")
 
 
 if __name__ == "__main__":

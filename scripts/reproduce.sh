@@ -13,6 +13,18 @@ $PY -m gradviz evaluate --dataset mnist --attacks mifgsm --eps 0,0.1,0.2,0.3,0.4
   --out docs/results/mnist-mifgsm
 $PY -m gradviz evaluate --dataset fashion-mnist --attacks fgsm,tgsm,pgd --eps "$EPS" --iterative-eps 0.1 \
   --n 2000 --out docs/results/fashion-mnist
+# Every white-box number checked with AutoAttack and Square (first 1,000 test digits; a robust model costs
+# AutoAttack about 30 min per ε on one core, a broken one seconds).
+$PY -m gradviz evaluate --dataset mnist --attacks fgsm,pgd,mifgsm,square,autoattack --eps 0,0.1,0.2,0.3 --n 1000 \
+  --no-report --out docs/results/mnist-autoattack
+# The paper-scale pair (trained by `zoo build mnist --only mnist-normal-paper` and `--only mnist-gradreg-paper`):
+# FGSM from both sources on all 10,000 digits, white-box PGD and MI-FGSM, gradients; then AutoAttack.
+$PY -m gradviz evaluate --dataset mnist --models mnist-normal-paper,mnist-gradreg-paper,mnist-normal,mnist-gradreg \
+  --attacks fgsm,pgd,mifgsm --eps 0,0.1,0.2,0.3,0.4,0.5 --iterative-eps 0.1,0.2,0.3 --n 10000 \
+  --out docs/results/mnist-paper-scale
+$PY -m gradviz evaluate --dataset mnist --models mnist-normal-paper,mnist-gradreg-paper \
+  --attacks fgsm,pgd,mifgsm,square,autoattack --eps 0,0.1,0.2,0.3 --n 1000 --no-report \
+  --out docs/results/mnist-paper-scale-autoattack
 # Explanation quality (about 35 min for MNIST, 25 for Fashion-MNIST) and the ground-truth datasets (a few minutes).
 METHODS="--param integrated-gradients.n_steps=8 --param smoothgrad.samples=8"
 $PY -m gradviz interpret --dataset mnist --n 1000 $METHODS --out docs/results/mnist-interpretability
@@ -26,4 +38,6 @@ $PY -m gradviz reproduce --mnist docs/results/mnist --mnist-beyond docs/results/
   --fashion docs/results/fashion-mnist \
   --interpretation docs/results/mnist-interpretability --interpretation docs/results/fashion-mnist-interpretability \
   --ground-truth docs/results/decoy-mnist-ground-truth --ground-truth docs/results/block-mnist-ground-truth \
+  --paper-scale docs/results/mnist-paper-scale \
+  --autoattack docs/results/mnist-autoattack --autoattack docs/results/mnist-paper-scale-autoattack \
   --preamble docs/reproduction_preamble.md --out docs/REPRODUCTION.md

@@ -2,12 +2,14 @@
 beating every gradient attack raises the masking flag."""
 import sys
 
+import pandas as pd
 import pytest
 import torch
 
 from gradviz.attacks.registry import get_attack
+from gradviz.evaluation.autoattack_report import COLUMNS, autoattack_section, whitebox_accuracy
 from gradviz.evaluation.masking import masking_verdict
-from gradviz.evaluation.matrix import EvalConfig, evaluate
+from gradviz.evaluation.matrix import EvalConfig, EvalResult, evaluate
 from gradviz.nets.store import save_model
 from gradviz.training.config import TrainConfig
 from gradviz.training.loop import train_model
@@ -48,6 +50,44 @@ def test_autoattack_alone_and_mixed_with_other_attacks_evaluate_without_a_crash(
     for model in small_models:  # AutoAttack contains Square and APGD: never weaker than either alone
         assert white[(model, "autoattack")] <= min(white[(model, "square")], white[(model, "pgd")]) + 1e-9
     assert "black_box_whitebox" in mixed.masking.columns
+    table = whitebox_accuracy(mixed)
+    for model in small_models:  # the gap is the strongest gradient attack's accuracy minus AutoAttack's
+        assert table.loc[(model, 0.2), "gap"] == pytest.approx(
+            min(white[(model, "fgsm")], white[(model, "pgd")]) - white[(model, "autoattack")])
+    section = "\n".join(autoattack_section(mixed))
+    assert all(f"| {m} (" in section for m in small_models) and "300 queries" in section
+
+
+def _result(gradient: float, black_box: float, aa: float) -> EvalResult:
+    def row(attack, eps, accuracy):
+        return {"source": "m", "target": "m", "attack": attack, "eps": eps, "accuracy": accuracy,
+                "correct": int(accuracy * 1000), "n": 1000, "ci_low": accuracy - 0.01, "ci_high": accuracy + 0.01,
+                "whitebox": True}
+    rows = [row(a, 0.0, 0.99) for a in COLUMNS]
+    rows += [row(a, 0.1, v) for a, v in (("fgsm", 0.95), ("pgd", gradient), ("mifgsm", 0.93),
+                                         ("square", black_box), ("autoattack", aa))]
+    flagged, reason = masking_verdict(0.0, 0.95, gradient, black_box, gradient)
+    masking = pd.DataFrame([{"model": "m", "eps": 0.1, "black_box_whitebox": black_box, "flagged": flagged,
+                             "reason": reason}])
+    provenance = {"config": {"dataset": "mnist"}, "seconds": 12.0,
+                  "seconds_per_attack": {"autoattack": {"m": 1800.0}, "square": {"m": 60.0}}}
+    return EvalResult(pd.DataFrame(rows), masking, provenance, pd.DataFrame())
+
+
+def test_the_autoattack_section_says_which_models_our_attacks_overstate():
+    honest = "\n".join(autoattack_section(_result(gradient=0.90, black_box=0.91, aa=0.89)))
+    assert "No model's robustness was overstated" in honest and "1,800 s" in honest
+    overstated = "\n".join(autoattack_section(_result(gradient=0.90, black_box=0.60, aa=0.55)))
+    assert "overstated its robustness by up to 0.350" in overstated
+    assert "Masking flag for **m**" in overstated and "black-box Square" in overstated
+
+
+def test_a_run_without_autoattack_is_refused_by_the_section():
+    result = _result(0.9, 0.9, 0.9)
+    result = EvalResult(result.rows[result.rows.attack != "autoattack"], result.masking, result.provenance,
+                        result.l0)
+    with pytest.raises(ValueError, match="no AutoAttack"):
+        whitebox_accuracy(result)
 
 
 def test_square_doing_better_than_every_gradient_attack_is_flagged_as_masking():

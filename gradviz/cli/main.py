@@ -147,7 +147,7 @@ def _reproduce(args) -> int:
 
     preamble = Path(args.preamble).read_text() if args.preamble else ""
     path = write_reproduction(args.mnist, args.fashion, args.out, preamble, args.mnist_beyond, args.interpretation,
-                              args.ground_truth)
+                              args.ground_truth, args.autoattack, args.paper_scale)
     print(f"written {path}")
     return 0
 
@@ -392,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ground-truth", action="append", default=[], metavar="FOLDER",
                    help="result folder of an interpret run on decoy-mnist or block-mnist (the section 'Ground "
                         "truth'), repeatable")
+    r.add_argument("--paper-scale", default=None, metavar="FOLDER",
+                   help="result folder of the evaluate run of mnist-normal-paper and mnist-gradreg-paper (the section "
+                        "'The headline at paper scale')")
+    r.add_argument("--autoattack", action="append", default=[], metavar="FOLDER",
+                   help="result folder of an evaluate run holding autoattack (the section 'Robustness checked with "
+                        "AutoAttack'), repeatable")
     r.add_argument("--preamble", default=None, help="Markdown file with the prose that precedes the tables")
     r.add_argument("--out", default="docs/REPRODUCTION.md")
     st = sub.add_parser("study", formatter_class=_Help,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from gradviz.attacks.registry import REGISTRY, attack_title
+from gradviz.evaluation.autoattack_report import autoattack_lines
 from gradviz.evaluation.claims import (
     ORDER,
     THRESHOLDS,
@@ -32,6 +33,7 @@ from gradviz.evaluation.interpretation import read_interpretation
 from gradviz.evaluation.interpretation_claims import interpretation_section
 from gradviz.evaluation.matrix import EvalResult, read_results
 from gradviz.evaluation.paper import PAPER_CLEAN, PAPER_FGSM_FROM_NORMAL, PAPER_MEAN_TRANSFER, PAPER_WHITEBOX
+from gradviz.evaluation.paper_scale import paper_scale_lines
 from gradviz.evaluation.report import INTERPRETABILITY_IMAGES
 
 
@@ -228,11 +230,15 @@ def ground_truth_lines(folders: list[str | Path]) -> list[str]:
 def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str | Path, preamble: str = "",
                        mnist_beyond: list[str | Path] | None = None,
                        interpretation: list[str | Path] | None = None,
-                       ground_truth: list[str | Path] | None = None) -> Path:
+                       ground_truth: list[str | Path] | None = None,
+                       autoattack: list[str | Path] | None = None,
+                       paper_scale: str | Path | None = None) -> Path:
     """Write the report; `preamble` is prose (setup, differences) placed before the generated tables;
     `mnist_beyond`: result folders of attacks beyond the paper on the same MNIST models and images;
     `interpretation`: folders of `interpret` runs (the section "Interpretability, measured");
-    `ground_truth`: `interpret` runs on Decoy / Block MNIST (the section "Ground truth")."""
+    `ground_truth`: `interpret` runs on Decoy / Block MNIST (the section "Ground truth");
+    `autoattack`: `evaluate` runs holding AutoAttack (the section "Robustness checked with AutoAttack");
+    `paper_scale`: the `evaluate` run of the paper-scale pair (the section "The headline at paper scale")."""
     result = read_results(mnist)
     prov = result.provenance
     lines = ["# Reproduction of Ross & Doshi-Velez (AAAI 2018)", "",
@@ -245,6 +251,7 @@ def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str |
               "### Which claims held", "", *_verdict_lines(verdicts(facts, result)), "",
               *_section(facts, with_paper=True), *_masking_rows(result), "",
               *l0_tables(result), *_interpretability(Path(mnist), facts.names, facts.masked_models()), ""]
+    lines += paper_scale_lines(paper_scale)
     if mnist_beyond:
         lines += ["## MNIST beyond the paper", ""]
     for folder in mnist_beyond or []:
@@ -258,6 +265,7 @@ def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str |
                   "### Which claims held", "", *_verdict_lines(verdicts(ffacts, fr)), "",
                   *_section(ffacts, with_paper=False), *_masking_rows(fr), "",
                   *_interpretability(Path(fashion), ffacts.names, ffacts.masked_models()), ""]
+    lines += autoattack_lines(autoattack or [])
     lines += interpretation_lines(interpretation or [])
     lines += ground_truth_lines(ground_truth or [])
     path = Path(out)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gradviz.nets.double_backward import Conv2d
+
 ZOO_WIDTH = 128  # narrower default so the committed zoo stays small
 LAYER_STYLES = ("zoo", "reference")
 REFERENCE_BN_EPS = 1e-3  # TF-slim's batch_norm default
@@ -41,8 +43,8 @@ def _flat_features(image_shape: tuple[int, int]) -> int:
 def _zoo_layers(width: int, num_classes: int, dropout: float,
                 image_shape: tuple[int, int]) -> tuple[nn.Sequential, nn.Sequential]:
     features = nn.Sequential(
-        nn.Conv2d(1, 32, 5, padding=2), nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.Conv2d(32, 64, 5, padding=2), nn.MaxPool2d(2), nn.BatchNorm2d(64), nn.ReLU(),
+        Conv2d(1, 32, 5, padding=2), nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(),
+        Conv2d(32, 64, 5, padding=2), nn.MaxPool2d(2), nn.BatchNorm2d(64), nn.ReLU(),
     )
     classifier = nn.Sequential(
         nn.Flatten(),
@@ -55,8 +57,8 @@ def _zoo_layers(width: int, num_classes: int, dropout: float,
 def _reference_layers(width: int, num_classes: int, dropout: float,
                       image_shape: tuple[int, int]) -> tuple[nn.Sequential, nn.Sequential]:
     features = nn.Sequential(
-        nn.Conv2d(1, 32, 5, padding=2, bias=False), ShiftOnlyBatchNorm(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 5, padding=2, bias=False), ShiftOnlyBatchNorm(64), nn.ReLU(), nn.MaxPool2d(2),
+        Conv2d(1, 32, 5, padding=2, bias=False), ShiftOnlyBatchNorm(32), nn.ReLU(), nn.MaxPool2d(2),
+        Conv2d(32, 64, 5, padding=2, bias=False), ShiftOnlyBatchNorm(64), nn.ReLU(), nn.MaxPool2d(2),
     )
     classifier = nn.Sequential(
         nn.Flatten(),

@@ -9,6 +9,7 @@ all show the same numbers.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradviz.attacks.linf import fgsm
+from gradviz.nets.double_backward import explicit_input_gradients
 from gradviz.training.penalties import (
     PENALTY_METHODS,
     cross_entropy_losses,
@@ -148,10 +150,11 @@ def _regularized(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: LossSett
         return z if extra is None else torch.cat([z, extra])
 
     replay = _replay(model, x.device)
-    logits = model(joined(x))
-    penalized = DEFENSE_SPECS[s.defense].penalised
-    penalty = input_gradient_penalty(x, penalized(logits[:n], y), lambda z: penalized(replay(joined(z))[:n], y),
-                                     method=s.penalty, h=s.fd_step, mask=mask)
+    with explicit_input_gradients() if s.penalty == "exact" else nullcontext():
+        logits = model(joined(x))
+        penalized = DEFENSE_SPECS[s.defense].penalised
+        penalty = input_gradient_penalty(x, penalized(logits[:n], y), lambda z: penalized(replay(joined(z))[:n], y),
+                                         method=s.penalty, h=s.fd_step, mask=mask)
     return logits, penalty
 
 
