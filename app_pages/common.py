@@ -83,7 +83,12 @@ def sanity_check(dataset: str, model: str, sha256: str, method: str, n: int = 16
 
 
 def cards_of(dataset: str) -> dict[str, dict]:
-    return {c["name"]: c for c in list_models() if c.get("dataset") == dataset}
+    """Cards by name; where a user model shares a zoo model's name, the zoo's, as load_model resolves it."""
+    cards: dict[str, dict] = {}
+    for card in list_models():
+        if card.get("dataset") == dataset:
+            cards.setdefault(card["name"], card)
+    return cards
 
 
 def models_named(names: list[str], dataset: str) -> dict[str, torch.nn.Module]:
@@ -103,6 +108,8 @@ def pick_models(dataset: str, label: str = "Models to compare", key: str = "mode
         st.warning(f"No models for {dataset}. Train one on the Train page or with `python -m gradviz train`.")
         st.stop()
     by_defense = {c["defense"]: n for n, c in reversed(cards.items())}  # first model of each defense
+    # an adopted paper-scale pair (zoo_role) is the paper's own comparison: it stands in for normal and gradreg
+    by_defense |= {c["defense"]: n for n, c in cards.items() if c.get("zoo_role") and c["defense"] in ("normal", "gradreg")}
     # Distilled is left out of the default: its Σ log p gradients are ~10× the others' and would wash out a
     # shared colour scale, hiding the normal-vs-gradreg contrast the paper is about. One click adds it.
     preferred = [by_defense[d] for d in ("normal", "advtrain", "gradreg-uniform", "gradreg") if d in by_defense]

@@ -23,18 +23,23 @@ class LogLines:
         self.postfix = " ".join(f"{k}={v}" for k, v in values.items())
 
     def set_postfix_str(self, text: str, refresh: bool = False) -> None:
+        """`refresh`: news from inside a long unit of work (an attack's images), printed at most every interval."""
         self.postfix = text
+        if refresh:
+            self._line(force=False)
 
     def update(self, n: int = 1) -> None:
         self.n += n
+        self._line(force=self.n == self.total)
+
+    def _line(self, force: bool) -> None:
         now = time.monotonic()
-        if now - self.last >= self.interval or self.n == self.total:
+        if now - self.last >= self.interval or force:
             self.last = now
             rate = (self.n - self.start_n) / max(now - self.started, 1e-9)
-            left = (self.total - self.n) / rate if rate > 0 else float("nan")
+            left = f"~{(self.total - self.n) / rate / 60:.0f} min left" if rate > 0 else "estimating"
             print(f"{self.desc}: {self.unit} {self.n}/{self.total} ({self.n / self.total:.0%}), "
-                  f"{rate:.2f} {self.unit}s/s, ~{left / 60:.0f} min left  {self.postfix}", file=sys.stderr,
-                  flush=True)
+                  f"{rate:.2f} {self.unit}s/s, {left}  {self.postfix}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         pass

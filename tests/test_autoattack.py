@@ -40,6 +40,15 @@ def test_examples_stay_in_the_eps_ball_and_the_data_range(attack, mnist_test):
         assert (model(adv).argmax(1) == y).float().mean() < (model(x).argmax(1) == y).float().mean()
 
 
+def test_a_sweep_passes_the_images_done_on(mnist_test):
+    from gradviz import load_model
+    model, _ = load_model("mnist-normal")
+    done = []
+    get_attack("square").sweep(model, mnist_test[0][:12], mnist_test[1][:12], [0.1],
+                               progress=lambda d, t: done.append((d, t)), queries=100)
+    assert done[-1] == (12, 12)
+
+
 def test_autoattack_alone_and_mixed_with_other_attacks_evaluate_without_a_crash(small_models):
     alone = evaluate(EvalConfig(models=small_models, attacks=["autoattack"], eps=[0.2], n=12, device="cpu"),
                      progress=False)

@@ -31,3 +31,12 @@ def test_disabled_progress_prints_nothing(capsys):
     bar.update(2)
     bar.close()
     assert capsys.readouterr().err == ""
+
+
+def test_news_from_inside_a_long_unit_is_printed_without_finishing_it(capsys):
+    bar = LogLines(4, 0, "evaluate", unit="block", interval=0.0)
+    bar.set_postfix_str("mnist-gradreg autoattack ε=0.1: 250/1000 images", refresh=True)
+    err = capsys.readouterr().err
+    assert "block 0/4" in err and "250/1000 images" in err and "estimating" in err
+    bar.set_postfix_str("quiet", refresh=False)
+    assert capsys.readouterr().err == ""

@@ -30,3 +30,20 @@ def test_zoo_model_matches_its_card(card):
     assert measured >= FLOOR[card["dataset"]], f"{card['name']}: {measured:.4f}"
     assert loaded["data_sha256"] == dataset_hashes(card["dataset"])  # the official files: no test leakage
     assert loaded["versions"]["torch"] and loaded["train_seconds"] > 0
+
+
+ADOPTED = [c for c in ZOO if "rounding_check" in c]
+
+
+@pytest.mark.parametrize("card", ADOPTED, ids=[c["name"] for c in ADOPTED])
+def test_an_adopted_models_rounding_changes_nothing_that_matters(card):
+    """The float16 file gives the headline its card recorded, within the tolerance of the float32 original."""
+    from gradviz.experiments.adopt import CLEAN_TOLERANCE, HEADLINE_TOLERANCE, transfer_accuracy
+
+    check = card["rounding_check"]
+    (target, _), (source, _) = load_model(card["name"]), load_model(check["source"])
+    x, y = load_dataset(card["dataset"], "test")
+    x, y = x[:check["images"]], y[:check["images"]]
+    assert transfer_accuracy(source, target, x, y, check["eps"]) == pytest.approx(check["stored"], abs=1e-3)
+    assert abs(check["stored"] - check["float32"]) < HEADLINE_TOLERANCE
+    assert abs(card["clean_test_accuracy"] - card["float32_clean_test_accuracy"]) < CLEAN_TOLERANCE

@@ -72,15 +72,16 @@ class Attack:
         return self.run(model, x, labels, eps, seed, progress, **settings)
 
     def sweep(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps_values: list[float],
-              seed: int = 0, **params) -> dict[float, torch.Tensor]:
-        """The batch attacked at every ε; single-step attacks share one gradient across the sweep."""
+              seed: int = 0, progress: Progress | None = None, **params) -> dict[float, torch.Tensor]:
+        """The batch attacked at every ε; single-step attacks share one gradient across the sweep. `progress`
+        hears from inside an attack that reports it (AutoAttack, Square: images done)."""
         if not self.eps_bounded:
             raise ValueError(f"{self.name} has a pixel budget, not an ε to sweep")
         eps_values = [self.check_eps(e) for e in eps_values]
         if self.one_gradient:
             self.settings(params)
             return single_step_sweep(model, x, labels, eps_values, targeted=self.targeted)
-        return {e: self.generate(model, x, labels, e, seed, **params) for e in eps_values}
+        return {e: self.generate(model, x, labels, e, seed, progress, **params) for e in eps_values}
 
     def path(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: float | None = None,
              seed: int = 0, progress: Progress | None = None,

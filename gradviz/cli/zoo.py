@@ -1,4 +1,4 @@
-"""`python -m gradviz zoo build | sweep | status | table`: the recipes on the command line."""
+"""`python -m gradviz zoo build | sweep | status | adopt | table`: the recipes on the command line."""
 from __future__ import annotations
 
 import sys
@@ -33,6 +33,14 @@ def add_zoo_parser(sub) -> None:
     st.add_argument("recipe")
     st.add_argument("--results", default=None)
     st.add_argument("--out", default=None)
+    a = zsub.add_parser("adopt", help="copy a finished defended model and its transfer source into the zoo at lower "
+                                      "precision, checking the rounding changes clean and headline accuracy by nothing "
+                                      "that matters")
+    a.add_argument("target", help="the defended model (a user model, e.g. mnist-gradreg-paper)")
+    a.add_argument("source", help="the normal model its FGSM examples come from (e.g. mnist-normal-paper)")
+    a.add_argument("--stored-dtype", default="float16")
+    a.add_argument("--eps", type=float, default=0.4, help="ε of the headline FGSM check")
+    a.add_argument("--out", default=None, help="the zoo folder (default: the repository's models/)")
     t = zsub.add_parser("table", help="the README's zoo table, from the recipes and the committed cards")
     t.add_argument("recipes", nargs="*", default=["mnist", "fashion-mnist", "decoy-mnist", "block-mnist"])
     t.add_argument("--write", default=None, metavar="README", help="replace the table between its markers in this file")
@@ -43,8 +51,27 @@ def run_zoo(args) -> int:
 
     if args.zoo_command == "table":
         return _table(args)
+    if args.zoo_command == "adopt":
+        return _adopt(args)
     recipe = load_recipe(args.recipe)
     return {"build": _build, "sweep": _sweep, "status": _status}[args.zoo_command](recipe, args)
+
+
+def _adopt(args) -> int:
+    from gradviz.experiments.adopt import adopt_pair
+    from gradviz.paths import ZOO_DIR
+
+    try:
+        check = adopt_pair(args.target, args.source, args.stored_dtype, args.eps, args.out or ZOO_DIR)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, (full, small) in check["clean"].items():
+        print(f"{name}: clean {full:.4f} (float32) → {small:.4f} ({args.stored_dtype})")
+    print(f"FGSM from {args.source} at ε = {args.eps} on {args.target}: {check['float32']:.4f} → {check['stored']:.4f} "
+          f"({check['images']:,} test images); set in_zoo = true and stored_dtype = \"{args.stored_dtype}\" in "
+          "their recipe entries")
+    return 0
 
 
 def _out(args) -> Path:

@@ -35,6 +35,7 @@ COLUMNS = ["source", "target", "attack", "eps", "accuracy", "correct", "n", "ci_
 L0_COLUMNS = ["source", "target", "attack", "budget", "success_rate", "accuracy", "mean_pixels_changed", "n",
               "whitebox"]
 Progress = Callable[[int, int, str], None]
+ImagesDone = Callable[[int, int], None]  # (images attacked so far, images in the block)
 
 
 @dataclass
@@ -92,8 +93,10 @@ class EvalResult:
 
 
 def default_models(dataset: str) -> list[str]:
-    """The committed zoo's models of one dataset, in a stable order."""
-    return [c["name"] for c in list_models() if c["dataset"] == dataset and c["origin"] == "zoo"]
+    """The committed zoo's models of one dataset, one per defense, in a stable order (an adopted paper-scale pair,
+    `zoo_role`, is evaluated by name: the reproduction's claims compare one model per defense)."""
+    return [c["name"] for c in list_models() if c["dataset"] == dataset and c["origin"] == "zoo"
+            and not c.get("zoo_role")]
 
 
 def _block_key(config: EvalConfig, source_card: dict, target_cards: list[dict], entry: Attack,
@@ -124,10 +127,12 @@ def _attack_labels(config: EvalConfig, model: nn.Module, x: torch.Tensor, y: tor
 
 
 def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: torch.Tensor,
-                  y: torch.Tensor, entry: Attack, clean: dict[str, int] | None, eps_list: list[float]) -> list[dict]:
+                  y: torch.Tensor, entry: Attack, clean: dict[str, int] | None, eps_list: list[float],
+                  on_images: ImagesDone | None = None) -> list[dict]:
     """Rows of one source model and ε-attack: every ε of `eps_list`, every target model.
 
-    ε = 0 leaves the images unchanged, so `clean` (correct counts per target) stands in for it.
+    ε = 0 leaves the images unchanged, so `clean` (correct counts per target) stands in for it. `on_images`
+    hears (images attacked, images) from attacks that report it: an AutoAttack block can take half an hour.
     """
     n = config.n_for(entry, len(x))
     if n < len(x):
@@ -139,7 +144,8 @@ def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module],
     for i in range(0, len(x), config.batch_size) if attacked else []:
         xb, yb = x[i:i + config.batch_size], y[i:i + config.batch_size]
         labels = _attack_labels(config, models[source], xb, yb, entry)
-        for e, adv in entry.sweep(models[source], xb, labels, attacked, config.seed, **params).items():
+        told = None if on_images is None else (lambda done, _total, i=i: on_images(i + done, len(x)))
+        for e, adv in entry.sweep(models[source], xb, labels, attacked, config.seed, told, **params).items():
             for target, model in models.items():
                 counts[(e, target)] += correct_counts(model, adv, yb, config.batch_size, config.precision)
     counts.update({(0.0, t): c for t, c in clean.items()} if len(attacked) < len(eps_list) else {})
@@ -247,7 +253,10 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
             if clean is None:
                 clean = {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
             tick = time.perf_counter()
-            block = (_attack_block(config, source, models, x, y, entry, clean, eps) if entry.eps_bounded
+            def images(done: int, total: int, what: str = f"{source} {entry.name} ε={','.join(map(str, eps))}"):
+                bar.set_postfix_str(f"{what}: {done}/{total} images", refresh=True)
+
+            block = (_attack_block(config, source, models, x, y, entry, clean, eps, images) if entry.eps_bounded
                      else _l0_block(config, source, models, x, y, entry))
             block = [{**r, "block_seconds": round(time.perf_counter() - tick, 2)} for r in block]
             if path is not None:
