@@ -1,5 +1,6 @@
-"""The explicit input gradient of convolutions: the exact gradreg step's losses and gradients are PyTorch's own to
-float rounding, in both layer styles, and only the exact penalty switches it on."""
+"""The exact penalty's cheaper derivatives (explicit input gradients of convolutions, the reference layers pooling
+before batch norm): losses, gradients and running statistics are PyTorch's own to float rounding, in both layer
+styles, and only the exact penalty switches them on."""
 import copy
 
 import pytest
@@ -36,6 +37,11 @@ def test_the_exact_step_matches_pytorchs_own_derivatives(layers):
     assert total.item() == pytest.approx(expected_total, rel=1e-5)
     for name, p in ours.named_parameters():
         torch.testing.assert_close(p.grad, expected[name], rtol=1e-4, atol=1e-5 * float(expected[name].abs().max()))
+    for (name, mine), theirs_ in zip(ours.named_buffers(), theirs.buffers()):  # batch norm's running statistics
+        torch.testing.assert_close(mine, theirs_, rtol=1e-5, atol=1e-7, msg=name)
+    ours.eval(), theirs.eval()
+    with torch.no_grad(), explicit_input_gradients():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-5)
 
 
 def _node_names(tensor: torch.Tensor) -> set[str]:

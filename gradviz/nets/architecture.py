@@ -12,9 +12,10 @@ Two layer styles share that shape:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from gradviz.nets.double_backward import Conv2d
+from gradviz.nets.double_backward import Conv2d, explicit_mode
 
 ZOO_WIDTH = 128  # narrower default so the committed zoo stays small
 LAYER_STYLES = ("zoo", "reference")
@@ -32,6 +33,37 @@ class ShiftOnlyBatchNorm(nn.BatchNorm1d):
     def _check_input_dim(self, input: torch.Tensor) -> None:
         if input.dim() not in (2, 4):
             raise ValueError(f"expected 2-D or 4-D input, got {input.dim()}-D")
+
+
+def _pooled_shift_batch_norm(norm: ShiftOnlyBatchNorm, z: torch.Tensor) -> torch.Tensor:
+    """max-pool(ReLU(norm(z))) computed as ReLU(norm(max-pool(z))) with the statistics of the unpooled z: the same
+    function, since batch norm's per-channel map is increasing and ReLU commutes with max, but its elementwise work
+    (and its second derivative) runs on a quarter of the activations. Running statistics update as PyTorch's do."""
+    if norm.training:
+        var, mean = torch.var_mean(z, dim=(0, 2, 3), unbiased=False)
+        with torch.no_grad():
+            count = z.numel() // z.shape[1]
+            norm.running_mean.lerp_(mean, norm.momentum)
+            norm.running_var.lerp_(var * count / max(count - 1, 1), norm.momentum)
+            norm.num_batches_tracked += 1
+    else:
+        mean, var = norm.running_mean, norm.running_var
+    pooled = F.max_pool2d(z, 2)
+    shape = (1, -1, 1, 1)
+    return F.relu((pooled - mean.view(shape)) * torch.rsqrt(var + norm.eps).view(shape) + norm.bias.view(shape))
+
+
+class ReferenceFeatures(nn.Sequential):
+    """(conv → shift-only batch norm → ReLU → 2×2 max-pool) × 2; inside `explicit_input_gradients()` (the exact
+    penalty) each block pools before normalising (`_pooled_shift_batch_norm`). Same modules and state-dict keys as
+    a plain Sequential."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not explicit_mode():
+            return super().forward(x)
+        for i in range(0, len(self), 4):
+            x = _pooled_shift_batch_norm(self[i + 1], self[i](x))
+        return x
 
 
 def _flat_features(image_shape: tuple[int, int]) -> int:
@@ -56,7 +88,7 @@ def _zoo_layers(width: int, num_classes: int, dropout: float,
 
 def _reference_layers(width: int, num_classes: int, dropout: float,
                       image_shape: tuple[int, int]) -> tuple[nn.Sequential, nn.Sequential]:
-    features = nn.Sequential(
+    features = ReferenceFeatures(
         Conv2d(1, 32, 5, padding=2, bias=False), ShiftOnlyBatchNorm(32), nn.ReLU(), nn.MaxPool2d(2),
         Conv2d(32, 64, 5, padding=2, bias=False), ShiftOnlyBatchNorm(64), nn.ReLU(), nn.MaxPool2d(2),
     )
