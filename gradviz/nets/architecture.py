@@ -8,6 +8,7 @@ Two layer styles share that shape:
 - "reference" (the authors' TF-slim code, shared/PAPER.md): conv/FC without bias → batch norm with a learned
   shift β but no scale γ, ε 1e-3 → ReLU → max-pool; Xavier-uniform weights. Without γ the network cannot
   shrink a layer's output to shrink its input gradient, which is what the paper's large λ pushes against.
+  Inside the exact penalty it computes the same function pool-first (`ReferenceFeatures`), for the same saving.
 """
 from __future__ import annotations
 
