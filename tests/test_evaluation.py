@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -44,6 +45,9 @@ def test_matrix_schema_intervals_and_cache(two_models, tmp_path):
     again = evaluate(config, cache_dir=tmp_path / "cache", progress=False)
     assert again.provenance["cached_blocks_reused"] == "10/10"  # FGSM and TGSM one block a source, PGD one per ε
     pd.testing.assert_frame_equal(again.rows, rows)
+    reordered = evaluate(replace(config, models=list(reversed(two_models))), cache_dir=tmp_path / "cache",
+                         progress=False)
+    assert reordered.provenance["cached_blocks_reused"] == "10/10"  # the models' order is not part of a block
 
     write_results(result, tmp_path / "out")
     loaded = read_results(tmp_path / "out")

@@ -101,7 +101,7 @@ def default_models(dataset: str) -> list[str]:
 
 def _block_key(config: EvalConfig, source_card: dict, target_cards: list[dict], entry: Attack,
                eps: list[float]) -> str:
-    payload = {"source": source_card["sha256"], "targets": [c["sha256"] for c in target_cards],
+    payload = {"source": source_card["sha256"], "targets": sorted(c["sha256"] for c in target_cards),  # any order
                "attack": entry.name, "params": config.params_for(entry), "eps": eps,
                "images": config.n_for(entry, config.n), "seed": config.seed,
                "target_mode": config.target_mode, "dataset": config.dataset, "precision": config.precision,
