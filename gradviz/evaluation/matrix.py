@@ -35,7 +35,7 @@ COLUMNS = ["source", "target", "attack", "eps", "accuracy", "correct", "n", "ci_
 L0_COLUMNS = ["source", "target", "attack", "budget", "success_rate", "accuracy", "mean_pixels_changed", "n",
               "whitebox"]
 Progress = Callable[[int, int, str], None]
-ImagesDone = Callable[[int, int], None]  # (images attacked so far, images in the block)
+AttackNews = Callable[[str], None]  # where an attack inside a block stands: "images 0–1000 of 1000: 4/20"
 
 
 @dataclass
@@ -128,11 +128,11 @@ def _attack_labels(config: EvalConfig, model: nn.Module, x: torch.Tensor, y: tor
 
 def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module], x: torch.Tensor,
                   y: torch.Tensor, entry: Attack, clean: dict[str, int] | None, eps_list: list[float],
-                  on_images: ImagesDone | None = None) -> list[dict]:
+                  on_news: AttackNews | None = None) -> list[dict]:
     """Rows of one source model and ε-attack: every ε of `eps_list`, every target model.
 
-    ε = 0 leaves the images unchanged, so `clean` (correct counts per target) stands in for it. `on_images`
-    hears (images attacked, images) from attacks that report it: an AutoAttack block can take half an hour.
+    ε = 0 leaves the images unchanged, so `clean` (correct counts per target) stands in for it. `on_news` hears
+    where an attack that reports progress stands (steps, or images for AutoAttack): a block can take half an hour.
     """
     n = config.n_for(entry, len(x))
     if n < len(x):
@@ -144,7 +144,8 @@ def _attack_block(config: EvalConfig, source: str, models: dict[str, nn.Module],
     for i in range(0, len(x), config.batch_size) if attacked else []:
         xb, yb = x[i:i + config.batch_size], y[i:i + config.batch_size]
         labels = _attack_labels(config, models[source], xb, yb, entry)
-        told = None if on_images is None else (lambda done, _total, i=i: on_images(i + done, len(x)))
+        where = f"images {i}–{i + len(xb)} of {len(x)}"
+        told = None if on_news is None else (lambda done, total, where=where: on_news(f"{where}: {done}/{total}"))
         for e, adv in entry.sweep(models[source], xb, labels, attacked, config.seed, told, **params).items():
             for target, model in models.items():
                 counts[(e, target)] += correct_counts(model, adv, yb, config.batch_size, config.precision)
@@ -253,10 +254,10 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
             if clean is None:
                 clean = {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
             tick = time.perf_counter()
-            def images(done: int, total: int, what: str = f"{source} {entry.name} ε={','.join(map(str, eps))}"):
-                bar.set_postfix_str(f"{what}: {done}/{total} images", refresh=True)
+            def news(text: str, what: str = f"{source} {entry.name} ε={','.join(map(str, eps))}") -> None:
+                bar.set_postfix_str(f"{what}, {text}", refresh=True)
 
-            block = (_attack_block(config, source, models, x, y, entry, clean, eps, images) if entry.eps_bounded
+            block = (_attack_block(config, source, models, x, y, entry, clean, eps, news) if entry.eps_bounded
                      else _l0_block(config, source, models, x, y, entry))
             block = [{**r, "block_seconds": round(time.perf_counter() - tick, 2)} for r in block]
             if path is not None:
