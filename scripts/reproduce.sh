@@ -17,8 +17,10 @@ $PY -m gradviz evaluate --dataset fashion-mnist --attacks fgsm,tgsm,pgd --eps "$
 # AutoAttack about 30 min per ε on one core, a broken one seconds).
 $PY -m gradviz evaluate --dataset mnist --attacks fgsm,pgd,mifgsm,square,autoattack --eps 0,0.1,0.2,0.3 --n 1000 \
   --no-report --out docs/results/mnist-autoattack
-# The paper-scale pair (trained by `zoo build mnist --only mnist-normal-paper` and `--only mnist-gradreg-paper`):
+# The paper-scale pair (trained by `zoo build mnist --only mnist-normal-paper` and `--only mnist-gradreg-paper`;
+# in the zoo once `zoo adopt` took it, else among the recipe's finished models, made visible here):
 # FGSM from both sources on all 10,000 digits, white-box PGD and MI-FGSM, gradients; then AutoAttack.
+export GRADVIZ_USER_MODELS=${GRADVIZ_USER_MODELS:-${GRADVIZ_RESULTS:-$HOME/.cache/gradviz/experiments}/mnist/models}
 $PY -m gradviz evaluate --dataset mnist --models mnist-normal-paper,mnist-gradreg-paper,mnist-normal,mnist-gradreg \
   --attacks fgsm,pgd,mifgsm --eps 0,0.1,0.2,0.3,0.4,0.5 --iterative-eps 0.1,0.2,0.3 --n 10000 \
   --out docs/results/mnist-paper-scale
