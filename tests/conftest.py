@@ -31,3 +31,21 @@ def tiny_train(mnist_test):
     x, y = mnist_test
     return x[:512], y[:512]
 
+
+
+@pytest.fixture
+def saved_pair(user_models, tiny_train):
+    """A factory: a normal and a gradreg (λ 1) model trained briefly on 512 digits and saved as the user models
+    PREFIX-normal and PREFIX-gradreg; returns [normal, gradreg]."""
+    from gradviz.nets.store import save_model
+    from gradviz.training.config import TrainConfig
+    from gradviz.training.loop import train_model
+
+    def make(prefix: str, steps: int = 20, width: int = 8) -> list[str]:
+        for defense, lam in (("normal", 0.0), ("gradreg", 1.0)):
+            model, card = train_model(TrainConfig(defense=defense, lam=lam, steps=steps, batch_size=64, width=width,
+                                                  device="cpu", name=f"{prefix}-{defense}"), tiny_train,
+                                      progress=False)
+            save_model(model, card, user_models)
+        return [f"{prefix}-normal", f"{prefix}-gradreg"]
+    return make

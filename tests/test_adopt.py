@@ -7,18 +7,13 @@ from safetensors import safe_open
 
 from gradviz.experiments import adopt
 from gradviz.experiments.adopt import adopt_pair
-from gradviz.nets.store import load_model, save_model
-from gradviz.training.config import TrainConfig
-from gradviz.training.loop import train_model
+from gradviz.nets.store import load_model
 
 
 @pytest.fixture
-def pair(user_models, tiny_train):
-    for name, defense, lam in (("ad-normal", "normal", 0.0), ("ad-gradreg", "gradreg", 1.0)):
-        model, card = train_model(TrainConfig(defense=defense, lam=lam, steps=30, batch_size=64, width=16,
-                                              device="cpu", name=name), tiny_train, progress=False)
-        save_model(model, card, user_models)
-    return "ad-gradreg", "ad-normal"
+def pair(saved_pair):
+    normal, gradreg = saved_pair("ad", steps=30, width=16)
+    return gradreg, normal
 
 
 def test_the_pair_is_stored_in_float16_with_the_numbers_before_and_after(pair, tmp_path):

@@ -10,7 +10,6 @@ from streamlit.testing.v1 import AppTest
 
 from gradviz.attacks.registry import REGISTRY
 from gradviz.evaluation.matrix import EvalConfig, evaluate, write_results
-from gradviz.nets.store import save_model
 from gradviz.paths import user_results_dir
 from gradviz.training.config import TrainConfig
 from gradviz.training.loop import train_model
@@ -19,13 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def user_zoo(user_models, tiny_train):
+def user_zoo(saved_pair):
     """Two small user models, so the pages have something of the user's to show."""
-    for defense, lam in (("normal", 0.0), ("gradreg", 1.0)):
-        model, card = train_model(TrainConfig(defense=defense, lam=lam, steps=10, batch_size=64, width=8,
-                                              device="cpu", name=f"mine-{defense}"), tiny_train, progress=False)
-        save_model(model, card, user_models)
-    return ["mine-normal", "mine-gradreg"]
+    return saved_pair("mine", steps=10)
 
 
 

@@ -10,20 +10,13 @@ from gradviz.attacks.registry import get_attack
 from gradviz.evaluation.autoattack_report import COLUMNS, autoattack_section, whitebox_accuracy
 from gradviz.evaluation.masking import masking_verdict
 from gradviz.evaluation.matrix import EvalConfig, EvalResult, evaluate
-from gradviz.nets.store import save_model
-from gradviz.training.config import TrainConfig
-from gradviz.training.loop import train_model
 
 pytest.importorskip("torchattacks")
 
 
 @pytest.fixture
-def small_models(user_models, tiny_train):
-    for name, defense, lam in (("aa-normal", "normal", 0.0), ("aa-gradreg", "gradreg", 1.0)):
-        model, card = train_model(TrainConfig(defense=defense, lam=lam, steps=30, batch_size=64, width=8,
-                                              device="cpu", name=name), tiny_train, progress=False)
-        save_model(model, card, user_models)
-    return ["aa-normal", "aa-gradreg"]
+def small_models(saved_pair):
+    return saved_pair("aa", steps=30)
 
 
 @pytest.mark.parametrize("attack", ["autoattack", "square"])

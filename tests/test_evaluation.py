@@ -12,20 +12,11 @@ from gradviz.evaluation.matrix import COLUMNS, EvalConfig, evaluate, read_result
 from gradviz.evaluation.report import write_report
 from gradviz.evaluation.stats import wilson_interval
 from gradviz.nets.architecture import PaperCNN
-from gradviz.nets.store import save_model
-from gradviz.training.config import TrainConfig
-from gradviz.training.loop import train_model
 
 
 @pytest.fixture
-def two_models(tiny_train, user_models):
-    names = []
-    for defense, lam in (("normal", 0.0), ("gradreg", 1.0)):
-        model, card = train_model(TrainConfig(defense=defense, lam=lam, steps=15, batch_size=64, width=16,
-                                              device="cpu", name=f"t-{defense}"), tiny_train, progress=False)
-        save_model(model, card, user_models)
-        names.append(card["name"])
-    return names
+def two_models(saved_pair):
+    return saved_pair("t", steps=15, width=16)
 
 
 def test_matrix_schema_intervals_and_cache(two_models, tmp_path):

@@ -7,19 +7,13 @@ from gradviz.evaluation.matrix import EvalConfig, EvalResult, evaluate, read_res
 from gradviz.evaluation.paper_scale import Pair, joins_zoo, paper_scale_lines
 from gradviz.evaluation.report import write_report
 from gradviz.evaluation.reproduction import write_reproduction
-from gradviz.nets.store import save_model
-from gradviz.training.config import TrainConfig
-from gradviz.training.loop import train_model
 
 PAIR = Pair(gradreg="ps-gradreg", source="ps-normal")
 
 
 @pytest.fixture
-def pair_run(user_models, tiny_train, tmp_path):
-    for name, defense, lam in (("ps-normal", "normal", 0.0), ("ps-gradreg", "gradreg", 1.0)):
-        model, card = train_model(TrainConfig(defense=defense, lam=lam, steps=20, batch_size=64, width=8,
-                                              device="cpu", name=name), tiny_train, progress=False)
-        save_model(model, card, user_models)
+def pair_run(saved_pair, tmp_path):
+    saved_pair("ps")
     result = evaluate(EvalConfig(models=["ps-normal", "ps-gradreg", "mnist-normal"], attacks=["fgsm", "pgd"],
                                  eps=[0, 0.1, 0.4], iterative_eps=[0.1], n=40, device="cpu"), progress=False)
     folder = write_results(result, tmp_path / "pair")
