@@ -16,6 +16,7 @@ import pandas as pd
 from gradviz.evaluation.claims import THRESHOLDS, accuracy_row
 from gradviz.evaluation.matrix import EvalResult, read_results
 from gradviz.evaluation.paper import PAPER_FGSM_FROM_NORMAL
+from gradviz.evaluation.report import read_gradient_summary
 
 HEADLINE_EPS = 0.4
 
@@ -81,10 +82,10 @@ def _whitebox_table(result: EvalResult, models: list[str]) -> list[str]:
 
 
 def _explanations(folder: Path, models: list[str]) -> list[str]:
-    if not ((folder / "norms.csv").is_file() and (folder / "deletion.csv").is_file()):
+    summary = read_gradient_summary(folder)
+    if summary is None:
         return []
-    norms = pd.read_csv(folder / "norms.csv").groupby(["model", "kind"]).norm.median().unstack()
-    area = pd.read_csv(folder / "deletion.csv").groupby("model").auc.first()
+    norms, area = summary
     kinds = list(norms.columns)
     lines = ["| model | " + " | ".join(f"median ‖∇ₓ {k}‖" for k in kinds) + " | deletion area |",
              "|---" * (len(kinds) + 2) + "|"]

@@ -27,6 +27,15 @@ def interpretability_tables(result: EvalResult, n: int = INTERPRETABILITY_IMAGES
     return gradient_norms(models, x, y), deletion_curves(models, x, y)
 
 
+def read_gradient_summary(folder: Path) -> tuple[pd.DataFrame, pd.Series] | None:
+    """What write_report left in `folder`: median input-gradient norm per model (rows) and kind (columns), and each
+    model's deletion-curve area; None for a run written with --no-report."""
+    if not ((folder / "norms.csv").is_file() and (folder / "deletion.csv").is_file()):
+        return None
+    norms = pd.read_csv(folder / "norms.csv").groupby(["model", "kind"]).norm.median().unstack()
+    return norms, pd.read_csv(folder / "deletion.csv").groupby("model").auc.first()
+
+
 def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0, classes="t")
 

@@ -34,7 +34,7 @@ from gradviz.evaluation.interpretation_claims import interpretation_section
 from gradviz.evaluation.matrix import EvalResult, read_results
 from gradviz.evaluation.paper import PAPER_CLEAN, PAPER_FGSM_FROM_NORMAL, PAPER_MEAN_TRANSFER, PAPER_WHITEBOX
 from gradviz.evaluation.paper_scale import paper_scale_lines
-from gradviz.evaluation.report import INTERPRETABILITY_IMAGES
+from gradviz.evaluation.report import INTERPRETABILITY_IMAGES, read_gradient_summary
 
 
 def _cell(row: pd.Series | None, paper: float | None = None) -> str:
@@ -101,10 +101,10 @@ def _target_lines(targets: list[Target]) -> list[str]:
 
 def _interpretability(folder: Path, names: dict[str, str], masked: set[str]) -> list[str]:
     """Median input-gradient norms and deletion-curve areas (claim 3, which the paper shows only as pictures)."""
-    if not ((folder / "norms.csv").is_file() and (folder / "deletion.csv").is_file()):
+    summary = read_gradient_summary(folder)
+    if summary is None:
         return []
-    norms = pd.read_csv(folder / "norms.csv").groupby(["model", "kind"]).norm.median().unstack()
-    area = pd.read_csv(folder / "deletion.csv").groupby("model").auc.first()
+    norms, area = summary
     out = ["### Interpretability: input-gradient norms and deletion curves", "",
            f"On the first {INTERPRETABILITY_IMAGES} test images. The deletion score is the mean accuracy while "
            "the 0–30% most salient pixels of each image (by the model's own |∇ₓ CE|) are set to 0: lower means "

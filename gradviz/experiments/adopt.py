@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gradviz.attacks.linf import fgsm
+from gradviz.attacks.registry import REGISTRY
 from gradviz.data.datasets import load_dataset
+from gradviz.evaluation.matrix import correct_counts
 from gradviz.nets.cards import list_models
-from gradviz.nets.store import STORED_DTYPES, load_model, save_model, stored_state
+from gradviz.nets.store import STORED_DTYPES, load_model, round_to_stored, save_model
 from gradviz.paths import ZOO_DIR
 from gradviz.training.loop import accuracy
 
@@ -27,22 +28,15 @@ ZOO_ROLE = "paper-scale"  # cards of adopted pairs; the reproduction's one-model
 
 def transfer_accuracy(source: nn.Module, target: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                       batch_size: int = 500) -> float:
-    """Accuracy of `target` on FGSM examples made on `source` (true labels), as `evaluate` measures it."""
+    """Accuracy of `target` on FGSM examples made on `source` (true labels): the registry's FGSM and evaluate's
+    counter, batch by batch, so the number is the one `evaluate` reports."""
     source.eval()
     target.eval()
     correct = 0
     for i in range(0, len(x), batch_size):
-        adv = fgsm(source, x[i:i + batch_size], y[i:i + batch_size], eps)
-        with torch.no_grad():
-            correct += int((target(adv).argmax(1) == y[i:i + batch_size]).sum())
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        correct += correct_counts(target, REGISTRY["fgsm"].sweep(source, xb, yb, [eps])[eps], yb, batch_size)
     return correct / len(x)
-
-
-def rounded(model: nn.Module, stored_dtype: str) -> nn.Module:
-    """A float32 copy of `model` holding exactly what a file stored in `stored_dtype` gives back."""
-    copy_ = copy.deepcopy(model)
-    copy_.load_state_dict(stored_state(model, stored_dtype))
-    return copy_
 
 
 def _zoo_names(zoo_dir: Path) -> set[str]:
@@ -67,7 +61,7 @@ def adopt_pair(target: str, source: str, stored_dtype: str = "float16", eps: flo
         raise ValueError(f"{target} is a {t_card['dataset']} model, {source} a {s_card['dataset']} one")
     x, y = load_dataset(t_card["dataset"], "test")
     x, y = x[:n], y[:n]
-    t_round, s_round = rounded(t_model, stored_dtype), rounded(s_model, stored_dtype)
+    t_round, s_round = (round_to_stored(copy.deepcopy(m), stored_dtype) for m in (t_model, s_model))
     check = {"source": source, "eps": eps, "images": len(x), "stored_dtype": stored_dtype,
              "float32": transfer_accuracy(s_model, t_model, x, y, eps),
              "stored": transfer_accuracy(s_round, t_round, x, y, eps)}

@@ -22,7 +22,7 @@ from torch import nn
 from gradviz.attacks.linf import single_step_sweep
 from gradviz.data.datasets import image_shape, load_dataset, num_classes
 from gradviz.nets.checkpoints import CheckpointError, model_from_checkpoint, read_metadata
-from gradviz.nets.store import atomic_write, load_model, save_model, stored_state
+from gradviz.nets.store import atomic_write, load_model, round_to_stored, save_model
 from gradviz.training.config import TrainConfig, run_steps, steps_per_epoch, total_steps
 from gradviz.training.loop import accuracy, train_model, training_masks, training_split
 
@@ -254,7 +254,7 @@ def _as_stored(model: nn.Module, card: dict, stored_dtype: str) -> dict:
     the card's number is the one the saved file gives; the full-precision number is kept beside it."""
     if stored_dtype == "float32":
         return card
-    model.load_state_dict(stored_state(model, stored_dtype))
+    round_to_stored(model, stored_dtype)
     x, y = load_dataset(card["dataset"], "test")
     return {**card, "stored_dtype": stored_dtype, "float32_clean_test_accuracy": card["clean_test_accuracy"],
             "clean_test_accuracy": accuracy(model, x, y)}

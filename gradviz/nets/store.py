@@ -86,6 +86,13 @@ def stored_state(model: nn.Module, stored_dtype: str = "float32") -> dict[str, t
             for k, v in model.state_dict().items()}
 
 
+def round_to_stored(model: nn.Module, stored_dtype: str) -> nn.Module:
+    """`model` (in place, returned) holding exactly what a file stored in `stored_dtype` gives back, so a number
+    measured on it is the number the saved file gives."""
+    model.load_state_dict(stored_state(model, stored_dtype))
+    return model
+
+
 def save_model(model: nn.Module, card: dict, directory: str | Path) -> Path:
     """Save weights then card (the card is what makes a model visible), both atomically; returns the card path.
     A card's `stored_dtype` ("float16") stores the weights at that precision.
