@@ -1,7 +1,7 @@
 """Every folder gradviz reads or writes, in one place, each with the environment variable that moves it.
 
-Committed folders (the zoo, recipes, results, sample images) live in the checkout; everything a user makes
-lives under GRADVIZ_HOME (models, checkpoints, the study database) or GRADVIZ_CACHE (data, experiments).
+Committed folders (the zoo, recipes, results, sample images, long runs carried between machines) live in the
+checkout; everything a user makes lives under GRADVIZ_HOME (models, checkpoints, the study database) or GRADVIZ_CACHE (data, experiments).
 """
 from __future__ import annotations
 
@@ -38,6 +38,11 @@ def user_model_dir() -> Path:
 def checkpoint_dir() -> Path:
     """Where unfinished training runs keep their checkpoints until they finish."""
     return _env("GRADVIZ_CHECKPOINTS", home_dir() / "checkpoints")
+
+
+def carry_dir() -> Path:
+    """Long runs carried in the checkout from one machine to the next (gradviz.experiments.carry)."""
+    return _env("GRADVIZ_CARRY", REPO_ROOT / "carried")
 
 
 def user_results_dir() -> Path:

@@ -11,10 +11,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def user_models(tmp_path, monkeypatch) -> Path:
-    """Never write into the real user model or checkpoint folders."""
+    """Never write into the real user model, checkpoint or carried-run folders."""
     folder = tmp_path / "user-models"
     monkeypatch.setenv("GRADVIZ_USER_MODELS", str(folder))
     monkeypatch.setenv("GRADVIZ_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("GRADVIZ_CARRY", str(tmp_path / "carry"))
     return folder
 
 

@@ -1,4 +1,4 @@
-"""`python -m gradviz zoo build | sweep | status | adopt | table`: the recipes on the command line."""
+"""`python -m gradviz zoo build | sweep | status | carry | adopt | table`: the recipes on the command line."""
 from __future__ import annotations
 
 import sys
@@ -33,6 +33,14 @@ def add_zoo_parser(sub) -> None:
     st.add_argument("recipe")
     st.add_argument("--results", default=None)
     st.add_argument("--out", default=None)
+    c = zsub.add_parser("carry", help="pack long runs (finished models, or the latest checkpoint) into the checkout's "
+                                      "carried/ so that a new machine resumes them; commit carried/ afterwards")
+    c.add_argument("recipe")
+    c.add_argument("--only", nargs="+", default=None, metavar="MODEL",
+                   help="carry just these entries (default: every entry outside the zoo with a run on this machine)")
+    c.add_argument("--results", default=None)
+    c.add_argument("--out", default=None)
+    c.add_argument("--stored-dtype", default="float16", help="precision of a carried finished model")
     a = zsub.add_parser("adopt", help="copy a finished defended model and its transfer source into the zoo at lower "
                                       "precision, checking the rounding changes clean and headline accuracy by nothing "
                                       "that matters")
@@ -54,7 +62,7 @@ def run_zoo(args) -> int:
     if args.zoo_command == "adopt":
         return _adopt(args)
     recipe = load_recipe(args.recipe)
-    return {"build": _build, "sweep": _sweep, "status": _status}[args.zoo_command](recipe, args)
+    return {"build": _build, "sweep": _sweep, "status": _status, "carry": _carry}[args.zoo_command](recipe, args)
 
 
 def _adopt(args) -> int:
@@ -96,9 +104,49 @@ def _run(trials, recipe, args, label: str) -> int:
     return 0 if all(o.state == "finished" for o in outcomes) else 1
 
 
+def _carry(recipe, args) -> int:
+    from gradviz.experiments.carry import pack
+    from gradviz.experiments.plan import carry_root, entry_trials
+    from gradviz.experiments.recipe import RecipeError
+
+    unknown = sorted(set(args.only or []) - set(recipe.models))
+    if unknown:
+        raise RecipeError(f"{recipe.path}: no [models] entry {', '.join(unknown)}")
+    wanted = args.only or [name for name, entry in recipe.models.items() if not entry.in_zoo]
+    root = carry_root(recipe)
+    for trial in entry_trials(recipe, _out(args), args.results):
+        if trial.name in wanted:
+            print(f"{trial.name}: {_carried_line(pack(trial, root, args.stored_dtype), root / trial.name)}")
+    return 0
+
+
+def _carried_line(entry: dict | None, folder: Path) -> str:
+    if entry is None:
+        return "nothing to carry on this machine"
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    what = (f"finished model at {entry['stored_dtype']} (clean {entry['float32_clean_test_accuracy']:.4f} → "
+            f"{entry['clean_test_accuracy']:.4f})" if entry["state"] == "finished"
+            else f"checkpoint at step {entry['step']:,}/{entry['steps']:,}")
+    return f"{what}, {size / 2**20:.1f} MiB in {folder}; commit it"
+
+
+def _unpack_carried(recipe, args) -> None:
+    from gradviz.experiments.carry import unpack
+    from gradviz.experiments.plan import carry_root, entry_trials
+
+    root = carry_root(recipe)
+    if not root.is_dir():
+        return
+    for trial in entry_trials(recipe, _out(args), args.results):
+        if trial.name not in args.rebuild and (line := unpack(trial, root)):
+            print(line, file=sys.stderr)
+
+
 def _build(recipe, args) -> int:
     from gradviz.experiments.plan import build_trials, card_mismatches, reset
 
+    if not args.dry_run:
+        _unpack_carried(recipe, args)
     for name, diff in card_mismatches(recipe, _out(args)).items():
         if name not in args.rebuild:
             print(f"note: {name}'s card differs from the recipe in {', '.join(diff)}; --rebuild {name} retrains it",
@@ -122,10 +170,11 @@ def _sweep(recipe, args) -> int:
 
 
 def _status(recipe, args) -> int:
-    from gradviz.experiments.plan import build_trials, card_mismatches, sweep_trials, trial_state
+    from gradviz.experiments.carry import manifest
+    from gradviz.experiments.plan import card_mismatches, carry_root, entry_trials, sweep_trials, trial_state
 
-    differs = card_mismatches(recipe, _out(args))
-    models = build_trials(recipe, _out(args), args.results, rebuild=list(recipe.models))  # one trial per entry
+    differs, root = card_mismatches(recipe, _out(args)), carry_root(recipe)
+    models = entry_trials(recipe, _out(args), args.results)
     trials = [*models, *sweep_trials(recipe, None, args.results)]
     width = max(len(t.name) for t in trials) + 2
     for trial in trials:
@@ -133,6 +182,9 @@ def _status(recipe, args) -> int:
         state = s["state"]
         if trial in models and state == "pending" and (Path(trial.out_dir) / f"{trial.name}.json").is_file():
             state = f"built, card differs in {', '.join(differs[trial.name])}" if trial.name in differs else "built"
+        carried = manifest(root, trial.name) if trial in models and state == "pending" else None
+        if carried:  # nothing here yet, but the checkout carries it: the next build unpacks it
+            state, s = f"carried ({carried['state']})", {**s, "step": carried["step"], "steps": carried["steps"]}
         progress = f"step {s['step']}/{s['steps']}" if s["steps"] and state != "built" else ""
         accuracy = s["metrics"].get("accuracy")
         print(f"{trial.name:{width}}{state:24} {progress:18} "

@@ -16,7 +16,7 @@ from gradviz.experiments.recipe import ModelEntry, Recipe, RecipeError, SweepEnt
 from gradviz.experiments.sweep import COLUMNS, to_markdown
 from gradviz.experiments.trials import Trial, finished_result, run_state
 from gradviz.nets.checkpoints import checkpoint_path
-from gradviz.paths import ZOO_DIR, experiments_dir, path_inside
+from gradviz.paths import ZOO_DIR, carry_dir, experiments_dir, path_inside
 from gradviz.training.config import comparable_settings
 from gradviz.training.defenses import defense_spec
 
@@ -123,6 +123,16 @@ def _sweep_trials(recipe: Recipe, sweep: SweepEntry, where: Layout) -> list[Tria
     return [trial(reference, {"defense": "normal", "lam": 0.0, "seed": reference.seed}, references, None, ()),
             *[trial(c, {"defense": c.defense, "lam": c.lam, "seed": c.seed}, where.sweeps / sweep.name / "models",
                     source, (reference.name,)) for c in sweep.candidates()]]
+
+
+def carry_root(recipe: Recipe) -> Path:
+    """Where the recipe's long runs are carried in the checkout (carried/DATASET)."""
+    return path_inside(carry_dir(), recipe.dataset, what="dataset")
+
+
+def entry_trials(recipe: Recipe, out_dir: str | Path = ZOO_DIR, results: str | Path | None = None) -> list[Trial]:
+    """One trial per [models] entry, built or not: what status, carry and unpack look at."""
+    return build_trials(recipe, out_dir, results, rebuild=list(recipe.models))
 
 
 def reset(trials: list[Trial]) -> None:

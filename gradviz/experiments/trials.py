@@ -249,7 +249,7 @@ def execute_trial(trial: Trial, reporter: Reporter, device: str = "cpu") -> dict
         raise
 
 
-def _as_stored(model: nn.Module, card: dict, stored_dtype: str) -> dict:
+def as_stored(model: nn.Module, card: dict, stored_dtype: str) -> dict:
     """Round `model` (in place) to the precision it will be stored at and re-measure its clean accuracy there, so
     the card's number is the one the saved file gives; the full-precision number is kept beside it."""
     if stored_dtype == "float32":
@@ -284,7 +284,7 @@ def _train(trial: Trial, config: TrainConfig, reporter: Reporter, checkpoint: Pa
     masks = training_masks(config)
     model, card = train_model(config, fit if masks is None else (*fit, masks), on_step=meter, progress=False,
                               checkpoint=checkpoint, checkpoint_every=every, resume=True, on_checkpoint=on_checkpoint)
-    card = _as_stored(model, card, trial.stored_dtype)
+    card = as_stored(model, card, trial.stored_dtype)
     final = {"step": steps, "steps": steps, "epoch": steps / per_epoch, "resumed_from_step": resumed_from,
              "time": time.time(), **meter.take(), **monitor(model),
              "clean_test_accuracy": card["clean_test_accuracy"], "final": True}
