@@ -1,7 +1,8 @@
 """Every folder gradviz reads or writes, in one place, each with the environment variable that moves it.
 
 Committed folders (the zoo, recipes, results, sample images, long runs carried between machines) live in the
-checkout; everything a user makes lives under GRADVIZ_HOME (models, checkpoints, the study database) or GRADVIZ_CACHE (data, experiments).
+checkout; everything a user makes lives under GRADVIZ_HOME (models, checkpoints, the study database) or
+GRADVIZ_CACHE (data, experiments).
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from gradviz.experiments.trials import Trial, as_stored, finished_result, read_json, read_metrics
-from gradviz.nets.cards import CARD_SUFFIX
+from gradviz.nets.cards import CARD_SUFFIX, card_fields
 from gradviz.nets.checkpoints import load_checkpoint, read_metadata, save_checkpoint
 from gradviz.nets.store import atomic_write, load_model, save_model, sha256_file
 from gradviz.paths import path_inside
@@ -81,7 +81,7 @@ def _made(path: Path) -> Path:
 
 def _pack_model(final: dict, staging: Path, stored_dtype: str) -> dict:
     model, card = load_model(final["card"])
-    card = {k: v for k, v in card.items() if k not in ("card_path", "weights_file", "sha256", "size_bytes")}
+    card = card_fields(card)
     card = as_stored(model, card, stored_dtype)
     save_model(model, card, staging)
     record = {**final, "card": None, "metrics": {**final["metrics"], "clean_test_accuracy": card["clean_test_accuracy"]}}
@@ -145,7 +145,7 @@ def _local_step(checkpoint: Path) -> int:
 
 def _unpack_model(trial: Trial, folder: Path, entry: dict) -> str:
     model, card = load_model(folder / f"{trial.name}{CARD_SUFFIX}")  # checks the weights against the card
-    card = {k: v for k, v in card.items() if k not in ("card_path", "weights_file", "sha256", "size_bytes")}
+    card = card_fields(card)
     card_path = save_model(model, card, trial.out_dir)
     final = json.loads((folder / "final.json").read_text())
     _restore_metrics(folder, trial, entry["step"])

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from gradviz.evaluation.figures import house_style
 from gradviz.experiments.plan import Layout, default_results
 from gradviz.experiments.trials import read_metrics, run_state
-from gradviz.nets.cards import refuse_zoo_name
+from gradviz.nets.cards import card_fields, refuse_zoo_name
 from gradviz.nets.store import load_model, save_model
 from gradviz.paths import user_model_dir
 
@@ -87,6 +87,6 @@ def adopt_model(card: str | Path) -> Path:
     """Copy a finished trial's model (checked against its sha256) into the user model folder, where every page
     finds it; returns the new card's path."""
     model, info = load_model(card)
-    info = {k: v for k, v in info.items() if k not in ("card_path", "weights_file", "sha256", "size_bytes")}
+    info = card_fields(info)
     refuse_zoo_name(info["name"])
     return save_model(model, info, user_model_dir())

@@ -47,6 +47,15 @@ def read_card(path: Path) -> dict:
     return {**card, "card_path": str(path)}
 
 
+FILE_FIELDS = ("card_path", "weights_file", "sha256", "size_bytes")
+
+
+def card_fields(card: dict) -> dict:
+    """A card less what its file gives it (its path, weights file, hash, size): what saving the model anew
+    starts from, since save_model writes those afresh."""
+    return {k: v for k, v in card.items() if k not in FILE_FIELDS}
+
+
 def list_models(directories: list[str | Path] | None = None) -> list[dict]:
     """Cards of every model in the zoo and the user model folder, zoo first, sorted by name."""
     directories = directories or [ZOO_DIR, user_model_dir()]
