@@ -58,7 +58,8 @@ def pack(trial: Trial, root: str | Path, stored_dtype: str = "float16") -> dict 
     final = finished_result(Path(trial.folder), trial.settings)
     if final is None and not Path(trial.checkpoint).is_file():
         return None
-    staging = Path(tempfile.mkdtemp(dir=_made(Path(root)), prefix=f".{trial.name}."))
+    Path(root).mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{trial.name}."))
     try:
         entry = _pack_model(final, staging, stored_dtype) if final else _pack_checkpoint(Path(trial.checkpoint), staging)
         metrics = Path(trial.folder) / "metrics.jsonl"
@@ -72,11 +73,6 @@ def pack(trial: Trial, root: str | Path, stored_dtype: str = "float16") -> dict 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return entry
-
-
-def _made(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _pack_model(final: dict, staging: Path, stored_dtype: str) -> dict:
