@@ -55,3 +55,19 @@ def test_the_cli_reports_the_check_and_errors_cleanly(pair, tmp_path, capsys):
     assert main(["zoo", "adopt", *pair, "--out", str(tmp_path / "zoo")]) == 0
     assert "ad-gradreg: clean" in capsys.readouterr().out
     assert main(["zoo", "adopt", "no-such-model", pair[1], "--out", str(tmp_path / "zoo")]) == 2
+
+
+def test_a_carried_pair_is_compared_with_its_float32_originals_number(pair, tmp_path, user_models):
+    """A pair carried between machines is float16 already: its card's float32 clean accuracy is the original's,
+    so the adopted card keeps it (re-measuring the rounded weights would compare float16 with itself)."""
+    target, source = pair
+    for name in pair:
+        path = user_models / f"{name}.json"
+        card = json.loads(path.read_text())
+        path.write_text(json.dumps({**card, "stored_dtype": "float16", "float32_clean_test_accuracy": 0.4321}))
+    check = adopt_pair(target, source, zoo_dir=tmp_path / "zoo", n=500)  # a subset: the card's number is not for it
+    assert check["clean"][target][0] != 0.4321 and check["rounded_before"] == "float16"
+    all_zoo = tmp_path / "zoo-all"
+    with pytest.raises(ValueError, match="rounding changes too much"):  # all images: 0.4321 is what it is held to
+        adopt_pair(target, source, zoo_dir=all_zoo)
+    assert not all_zoo.exists()

@@ -39,6 +39,14 @@ def transfer_accuracy(source: nn.Module, target: nn.Module, x: torch.Tensor, y: 
     return correct / len(x)
 
 
+def _float32_clean(card: dict, measured: float, all_images: bool) -> float:
+    """Clean accuracy of the float32 original: a model carried between machines was rounded already, and its card
+    kept the original's number on the whole test split — the one the rounding must be compared with."""
+    kept = card.get("float32_clean_test_accuracy")
+    rounded_before = card.get("stored_dtype", "float32") != "float32"
+    return kept if rounded_before and kept is not None and all_images else measured
+
+
 def _zoo_names(zoo_dir: Path) -> set[str]:
     return {c["name"] for c in list_models([zoo_dir])} if zoo_dir.is_dir() else set()
 
@@ -60,13 +68,16 @@ def adopt_pair(target: str, source: str, stored_dtype: str = "float16", eps: flo
     if t_card["dataset"] != s_card["dataset"]:
         raise ValueError(f"{target} is a {t_card['dataset']} model, {source} a {s_card['dataset']} one")
     x, y = load_dataset(t_card["dataset"], "test")
+    all_images = n is None or n >= len(x)
     x, y = x[:n], y[:n]
     t_round, s_round = (round_to_stored(copy.deepcopy(m), stored_dtype) for m in (t_model, s_model))
     check = {"source": source, "eps": eps, "images": len(x), "stored_dtype": stored_dtype,
              "float32": transfer_accuracy(s_model, t_model, x, y, eps),
              "stored": transfer_accuracy(s_round, t_round, x, y, eps)}
-    clean = {name: (accuracy(full, x, y), accuracy(small, x, y))
-             for name, full, small in ((target, t_model, t_round), (source, s_model, s_round))}
+    clean = {name: (_float32_clean(card, accuracy(full, x, y), all_images), accuracy(small, x, y))
+             for name, full, small, card in ((target, t_model, t_round, t_card), (source, s_model, s_round, s_card))}
+    if t_card.get("stored_dtype", "float32") != "float32":  # carried: "float32" is these weights loaded as float32
+        check["rounded_before"] = t_card["stored_dtype"]
     problems = [f"{name}: clean {a:.4f} → {b:.4f}" for name, (a, b) in clean.items() if abs(a - b) >= CLEAN_TOLERANCE]
     if abs(check["float32"] - check["stored"]) >= HEADLINE_TOLERANCE:
         problems.append(f"FGSM from {source} at ε = {eps}: {check['float32']:.4f} → {check['stored']:.4f}")

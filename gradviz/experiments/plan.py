@@ -189,8 +189,8 @@ def card_mismatches(recipe: Recipe, out_dir: str | Path = ZOO_DIR) -> dict[str, 
 
 def zoo_table(recipes: list[Recipe], out_dir: str | Path = ZOO_DIR) -> str:
     """The README's zoo table, made from the recipes and the committed cards (never typed by hand)."""
-    lines = ["| model | defense | λ | ε | epochs | batch | lr (schedule) | shifts | λ ramp | clean test acc. | "
-             "train time |", "|---" * 11 + "|"]
+    lines = ["| model | defense | layers, FC (stored) | λ | ε | epochs | batch | lr (schedule) | shifts | λ ramp | "
+             "clean test acc. | train time |", "|---" * 12 + "|"]
     for recipe in recipes:
         for name, entry in recipe.models.items():
             path = Path(out_dir) / f"{name}.json"
@@ -199,10 +199,11 @@ def zoo_table(recipes: list[Recipe], out_dir: str | Path = ZOO_DIR) -> str:
             card, c = json.loads(path.read_text()), entry.config
             start = f" from {entry.init_from}" if entry.init_from else ""
             spec = defense_spec(c.defense)
-            lam = f"{c.lam:g}" if "lam" in spec.settings else "–"
+            lam = f"{c.lam:.4g}" if "lam" in spec.settings else "–"
             eps = f"{c.eps:g}" if "eps" in spec.settings else "–"
             epochs = " + ".join([f"{c.epochs:g}"] * len(spec.phases))  # a distillation's teacher, then its student
-            lines.append(f"| {name} | {c.defense}{start} | {lam} | {eps} | {epochs} | {c.batch_size} | "
+            shape = f"{c.layers}, {c.width:,} ({entry.stored_dtype})"
+            lines.append(f"| {name} | {c.defense}{start} | {shape} | {lam} | {eps} | {epochs} | {c.batch_size} | "
                          f"{c.lr:g} ({c.lr_schedule}) | {'yes' if c.augment else 'no'} | {c.lam_warmup:g} | "
                          f"{card['clean_test_accuracy']:.2%} | {card['train_seconds']:,.0f} s |")
     return "\n".join(lines)
