@@ -104,3 +104,27 @@ def test_a_missing_torchattacks_is_a_clear_error(monkeypatch, mnist_test):
     model, _ = load_model("mnist-normal")
     with pytest.raises(RuntimeError, match="pip install --no-deps torchattacks==3.5.1"):
         get_attack("autoattack").generate(model, mnist_test[0][:2], mnist_test[1][:2], 0.1)
+
+
+def test_a_run_still_going_on_is_rendered_with_what_it_finished():
+    """`evaluate --finished-only` on a run of many hours: the blocks done so far, … for the rest."""
+    result = _result(0.9, 0.9, 0.9)
+    rows = result.rows[(result.rows.attack != "autoattack") & (result.rows.attack != "square")]
+    provenance = {**result.provenance, "blocks_missing": ["m square ε=0.1", "m autoattack ε=0.1", "z fgsm ε=0.1"],
+                  "cached_blocks_reused": "3/6", "models": {"m": {}, "z": {}}}
+    section = "\n".join(autoattack_section(EvalResult(rows, result.masking, provenance, result.l0)))
+    assert "| m (0.990 clean) | 0.1 | 0.950 | 0.900 | 0.930 | … | … | … |" in section
+    assert "In progress: 3 of 6 blocks finished" in section and "nothing yet for z" in section
+    assert "No model's robustness was overstated" not in section  # nothing to compare with yet
+
+
+def test_finished_only_assembles_the_cached_blocks_and_computes_nothing(small_models, tmp_path):
+    config = EvalConfig(models=small_models, attacks=["fgsm"], eps=[0, 0.2], n=12, device="cpu")
+    done = evaluate(config, cache_dir=tmp_path, progress=False)
+    cached = sorted(tmp_path.iterdir())
+    config.attacks = ["fgsm", "pgd"]
+    partial = evaluate(config, cache_dir=tmp_path, progress=False, finished_only=True)
+    assert sorted(tmp_path.iterdir()) == cached  # no PGD block was computed
+    assert set(partial.rows.attack) == {"fgsm"} and partial.rows.accuracy.tolist() == done.rows.accuracy.tolist()
+    assert len(partial.provenance["blocks_missing"]) == 2 * 2  # PGD: one block per source and ε
+    assert all(" pgd ε=" in b for b in partial.provenance["blocks_missing"])

@@ -1,5 +1,7 @@
 """The headline at paper scale: FGSM from the same architecture and from the zoo's source, white-box attacks,
 gradients, and the zoo decision, rendered from a real (tiny) evaluate run."""
+import json
+
 import pandas as pd
 import pytest
 
@@ -52,3 +54,10 @@ def _rows(headline: float, clean: float) -> EvalResult:
 def test_the_zoo_rule_needs_both_the_headline_and_the_clean_accuracy(headline, clean, joins):
     ok, why = joins_zoo(_rows(headline, clean), PAIR)
     assert ok is joins and f"{headline:.3f}" in why
+
+
+def test_a_run_still_going_on_says_what_is_not_computed_yet(pair_run):
+    provenance = json.loads((pair_run / "provenance.json").read_text())
+    (pair_run / "provenance.json").write_text(json.dumps({**provenance, "blocks_missing": ["ps-gradreg pgd ε=0.1"]}))
+    text = "\n".join(paper_scale_lines(pair_run, PAIR))
+    assert "In progress: not computed yet (– above): ps-gradreg pgd ε=0.1" in text

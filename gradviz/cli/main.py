@@ -133,7 +133,11 @@ def _evaluate(args) -> int:
                         attack_params=parse_attack_params(args.param))
     if args.device:
         config.device = args.device
-    result = evaluate(config, cache_dir=Path(args.out) / "cache")
+    result = evaluate(config, cache_dir=Path(args.out) / "cache", finished_only=args.finished_only)
+    if result.provenance.get("blocks_missing"):
+        missing = result.provenance["blocks_missing"]
+        print(f"{len(missing)} block(s) not computed yet (--finished-only), the first: {'; '.join(missing[:3])}",
+              file=sys.stderr)
     write_results(result, args.out)
     if not args.no_report:
         write_report(result, args.out, heatmap_eps=args.heatmap_eps)
@@ -380,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bf16: faster accuracy counting under autocast (attack gradients stay fp32)")
     e.add_argument("--heatmap-eps", type=float, default=0.3)
     e.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    e.add_argument("--finished-only", action="store_true",
+                   help="compute nothing: write the results of the blocks already in OUT/cache (a long run's "
+                        "progress so far, even while it runs) and list the missing ones")
     e.add_argument("--out", required=True)
     add_interpret_parser(sub)
     r = sub.add_parser("reproduce", help="write docs/REPRODUCTION.md from evaluation result folders")

@@ -23,14 +23,14 @@ def whitebox_accuracy(result: EvalResult) -> pd.DataFrame:
     """Rows (model, ε > 0), one column per attack of COLUMNS the run holds, plus `clean`, AutoAttack's interval
     (`aa_low`, `aa_high`) and `gap`: the strongest gradient attack's accuracy minus AutoAttack's."""
     rows = result.rows[result.rows.whitebox & result.rows.attack.isin(COLUMNS)]
-    if "autoattack" not in set(rows.attack):
+    if "autoattack" not in set(rows.attack) and not result.provenance.get("blocks_missing"):
         raise ValueError("this evaluation holds no AutoAttack rows; run evaluate --attacks ...,autoattack")
     clean = rows[rows.eps == 0].groupby("source").accuracy.first()
     attacked = rows[rows.eps > 0]
     table = attacked.pivot_table(index=["source", "eps"], columns="attack", values="accuracy", sort=False)
-    table = table[[a for a in COLUMNS if a in table.columns]]
+    table = table.reindex(columns=[a for a in COLUMNS if a in table.columns or a == "autoattack"])
     aa = attacked[attacked.attack == "autoattack"].set_index(["source", "eps"])
-    table["aa_low"], table["aa_high"] = aa.ci_low, aa.ci_high
+    table["aa_low"], table["aa_high"] = aa.ci_low.reindex(table.index), aa.ci_high.reindex(table.index)
     table.insert(0, "clean", [clean.get(source) for source, _ in table.index])
     gradient = [a for a in GRADIENT_ATTACKS if a in table.columns]
     table["gap"] = table[gradient].min(axis=1) - table["autoattack"] if gradient else float("nan")
@@ -43,23 +43,28 @@ def _seconds(result: EvalResult, attack: str, model: str) -> str:
 
 
 def _row(result: EvalResult, model: str, eps: float, values: pd.Series, first: bool) -> str:
-    cells = [f"{values[a]:.3f}" if a in values and pd.notna(values[a]) else "–" for a in COLUMNS[:-1]]
-    aa = f"**{values['autoattack']:.3f}** [{values['aa_low']:.3f}, {values['aa_high']:.3f}]"
-    label = f"{model} ({values['clean']:.3f} clean)" if first else ""
+    pending = "…" if result.provenance.get("blocks_missing") else "–"  # not computed yet / not asked for
+    cells = [f"{values[a]:.3f}" if a in values and pd.notna(values[a]) else pending for a in COLUMNS[:-1]]
+    aa = (f"**{values['autoattack']:.3f}** [{values['aa_low']:.3f}, {values['aa_high']:.3f}]"
+          if pd.notna(values["autoattack"]) else pending)
+    gap = f"{values['gap']:+.3f}" if pd.notna(values["gap"]) else pending
+    clean = f" ({values['clean']:.3f} clean)" if pd.notna(values["clean"]) else ""
+    label = f"{model}{clean}" if first else ""
     seconds = f"{_seconds(result, 'square', model)} / {_seconds(result, 'autoattack', model)}" if first else ""
-    return f"| {label} | {eps:g} | " + " | ".join(cells) + f" | {aa} | {values['gap']:+.3f} | {seconds} |"
+    return f"| {label} | {eps:g} | " + " | ".join(cells) + f" | {aa} | {gap} | {seconds} |"
 
 
 def _findings(table: pd.DataFrame, masking: pd.DataFrame) -> list[str]:
     """One line per model whose gradient attacks overstate it, and the masking check's black-box flags."""
     lines = []
     for model, block in table.groupby(level=0, sort=False):
-        worst = block.gap.idxmax()
-        if block.gap.max() > OVERSTATED:
+        gaps = block.gap.dropna()
+        if len(gaps) and gaps.max() > OVERSTATED:
+            worst = gaps.idxmax()
             lines.append(f"- **{model}**: our strongest gradient attack overstated its robustness by up to "
-                         f"{block.gap.max():.3f} (ε = {worst[1]:g}: {block.loc[worst, 'autoattack']:.3f} under "
+                         f"{gaps.max():.3f} (ε = {worst[1]:g}: {block.loc[worst, 'autoattack']:.3f} under "
                          f"AutoAttack).")
-    if not lines:
+    if not lines and table.gap.notna().any():
         lines.append(f"- No model's robustness was overstated by more than {OVERSTATED} by the best of FGSM, PGD "
                      "and MI-FGSM.")
     if "black_box_whitebox" in masking:
@@ -72,7 +77,7 @@ def autoattack_section(result: EvalResult) -> list[str]:
     """Markdown lines: the table of one run and what it found."""
     table = whitebox_accuracy(result)
     prov = result.provenance
-    n = int(result.rows[result.rows.attack == "autoattack"].n.iloc[0])
+    n = int(result.rows[result.rows.attack.isin(COLUMNS)].n.max())
     dataset = prov["config"]["dataset"]
     queries = REGISTRY["square"].settings(prov["config"].get("attack_params", {}).get("square")).get("queries")
     titles = [attack_title(a) for a in COLUMNS]
@@ -85,7 +90,18 @@ def autoattack_section(result: EvalResult) -> list[str]:
              "| model | ε | " + " | ".join(titles) + " | gap | time |", "|---" * (len(titles) + 4) + "|"]
     for model, block in table.groupby(level=0, sort=False):
         lines += [_row(result, model, eps, values, i == 0) for i, ((_, eps), values) in enumerate(block.iterrows())]
-    return [*lines, "", *_findings(table, result.masking), ""]
+    return [*lines, "", *_progress(result, table), *_findings(table, result.masking), ""]
+
+
+def _progress(result: EvalResult, table: pd.DataFrame) -> list[str]:
+    """For a run still going on (`evaluate --finished-only`): how much is done and which models have nothing yet."""
+    missing = result.provenance.get("blocks_missing")
+    if not missing:
+        return []
+    blocks = int(str(result.provenance.get("cached_blocks_reused", "0/0")).split("/")[1])
+    waiting = [m for m in result.provenance["models"] if m not in set(table.index.get_level_values(0))]
+    return [f"*In progress: {blocks - len(missing)} of {blocks} blocks finished; … is not computed yet"
+            + (f"; nothing yet for {', '.join(waiting)}" if waiting else "") + ".*", ""]
 
 
 def autoattack_lines(folders: list[str | Path]) -> list[str]:

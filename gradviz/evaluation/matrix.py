@@ -222,8 +222,10 @@ def _cached_block(path: Path | None) -> list[dict] | None:
 
 
 def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: bool = True,
-             on_progress: Progress | None = None) -> EvalResult:
-    """Run the source×target matrix for every attack and ε; cached blocks are reused."""
+             on_progress: Progress | None = None, finished_only: bool = False) -> EvalResult:
+    """Run the source×target matrix for every attack and ε; cached blocks are reused. `finished_only` computes
+    nothing: it assembles the blocks an earlier (or still running) run finished and lists the rest in the
+    provenance's `blocks_missing`, so an AutoAttack run of many hours can be reported while it goes on."""
     started = time.perf_counter()
     names = config.models or default_models(config.dataset)
     if not names:
@@ -241,7 +243,7 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
     x, y = x[:config.n].to(config.device), y[:config.n].to(config.device)
     cache = Path(cache_dir) if cache_dir else None
     blocks = [(s, entry, eps) for s in names for entry in entries for eps in _eps_blocks(config, entry)]
-    rows, reused, clean, per_attack = [], 0, None, {}
+    rows, reused, clean, per_attack, missing = [], 0, None, {}, []
     bar = progress_bar(len(blocks), 0, "evaluate", progress, unit="block")
     for done, (source, entry, eps) in enumerate(blocks, 1):
         bar.set_postfix_str(f"{source} {entry.name}")
@@ -250,6 +252,10 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
         block = _cached_block(path)
         if block is not None:
             reused += 1
+        elif finished_only:
+            missing.append(f"{source} {entry.name} ε={','.join(map(str, eps))}")
+            bar.update()
+            continue
         else:
             if clean is None:
                 clean = {t: correct_counts(m, x, y, config.batch_size) for t, m in models.items()}
@@ -274,6 +280,8 @@ def evaluate(config: EvalConfig, cache_dir: str | Path | None = None, progress: 
     masking = masking_table(config, models, x, y, frame) if len(frame) else pd.DataFrame()
     provenance = _provenance(config, cards, time.perf_counter() - started, reused, len(blocks))
     provenance["seconds_per_attack"] = per_attack  # {attack: {source: seconds its blocks took when computed}}
+    if finished_only:
+        provenance["blocks_missing"] = missing
     return EvalResult(frame, masking, provenance, pd.DataFrame([r for r in rows if "eps" not in r],
                                                                columns=L0_COLUMNS))
 

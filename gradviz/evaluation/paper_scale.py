@@ -121,5 +121,13 @@ def paper_scale_lines(folder: str | Path | None, pair: Pair = Pair()) -> list[st
              "### FGSM transfer from each source", "",
              *_transfer_table(result, models, pair.source),
              *(_transfer_table(result, models, pair.zoo_source) if pair.zoo_source in models else []),
-             *_whitebox_table(result, models), *_explanations(Path(folder), models)]
+             *_whitebox_table(result, models), *_progress(prov), *_explanations(Path(folder), models)]
     return lines
+
+
+def _progress(provenance: dict) -> list[str]:
+    """A run written by `evaluate --finished-only` while it goes on: what is not computed yet."""
+    missing = provenance.get("blocks_missing")
+    if not missing:
+        return []
+    return [f"*In progress: not computed yet (– above): {'; '.join(missing)}.*", ""]
