@@ -128,3 +128,16 @@ def test_finished_only_assembles_the_cached_blocks_and_computes_nothing(small_mo
     assert set(partial.rows.attack) == {"fgsm"} and partial.rows.accuracy.tolist() == done.rows.accuracy.tolist()
     assert len(partial.provenance["blocks_missing"]) == 2 * 2  # PGD: one block per source and ε
     assert all(" pgd ε=" in b for b in partial.provenance["blocks_missing"])
+
+
+def test_the_black_box_check_looks_at_every_eps_not_only_the_fgsm_one():
+    """Square beating the gradient attacks at ε = 0.1 is flagged even though the FGSM comparison is at ε = 0.3."""
+    from gradviz.evaluation.matrix import _black_box_gap
+
+    rows = pd.DataFrame([{"attack": a, "eps": e, "accuracy": v} for a, e, v in (
+        ("fgsm", 0.1, 0.93), ("pgd", 0.1, 0.90), ("square", 0.1, 0.80),
+        ("fgsm", 0.3, 0.20), ("pgd", 0.3, 0.00), ("square", 0.3, 0.01), ("pgd", 0.2, 0.3))])
+    assert _black_box_gap(rows) == (0.1, 0.80, 0.90)
+    assert _black_box_gap(rows[rows.attack != "square"]) == (None, None, None)
+    flagged, reason = masking_verdict(0.0, 0.20, 0.00, 0.80, 0.90, black_box_eps=0.1)
+    assert flagged and "0.80 at ε = 0.1" in reason

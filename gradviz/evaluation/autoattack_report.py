@@ -69,7 +69,7 @@ def _findings(table: pd.DataFrame, masking: pd.DataFrame) -> list[str]:
                      "and MI-FGSM.")
     if "black_box_whitebox" in masking:
         for _, m in masking[masking.reason.str.contains("black-box", na=False)].iterrows():
-            lines.append(f"- Masking flag for **{m.model}** at ε = {m.eps:g}: {m.reason}.")
+            lines.append(f"- Masking flag for **{m.model}**: {m.reason}.")
     return lines
 
 

@@ -25,7 +25,8 @@ def vanishing_gradient_share(model: nn.Module, x: torch.Tensor, y: torch.Tensor)
 
 def masking_verdict(vanishing_share: float, fgsm_accuracy: float | None, strongest_other_accuracy: float | None,
                     black_box_accuracy: float | None = None,
-                    best_gradient_accuracy: float | None = None) -> tuple[bool, str]:
+                    best_gradient_accuracy: float | None = None,
+                    black_box_eps: float | None = None) -> tuple[bool, str]:
     """(flagged, reason) from the three symptoms; any one is enough."""
     reasons = []
     if vanishing_share > VANISHING_SHARE:
@@ -37,6 +38,7 @@ def masking_verdict(vanishing_share: float, fgsm_accuracy: float | None, stronge
                            f"{strongest_other_accuracy:.2f}")
     if black_box_accuracy is not None and best_gradient_accuracy is not None:
         if best_gradient_accuracy - black_box_accuracy > BLACK_BOX_GAP:
-            reasons.append(f"black-box Square leaves {black_box_accuracy:.2f}, below every gradient attack "
+            at = f" at ε = {black_box_eps:g}" if black_box_eps is not None else ""
+            reasons.append(f"black-box Square leaves {black_box_accuracy:.2f}{at}, below every gradient attack "
                            f"(best {best_gradient_accuracy:.2f})")
     return bool(reasons), "; ".join(reasons) or "no sign of gradient masking"
