@@ -113,7 +113,7 @@ def test_a_run_still_going_on_is_rendered_with_what_it_finished():
     provenance = {**result.provenance, "blocks_missing": ["m square ε=0.1", "m autoattack ε=0.1", "z fgsm ε=0.1"],
                   "cached_blocks_reused": "3/6", "models": {"m": {}, "z": {}}}
     section = "\n".join(autoattack_section(EvalResult(rows, result.masking, provenance, result.l0)))
-    assert "| m (0.990 clean) | 0.1 | 0.950 | 0.900 | 0.930 | … | … | … |" in section
+    assert "| m (0.990 clean) | 0.1 | 0.950 | 0.900 | 0.930 | … | … | … | … / … |" in section
     assert "In progress: 3 of 6 blocks finished" in section and "nothing yet for z" in section
     assert "No model's robustness was overstated" not in section  # nothing to compare with yet
 

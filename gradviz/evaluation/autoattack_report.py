@@ -38,6 +38,8 @@ def whitebox_accuracy(result: EvalResult) -> pd.DataFrame:
 
 
 def _seconds(result: EvalResult, attack: str, model: str) -> str:
+    if any(b.startswith(f"{model} {attack} ") for b in result.provenance.get("blocks_missing", [])):
+        return "…"  # some of its blocks are still to come: a partial sum would read as the whole
     seconds = result.provenance.get("seconds_per_attack", {}).get(attack, {}).get(model)
     return "–" if seconds is None else f"{seconds:,.0f} s"
 
