@@ -195,10 +195,11 @@ def masking_table(config: EvalConfig, models: dict[str, nn.Module], x: torch.Ten
     white = rows[rows.whitebox & (rows.eps > 0)]
     out = []
     for name, model in models.items():
-        mine = white[(white.source == name) & (white.eps == eps)].set_index("attack").accuracy
+        own = white[white.source == name]
+        mine = own[own.eps == eps].set_index("attack").accuracy
         share = vanishing_gradient_share(model, x[:config.batch_size], y[:config.batch_size])
         others = [mine[a] for a in mine.index if a != "fgsm"]
-        black_eps, black_box, gradient = _black_box_gap(white[white.source == name])
+        black_eps, black_box, gradient = _black_box_gap(own)
         flagged, reason = masking_verdict(share, mine.get("fgsm"), min(others) if others else None,
                                           black_box, gradient, black_eps)
         out.append({"model": name, "eps": eps, "vanishing_share": share, "fgsm_whitebox": mine.get("fgsm"),

@@ -39,12 +39,17 @@ def transfer_accuracy(source: nn.Module, target: nn.Module, x: torch.Tensor, y: 
     return correct / len(x)
 
 
+def _rounded_before(card: dict) -> bool:
+    """Whether the model's weights were rounded already (a carried model): its "float32" weights are not the
+    original's."""
+    return card.get("stored_dtype", "float32") != "float32"
+
+
 def _float32_clean(card: dict, measured: float, all_images: bool) -> float:
     """Clean accuracy of the float32 original: a model carried between machines was rounded already, and its card
     kept the original's number on the whole test split — the one the rounding must be compared with."""
     kept = card.get("float32_clean_test_accuracy")
-    rounded_before = card.get("stored_dtype", "float32") != "float32"
-    return kept if rounded_before and kept is not None and all_images else measured
+    return kept if _rounded_before(card) and kept is not None and all_images else measured
 
 
 def _zoo_names(zoo_dir: Path) -> set[str]:
@@ -76,7 +81,7 @@ def adopt_pair(target: str, source: str, stored_dtype: str = "float16", eps: flo
              "stored": transfer_accuracy(s_round, t_round, x, y, eps)}
     clean = {name: (_float32_clean(card, accuracy(full, x, y), all_images), accuracy(small, x, y))
              for name, full, small, card in ((target, t_model, t_round, t_card), (source, s_model, s_round, s_card))}
-    if t_card.get("stored_dtype", "float32") != "float32":  # carried: "float32" is these weights loaded as float32
+    if _rounded_before(t_card):  # carried: "float32" is these weights loaded as float32
         check["rounded_before"] = t_card["stored_dtype"]
     problems = [f"{name}: clean {a:.4f} → {b:.4f}" for name, (a, b) in clean.items() if abs(a - b) >= CLEAN_TOLERANCE]
     if abs(check["float32"] - check["stored"]) >= HEADLINE_TOLERANCE:
