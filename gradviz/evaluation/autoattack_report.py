@@ -87,8 +87,9 @@ def autoattack_section(result: EvalResult) -> list[str]:
              f"run, {prov.get('cached_blocks_reused', '?')} blocks reused)", "",
              f"White-box accuracy; AutoAttack with its 95% Wilson interval. *Gap*: the lowest of "
              f"{', '.join(attack_title(a) for a in GRADIENT_ATTACKS)} minus AutoAttack (how far our own attacks "
-             f"overstate the model). Square: {queries} queries. Times: Square / AutoAttack on this run's machine, all "
-             "ε together, as measured when each block was computed.", "",
+             f"overstate the model). Square: {queries} queries. Times: Square / AutoAttack, all ε together, as "
+             "measured when each block was computed, on the machine that computed it (a reused block keeps its "
+             "first machine's time).", "",
              "| model | ε | " + " | ".join(titles) + " | gap | time |", "|---" * (len(titles) + 4) + "|"]
     for model, block in table.groupby(level=0, sort=False):
         lines += [_row(result, model, eps, values, i == 0) for i, ((_, eps), values) in enumerate(block.iterrows())]
