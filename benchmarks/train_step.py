@@ -1,5 +1,6 @@
 """Cost of one gradreg training step (exact and finite-difference) relative to a normal step, in the
-default weight layout and channels-last (which training uses on CPU except for exact double backprop).
+default weight layout and channels-last (which training uses on CPU for every defense), and the exact step with
+PyTorch's own layer derivatives (no `explicit_input_gradients`) for comparison.
 
 Usage: python -m benchmarks.train_step [--batch-size 128] [--repeats 30] [--device cpu] [--layers zoo|reference]
 (the paper-scale runs: --layers reference --width 1024 --batch-size 256)
@@ -11,6 +12,7 @@ import argparse
 import torch
 
 from benchmarks.common import compare, report, training_step
+from gradviz.machine import cpu_name
 from gradviz.nets.architecture import LAYER_STYLES, ZOO_WIDTH, PaperCNN, channels_last
 from gradviz.training.defenses import LossSettings
 from gradviz.training.penalties import cross_entropy_losses, exact_penalty
@@ -38,8 +40,8 @@ def main() -> None:
         model = PaperCNN(width=args.width, layers=args.layers).to(args.device).train()
         return training_step(channels_last(model) if fast_layout else model, x, y, settings)
 
-    def builtin_exact():  # the same loss with PyTorch's own convolution double backward (before double_backward.py)
-        model = PaperCNN(width=args.width, layers=args.layers).to(args.device).train()
+    def builtin_exact():  # the same loss with PyTorch's own layer derivatives, channels-last (before double_backward.py)
+        model = channels_last(PaperCNN(width=args.width, layers=args.layers).to(args.device).train())
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
         def run() -> None:
@@ -53,11 +55,15 @@ def main() -> None:
         return run
 
     variants = {k: step(s) for k, s in VARIANTS.items()}
-    variants["gradreg exact, PyTorch's conv double backward"] = builtin_exact()
+    variants["gradreg exact, PyTorch's own derivatives, channels-last"] = builtin_exact()
     variants.update({f"{k}, channels-last": step(s, fast_layout=True) for k, s in VARIANTS.items()})
     medians = compare(variants, args.device, args.repeats)
-    report(medians, "normal", f"training step, device {args.device}, {torch.get_num_threads()} threads, "
-                              f"batch {args.batch_size}, width {args.width}, {args.layers} layers")
+    header = (f"training step, device {args.device} ({cpu_name()}), {torch.get_num_threads()} threads, "
+              f"batch {args.batch_size}, width {args.width}, {args.layers} layers")
+    report(medians, "normal", header)
+    print("as training runs (channels-last):")
+    for name in ("gradreg exact, channels-last", "gradreg finite-difference, channels-last"):
+        print(f"  {name:44} {medians[name] / medians['normal, channels-last']:6.2f}x normal, channels-last")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradviz.nets.double_backward import Conv2d, explicit_mode
+from gradviz.nets.double_backward import (
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    MaxPool2d,
+    PlainOpsInSecondOrder,
+    batch_statistics,
+    second_order_mode,
+)
 
 ZOO_WIDTH = 128  # narrower default so the committed zoo stays small
 LAYER_STYLES = ("zoo", "reference")
@@ -24,7 +33,7 @@ REFERENCE_BN_EPS = 1e-3  # TF-slim's batch_norm default
 DIGIT_SHAPE = (28, 28)  # what every card from before image shapes was built for
 
 
-class ShiftOnlyBatchNorm(nn.BatchNorm1d):
+class ShiftOnlyBatchNorm(PlainOpsInSecondOrder, nn.BatchNorm1d):
     """Batch norm with a learned shift β and no scale γ (TF-slim `scale=False`); 2-D or 4-D inputs."""
 
     def __init__(self, num_features: int, eps: float = REFERENCE_BN_EPS):
@@ -36,22 +45,17 @@ class ShiftOnlyBatchNorm(nn.BatchNorm1d):
             raise ValueError(f"expected 2-D or 4-D input, got {input.dim()}-D")
 
 
-def _pooled_shift_batch_norm(norm: ShiftOnlyBatchNorm, z: torch.Tensor) -> torch.Tensor:
+def _pooled_shift_batch_norm(norm: ShiftOnlyBatchNorm, pool: nn.Module, z: torch.Tensor) -> torch.Tensor:
     """max-pool(ReLU(norm(z))) computed as ReLU(norm(max-pool(z))) with the statistics of the unpooled z: the same
     function, since batch norm's per-channel map is increasing and ReLU commutes with max, but its elementwise work
     (and its second derivative) runs on a quarter of the activations. Running statistics update as PyTorch's do."""
-    if norm.training:
-        var, mean = torch.var_mean(z, dim=(0, 2, 3), unbiased=False)
-        with torch.no_grad():
-            count = z.numel() // z.shape[1]
-            norm.running_mean.lerp_(mean, norm.momentum)
-            norm.running_var.lerp_(var * count / max(count - 1, 1), norm.momentum)
-            norm.num_batches_tracked += 1
-    else:
-        mean, var = norm.running_mean, norm.running_var
-    pooled = F.max_pool2d(z, 2)
     shape = (1, -1, 1, 1)
-    return F.relu((pooled - mean.view(shape)) * torch.rsqrt(var + norm.eps).view(shape) + norm.bias.view(shape))
+    if norm.training:
+        mean, var = batch_statistics(norm, z)
+    else:
+        mean, var = norm.running_mean.view(shape), norm.running_var.view(shape)
+    scale = torch.rsqrt(var + norm.eps)
+    return F.relu(torch.addcmul(norm.bias.view(shape) - mean * scale, pool(z), scale))
 
 
 class ReferenceFeatures(nn.Sequential):
@@ -60,10 +64,10 @@ class ReferenceFeatures(nn.Sequential):
     a plain Sequential."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not explicit_mode():
+        if not second_order_mode():
             return super().forward(x)
         for i in range(0, len(self), 4):
-            x = _pooled_shift_batch_norm(self[i + 1], self[i](x))
+            x = _pooled_shift_batch_norm(self[i + 1], self[i + 3], self[i](x))
         return x
 
 
@@ -76,12 +80,12 @@ def _flat_features(image_shape: tuple[int, int]) -> int:
 def _zoo_layers(width: int, num_classes: int, dropout: float,
                 image_shape: tuple[int, int]) -> tuple[nn.Sequential, nn.Sequential]:
     features = nn.Sequential(
-        Conv2d(1, 32, 5, padding=2), nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(),
-        Conv2d(32, 64, 5, padding=2), nn.MaxPool2d(2), nn.BatchNorm2d(64), nn.ReLU(),
+        Conv2d(1, 32, 5, padding=2), MaxPool2d(2), BatchNorm2d(32), nn.ReLU(),
+        Conv2d(32, 64, 5, padding=2), MaxPool2d(2), BatchNorm2d(64), nn.ReLU(),
     )
     classifier = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(_flat_features(image_shape), width), nn.BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout),
+        Flatten(),
+        nn.Linear(_flat_features(image_shape), width), BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout),
         nn.Linear(width, num_classes),
     )
     return features, classifier
@@ -90,11 +94,11 @@ def _zoo_layers(width: int, num_classes: int, dropout: float,
 def _reference_layers(width: int, num_classes: int, dropout: float,
                       image_shape: tuple[int, int]) -> tuple[nn.Sequential, nn.Sequential]:
     features = ReferenceFeatures(
-        Conv2d(1, 32, 5, padding=2, bias=False), ShiftOnlyBatchNorm(32), nn.ReLU(), nn.MaxPool2d(2),
-        Conv2d(32, 64, 5, padding=2, bias=False), ShiftOnlyBatchNorm(64), nn.ReLU(), nn.MaxPool2d(2),
+        Conv2d(1, 32, 5, padding=2, bias=False), ShiftOnlyBatchNorm(32), nn.ReLU(), MaxPool2d(2),
+        Conv2d(32, 64, 5, padding=2, bias=False), ShiftOnlyBatchNorm(64), nn.ReLU(), MaxPool2d(2),
     )
     classifier = nn.Sequential(
-        nn.Flatten(),
+        Flatten(),
         nn.Linear(_flat_features(image_shape), width, bias=False), ShiftOnlyBatchNorm(width), nn.ReLU(), nn.Dropout(dropout),
         nn.Linear(width, num_classes),
     )

@@ -9,7 +9,6 @@ all show the same numbers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -150,7 +149,7 @@ def _regularized(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: LossSett
         return z if extra is None else torch.cat([z, extra])
 
     replay = _replay(model, x.device)
-    with explicit_input_gradients() if s.penalty == "exact" else nullcontext():
+    with explicit_input_gradients(second_order=s.penalty == "exact"):
         logits = model(joined(x))
         penalized = DEFENSE_SPECS[s.defense].penalised
         penalty = input_gradient_penalty(x, penalized(logits[:n], y), lambda z: penalized(replay(joined(z))[:n], y),

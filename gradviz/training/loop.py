@@ -217,16 +217,12 @@ def _versions() -> dict:
 
 
 
-def _new_model(config: TrainConfig, exact_double_backprop: bool) -> PaperCNN:
-    """A fresh model, channels-last on CPU unless it is trained by exact double backprop.
-
-    Channels-last makes a normal and a finite-difference gradreg step faster, but exact double backprop slower
-    (its second-order convolutions have no fast channels-last path), so that one keeps the default layout
-    (benchmarks/train_step.py measures all three).
-    """
+def _new_model(config: TrainConfig) -> PaperCNN:
+    """A fresh model, channels-last on CPU: every step runs faster so, the exact gradreg step too since its layers
+    keep that layout through both derivatives (gradviz.nets.double_backward; benchmarks/train_step.py)."""
     model = PaperCNN(width=config.width, layers=config.layers, image_shape=image_shape(config.dataset),
                      num_classes=num_classes(config.dataset)).to(config.device)
-    return model if exact_double_backprop or config.device != "cpu" else channels_last(model)
+    return model if config.device != "cpu" else channels_last(model)
 
 
 def _warm_start(model: PaperCNN, config: TrainConfig) -> dict | None:
@@ -283,15 +279,14 @@ def train_model(config: TrainConfig, train_data: tuple[torch.Tensor, ...] | None
                           elapsed_before=resumed.elapsed_seconds if resumed else 0.0)
     teacher = None
     if defense_spec(config.defense).distils:  # teacher at temperature T first, then the student on its soft labels
-        teacher = _new_model(config, exact_double_backprop=False)
+        teacher = _new_model(config)
         if resumed is not None and resumed.phase == "student":
             teacher.load_state_dict(resumed.teacher)
         else:
             _fit(_Phase("teacher", teacher, config.loss_settings(teacher_phase=True)), x, y, config, ckpt,
                  on_step, should_stop, progress, on_checkpoint)
         teacher.eval()
-    model = _new_model(config, exact_double_backprop=defense_spec(config.defense).penalised is not None
-                       and config.penalty == "exact")
+    model = _new_model(config)
     init = _warm_start(model, config)
     phase = _Phase("student" if teacher is not None else config.defense, model, config.loss_settings(), teacher)
     final = _fit(phase, x, y, config, ckpt, on_step, should_stop, progress, on_checkpoint, masks)
