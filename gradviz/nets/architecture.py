@@ -24,6 +24,7 @@ from gradviz.nets.double_backward import (
     MaxPool2d,
     PlainOpsInSecondOrder,
     batch_statistics,
+    scale_and_shift,
     second_order_mode,
 )
 
@@ -54,8 +55,8 @@ def _pooled_shift_batch_norm(norm: ShiftOnlyBatchNorm, pool: nn.Module, z: torch
         mean, var = batch_statistics(norm, z)
     else:
         mean, var = norm.running_mean.view(shape), norm.running_var.view(shape)
-    scale = torch.rsqrt(var + norm.eps)
-    return F.relu(torch.addcmul(norm.bias.view(shape) - mean * scale, pool(z), scale))
+    scale, shift = scale_and_shift(norm, mean, var)
+    return F.relu(torch.addcmul(shift, pool(z), scale))
 
 
 class ReferenceFeatures(nn.Sequential):

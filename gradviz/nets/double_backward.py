@@ -72,14 +72,22 @@ def _transposed_input_gradient(grad: torch.Tensor, weight: torch.Tensor, input_s
     return F.conv_transpose2d(grad, weight, None, stride, padding, extra, 1, dilation)
 
 
+def _is_channels_last(z: torch.Tensor) -> bool:
+    return z.is_contiguous(memory_format=torch.channels_last)
+
+
+def _channels_by_pixels(grad: torch.Tensor) -> torch.Tensor:
+    """`grad` [N, C, H, W] as a [C, N·H·W] matrix, read without a copy where its layout allows."""
+    c = grad.shape[1]
+    if _is_channels_last(grad):
+        return grad.permute(0, 2, 3, 1).reshape(-1, c).t()
+    return grad.transpose(0, 1).reshape(c, -1)
+
+
 def _tap_planes(grad: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     """[k·k, N, H, W]: each kernel tap's weights contracted with `grad` over channels, as one matrix product."""
-    n, c, h, w = grad.shape
-    if grad.is_contiguous(memory_format=torch.channels_last):
-        flat = grad.permute(0, 2, 3, 1).reshape(-1, c).t()
-    else:
-        flat = grad.transpose(0, 1).reshape(c, -1)
-    return (taps.t() @ flat).view(-1, n, h, w)
+    n, _, h, w = grad.shape
+    return (taps.t() @ _channels_by_pixels(grad)).view(-1, n, h, w)
 
 
 class _OneChannelInputGradient(torch.autograd.Function):
@@ -109,15 +117,11 @@ class _OneChannelInputGradient(torch.autograd.Function):
         spread = F.pad(grad_grad[:, 0], (pw, w + kw - 1 - pw - grad_grad.shape[3], ph, h + kh - 1 - ph - grad_grad.shape[2]))
         planes = torch.stack([spread[:, i:i + h, j:j + w] for i in range(kh) for j in range(kw)]).view(kh * kw, -1)
         taps = weight.reshape(c, -1)
-        grad_weight = None
-        if grad.is_contiguous(memory_format=torch.channels_last):
+        if _is_channels_last(grad):
             d_grad = (planes.t() @ taps.t()).view(n, h, w, c).permute(0, 3, 1, 2)
-            flat = grad.permute(0, 2, 3, 1).reshape(-1, c).t()
         else:
             d_grad = (taps @ planes).view(c, n, h, w).transpose(0, 1).contiguous()
-            flat = grad.transpose(0, 1).reshape(c, -1)
-        if ctx.needs_input_grad[1]:
-            grad_weight = (flat @ planes.t()).view_as(weight)
+        grad_weight = (_channels_by_pixels(grad) @ planes.t()).view_as(weight) if ctx.needs_input_grad[1] else None
         return d_grad, grad_weight, None, None
 
 
@@ -164,6 +168,11 @@ class Conv2d(nn.Conv2d):
         return super().forward(x)
 
 
+def _per_channel_count(z: torch.Tensor) -> int:
+    """How many values of each channel a batch holds: what batch norm's statistics average over."""
+    return z.numel() // z.shape[1]
+
+
 class _ChannelMoments(torch.autograd.Function):
     """Per-channel mean and biased variance of `z`, kept as [1, C, 1, …] so they broadcast against it. Its
     gradient is one fused `a + b·z` over the full tensor, where autograd's own graph of the same sums takes
@@ -171,16 +180,16 @@ class _ChannelMoments(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dims = [0, *range(2, z.dim())]
-        mean = z.sum(dims, keepdim=True) / (z.numel() // z.shape[1])
-        var = (z - mean).square().sum(dims, keepdim=True) / (z.numel() // z.shape[1])
+        dims, count = [0, *range(2, z.dim())], _per_channel_count(z)
+        mean = z.sum(dims, keepdim=True) / count
+        var = (z - mean).square().sum(dims, keepdim=True) / count
         ctx.save_for_backward(z, mean)
         return mean, var
 
     @staticmethod
     def backward(ctx, grad_mean: torch.Tensor, grad_var: torch.Tensor) -> torch.Tensor:
         z, mean = ctx.saved_tensors
-        count = z.numel() // z.shape[1]
+        count = _per_channel_count(z)
         slope = grad_var * (2 / count)
         return torch.addcmul(grad_mean / count - slope * mean, z, slope)
 
@@ -189,7 +198,7 @@ def batch_statistics(norm: nn.modules.batchnorm._BatchNorm, z: torch.Tensor) -> 
     """Training-mode mean and biased variance per channel (shaped to broadcast against `z`), updating `norm`'s
     running statistics exactly as PyTorch's batch norm does (momentum, unbiased variance)."""
     mean, var = _ChannelMoments.apply(z)
-    count = z.numel() // z.shape[1]
+    count = _per_channel_count(z)
     with torch.no_grad():
         norm.running_mean.lerp_(mean.flatten(), norm.momentum)
         norm.running_var.lerp_(var.flatten() * count / max(count - 1, 1), norm.momentum)
@@ -197,13 +206,19 @@ def batch_statistics(norm: nn.modules.batchnorm._BatchNorm, z: torch.Tensor) -> 
     return mean, var
 
 
-def normalise_in_plain_ops(norm: nn.modules.batchnorm._BatchNorm, z: torch.Tensor) -> torch.Tensor:
-    """Training-mode batch norm as one full-size op, z·scale + shift (scale and shift per channel)."""
-    mean, var = batch_statistics(norm, z)
+def scale_and_shift(norm: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor,
+                    var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch norm's per-channel map z ↦ z·scale + shift for these statistics (shaped like them)."""
     scale = torch.rsqrt(var + norm.eps)
     if norm.weight is not None:
         scale = scale * norm.weight.view_as(scale)
     shift = -mean * scale if norm.bias is None else norm.bias.view_as(scale) - mean * scale
+    return scale, shift
+
+
+def normalise_in_plain_ops(norm: nn.modules.batchnorm._BatchNorm, z: torch.Tensor) -> torch.Tensor:
+    """Training-mode batch norm as one full-size op, z·scale + shift (scale and shift per channel)."""
+    scale, shift = scale_and_shift(norm, *batch_statistics(norm, z))
     return torch.addcmul(shift, z, scale)
 
 
@@ -233,7 +248,7 @@ class _Flatten(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: torch.Tensor) -> torch.Tensor:
         ctx.shape = z.shape
-        ctx.channels_last = z.dim() == 4 and not z.is_contiguous() and z.is_contiguous(memory_format=torch.channels_last)
+        ctx.channels_last = z.dim() == 4 and not z.is_contiguous() and _is_channels_last(z)
         return z.flatten(1)
 
     @staticmethod
@@ -253,7 +268,7 @@ class Flatten(nn.Flatten):
 def _plane_gather(grad: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """out[n, c, i, j] = grad[n, c].flatten()[indices[n, c, i, j]] in the layout of `indices` (PyTorch's own
     version returns a default-layout tensor even for channels-last inputs)."""
-    if indices.is_contiguous() or not indices.is_contiguous(memory_format=torch.channels_last):
+    if indices.is_contiguous() or not _is_channels_last(indices):
         return grad.flatten(2).gather(2, indices.flatten(2)).view_as(indices)
     n, c, h, w = indices.shape
     source = grad.permute(0, 2, 3, 1).reshape(n, -1, c)

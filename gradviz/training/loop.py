@@ -218,8 +218,9 @@ def _versions() -> dict:
 
 
 def _new_model(config: TrainConfig) -> PaperCNN:
-    """A fresh model, channels-last on CPU: every step runs faster so, the exact gradreg step too since its layers
-    keep that layout through both derivatives (gradviz.nets.double_backward; benchmarks/train_step.py)."""
+    """A fresh model, channels-last on CPU, where every defense's step runs faster in that layout: the exact
+    gradreg step too, since its layers keep it through both derivatives (gradviz.nets.double_backward;
+    benchmarks/train_step.py measures each)."""
     model = PaperCNN(width=config.width, layers=config.layers, image_shape=image_shape(config.dataset),
                      num_classes=num_classes(config.dataset)).to(config.device)
     return model if config.device != "cpu" else channels_last(model)
