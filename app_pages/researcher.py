@@ -12,6 +12,7 @@ from gradviz.attacks.registry import REGISTRY
 from gradviz.study import preregistration, sessions
 from gradviz.study.analysis import analyse, export_frame, responses_frame
 from gradviz.study.auth import PasswordError, checked_hash, configured_password, login, session_expired
+from gradviz.study.clients import client_address
 from gradviz.study.db import NotReady, StudyLocked, get_setting, set_setting
 from gradviz.study.export import study_archive
 from gradviz.study.mixed_model import MixedResult
@@ -24,18 +25,6 @@ from gradviz.study.stimulus_sets import (
     stimulus_zip,
     store_stimuli,
 )
-
-
-def client_id() -> str:
-    """Who is logging in, for the per-client backoff: the browser's address, or, when the request came through the
-    local reverse proxy (Caddy on loopback), the first address of X-Forwarded-For it set."""
-    ip = st.context.ip_address
-    ip = ip if isinstance(ip, str) and ip else "unknown"  # none in tests and some proxies
-    if ip in ("127.0.0.1", "::1"):
-        forwarded = st.context.headers.get("X-Forwarded-For")
-        ip = (forwarded.split(",")[0].strip() if isinstance(forwarded, str) else "") or ip
-    return ip[:64]
-
 
 st.title("Researcher")
 try:
@@ -57,12 +46,20 @@ if session_expired(st.session_state.get("researcher_seen")):
         st.info("You were logged out after 30 minutes without activity.")
     with st.form("login"):
         given = st.text_input("Password", type="password", key="password")
+        code = st.text_input("Recovery code (optional)", type="password", key="recovery_code",
+                             help="Only needed while the site refuses logins because of a flood of attempts: the code "
+                                  "`gradviz study hash-password` printed beside your hash lets you past that limit.")
         submitted = st.form_submit_button("Log in")
     if submitted:
-        attempt = login(study_engine(), client_id(), given, password)
+        client = client_address(st.context.ip_address, st.context.headers.get("X-Forwarded-For"))
+        attempt = login(study_engine(), client, given, password, recovery_code=code)
         if attempt.ok:
             st.session_state["researcher_seen"] = time.time()
             st.rerun()
+        elif attempt.ceiling:
+            st.error(f"The site is refusing logins for {max(1, round(attempt.wait))} s: too many attempts from many "
+                     "addresses. This did not count against you; log in from an address you used before, or enter "
+                     "your recovery code.")
         elif attempt.refused:
             st.error(f"Too many attempts; try again in {max(1, round(attempt.wait))} s.")
         else:
@@ -137,6 +134,13 @@ with tab_settings:
                        help="Off: participants are told the study is not open yet until you freeze the design.")
     if opened != (get_setting(engine, unregistered) == "1"):
         set_setting(engine, unregistered, "1" if opened else "0")
+    anonymous = st.toggle("Let visitors without a participant id take part (anonymous enrolment)",
+                          sessions.anonymous_allowed(engine), key="anonymous_enrolment",
+                          help="Off (the default in study mode): a link without a valid id shows “this link is not "
+                               "valid” and stores nothing. On: each such visitor gets a random id at consent and "
+                               "claims a slot of the Latin square.")
+    if anonymous != sessions.anonymous_allowed(engine):
+        set_setting(engine, sessions.ANONYMOUS, "1" if anonymous else "0")
     with st.form("settings"):
         consent_text = st.text_area("Consent text (Markdown)", get_setting(engine, "consent_text", ""), height=200)
         code = st.text_input("Prolific completion code", get_setting(engine, "completion_code", ""))

@@ -212,6 +212,16 @@ def thanks() -> None:
         st.success("All your answers are saved. You can close this page.")
 
 
+def invalid_link() -> None:
+    st.title("This link is not valid")
+    st.warning("The study link you followed has no valid participant id, so nothing was stored. Please return to "
+               "Prolific and open the study from there again.")
+    return_link("Return the study on Prolific")
+
+
+if pid is None:
+    invalid_link()
+    st.stop()
 participant = load_participant()
 if participant is None:
     consent()

@@ -44,12 +44,21 @@ def stimulus(stimulus_id: str) -> dict:
     return _stimulus(default_url(), stimulus_id)
 
 
-def participant_id() -> str:
-    """From ?PROLIFIC_PID= or ?pid=, else a random id kept for this browser session (not yet in the URL: a
-    visitor who has not consented is nobody, and a researcher looking at the page is not turned into one)."""
+ID_PARAMS = ("PROLIFIC_PID", "pid")
+
+
+def participant_id() -> str | None:
+    """From ?PROLIFIC_PID= or ?pid=; None when the link carries an id that is not valid, or none while anonymous
+    enrolment is off (the page then says the link is not valid: never a silent new id). Without an id and with
+    anonymous enrolment on: a random id kept for this browser session (not yet in the URL: a visitor who has not
+    consented is nobody, and a researcher looking at the page is not turned into one)."""
     qp = st.query_params
-    pid = valid_participant_id(qp.get("PROLIFIC_PID")) or valid_participant_id(qp.get("pid"))
-    pid = pid or st.session_state.get("participant_id") or f"anon-{secrets.token_hex(8)}"
+    given = [qp.get(key) for key in ID_PARAMS if key in qp]
+    if given:
+        return valid_participant_id(given[0])
+    if not sessions.anonymous_allowed(study_engine()):
+        return None
+    pid = st.session_state.get("participant_id") or f"anon-{secrets.token_hex(8)}"
     st.session_state["participant_id"] = pid
     return pid
 

@@ -10,6 +10,8 @@ import os
 import re
 from pathlib import Path
 
+from gradviz.names import whole_match
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ZOO_DIR = REPO_ROOT / "models"  # the committed pretrained zoo
 RECIPE_DIR = REPO_ROOT / "recipes"
@@ -74,7 +76,7 @@ def safe_name(name: object, what: str = "name") -> str:
 
     Every name that becomes a path (models, checkpoints, trials, results, exports) passes through here: a name
     from a form, a URL, a card or a recipe is treated as hostile until it matches."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not whole_match(_NAME, name):
         raise UnsafeNameError(f"{what} {name!r} is refused: use {NAME_RULE}")
     return name
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -301,7 +302,7 @@ def test_the_consent_text_counts_the_active_designs_images(open_study):
 def test_in_study_mode_no_explore_page_is_routed(monkeypatch, open_study):
     monkeypatch.setenv("GRADVIZ_MODE", "study")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    assert at.title[0].value == "Consent"  # the study is the front page
+    assert at.title[0].value == "This link is not valid"  # the study is the front page (and wants an id)
     for page in ("models", "saliency", "attack_lab", "grids", "robustness", "train", "experiments"):
         with pytest.raises(ValueError, match="Could not find a navigation page"):
             at.switch_page(f"app_pages/{page}.py")
@@ -336,3 +337,353 @@ def test_a_user_models_default_name_steps_around_the_zoo(user_models, capsys):
     code = main(["train", "--steps", "1", "--width", "8", "--batch-size", "16", "--device", "cpu"])
     assert code == 0 and (user_models / "mnist-normal-2.json").is_file()
     assert "mnist-normal-2" in capsys.readouterr().out
+
+
+# --- The second attack on the study deployment (issue: "Hardened against a patient attacker") -----------------
+
+HOSTILE_VARIANTS = ["\n", " ", "\x00"]  # appended (and prepended) to a value that is valid on its own
+LONG = "a" * 10_000
+
+
+def _validators():
+    """(what, accepts(value) -> bool, a valid value): every check of a name, id, token or code in the project."""
+    from gradviz.data.classes import DATASETS
+    from gradviz.names import whole_match
+    from gradviz.study import sessions
+
+    def link_id(value):
+        try:
+            return sessions.checked_link_id("STUDY_ID", value) is not None
+        except ValueError:
+            return False
+
+    def plain_name(what):  # models, checkpoints, trials, recipe entries, results: safe_name
+        def check(value):
+            try:
+                return safe_name(value, what) == value
+            except UnsafeNameError:
+                return False
+        return check
+
+    code = auth.new_recovery_code()
+    configured = auth.hash_password("correct horse battery", salt=b"0" * 16, recovery_code=code)
+    return [
+        ("prolific id", lambda v: sessions.valid_participant_id(v) is not None, "5f1a2b3c4d5e6f7a8b9c0d1e"),
+        ("plain participant id", lambda v: sessions.valid_participant_id(v) is not None, "participant_7"),
+        ("STUDY_ID / SESSION_ID", link_id, "s1"),
+        ("participant key", lambda v: whole_match(sessions.TOKEN, v), "A" * 32),
+        ("model name", plain_name("model name"), "mnist-gradreg"),
+        ("recipe entry name", plain_name("entry name"), "gradreg-lam0.01"),
+        ("recovery code", lambda v: v.strip() == v and auth.recovery_matches(v, configured), code),
+        ("dataset name", lambda v: v in DATASETS, "mnist"),
+    ]
+
+
+@pytest.mark.parametrize("what, accepts, valid", _validators(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_validator_checks_the_whole_string(what, accepts, valid):
+    assert accepts(valid), what
+    for bad in [valid + c for c in HOSTILE_VARIANTS] + [c + valid for c in HOSTILE_VARIANTS] + [LONG, "é" + valid]:
+        assert not accepts(bad), (what, bad[:40])
+
+
+def test_an_id_with_a_trailing_newline_is_not_a_second_participant(open_study):
+    """Finding 1: `$` matched before a trailing newline, so `A\\n` enrolled A a second time with a second slot."""
+    from gradviz.study import sessions
+
+    first = study_page("participant_a")
+    first.checkbox(key="agree").check().run()
+    first.button(key="start").click().run()
+    again = study_page("participant_a\n")
+    assert again.title[0].value == "This link is not valid" and not again.checkbox
+    with pytest.raises(ValueError, match="STUDY_ID"):
+        sessions.register(open_study, "participant_b", study_id="s1\n")
+    assert sessions.progress(open_study)["started"] == 1
+
+
+def _cheap_checks(monkeypatch) -> list[str]:
+    """Replace scrypt by a counted constant-time compare (the throttle, not the hash, is under test)."""
+    checked = []
+    monkeypatch.setattr(auth, "password_matches", lambda given, configured: checked.append(given) or
+                        given == "correct horse battery")
+    return checked
+
+
+def test_an_attacker_with_1000_addresses_at_the_ceiling_cannot_lock_the_researcher_out(tmp_path, monkeypatch):
+    """Finding 2: while the global ceiling was full, the researcher's correct password was refused and counted as
+    their failure; five such refusals put them into backoff. Now the ceiling gives the attempt back, a recent
+    success exempts an address, and the recovery code exempts any address."""
+    from gradviz.study.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'study.sqlite'}")
+    code = auth.new_recovery_code()
+    configured = auth.hash_password("correct horse battery", salt=b"1" * 16, recovery_code=code)
+    checked = _cheap_checks(monkeypatch)
+    home, travelling = "198.51.100.7", "192.0.2.44"
+    assert auth.login(engine, home, "correct horse battery", configured, now=0.0).ok  # an earlier visit
+    start = 86_400.0
+    attackers = [f"10.{i // 250}.{i % 250}.1" for i in range(1000)]
+    outcomes = []
+    for i, address in enumerate(attackers):  # 1,000 guesses inside one minute: the ceiling is full after 30
+        now = start + i * 0.05
+        outcomes.append(auth.login(engine, address, f"guess-{i}", configured, now=now))
+        if i % 100 == 50:  # the researcher tries while the flood goes on
+            assert auth.login(engine, home, "correct horse battery", configured, now=now).ok
+            away = auth.login(engine, travelling, "correct horse battery", configured, now=now)
+            assert away.refused and away.ceiling  # no recent success there, no code: held by the ceiling …
+    with engine.connect() as conn:  # … but it cost the researcher's new address nothing
+        from sqlalchemy import select
+
+        from gradviz.study.db import login_throttle
+        failures = conn.execute(select(login_throttle.c.failures).where(login_throttle.c.client == travelling)).scalar()
+    assert failures == 0
+    assert auth.login(engine, travelling, "correct horse battery", configured, now=start + 50, recovery_code=code).ok
+    assert not any(o.ok for o in outcomes) and sum(not o.refused for o in outcomes) == auth.GLOBAL_CEILING
+    assert len(checked) == 1 + auth.GLOBAL_CEILING + 10 + 1  # the work stays bounded: 30 guesses checked a minute
+
+
+def test_a_wrong_or_missing_recovery_code_exempts_nobody(tmp_path, monkeypatch):
+    from gradviz.study.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'study.sqlite'}")
+    code = auth.new_recovery_code()
+    configured = auth.hash_password("correct horse battery", salt=b"1" * 16, recovery_code=code)
+    _cheap_checks(monkeypatch)
+    for i in range(auth.GLOBAL_CEILING):
+        auth.login(engine, f"10.0.0.{i}", "x", configured, now=10.0)
+    assert auth.login(engine, "10.9.9.9", "correct horse battery", configured, now=10.0, recovery_code="AAAA").ceiling
+    legacy = auth.hash_password("correct horse battery", salt=b"1" * 16)  # a hash made before recovery codes
+    assert auth.login(engine, "10.9.9.8", "correct horse battery", legacy, now=10.0, recovery_code=code).ceiling
+
+
+def test_hash_password_prints_the_hash_on_stdout_and_a_recovery_code_on_stderr(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    assert main(["study", "hash-password"]) == 0
+    out, err = capsys.readouterr()
+    configured = out.strip()
+    code = err.rsplit(": ", 1)[1].strip()
+    assert auth.password_matches("correct horse battery", configured) and auth.recovery_matches(code, configured)
+    assert code not in out
+
+
+def _upgrade(port: int, host: str, origin: str | None = None) -> str:
+    """The status line a WebSocket upgrade of Streamlit's stream gets with this Host and Origin."""
+    import socket
+
+    lines = ["GET /_stcore/stream HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
+             "Sec-WebSocket-Protocol: streamlit"] + ([f"Origin: {origin}"] if origin else [])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return sock.recv(200).split(b"\r\n")[0].decode()
+
+
+@pytest.fixture
+def lab_server(tmp_path):
+    from benchmarks.study_load import start_streamlit
+
+    env = {**os.environ, "GRADVIZ_HOME": str(tmp_path), "GRADVIZ_MODE": "lab"}
+    proc, url = start_streamlit(env)
+    yield int(url.rsplit(":", 1)[1])
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_a_web_page_cannot_drive_the_lab_through_dns_rebinding(lab_server):
+    """Finding 3: any Host and Origin got `101 Switching Protocols`, so a rebound name reached the lab."""
+    port = lab_server
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert " 101 " in _upgrade(port, host), host
+    assert " 403 " in _upgrade(port, f"rebind.attacker.example:{port}")
+    assert " 403 " in _upgrade(port, f"rebind.attacker.example:{port}", f"http://rebind.attacker.example:{port}")
+    assert " 403 " in _upgrade(port, f"localhost:{port}", "http://evil.example")
+
+
+def test_study_replicas_accept_only_the_configured_site():
+    script = (ROOT / "deploy" / "run_replicas.sh").read_text()
+    assert '--server.allowedHosts "${GRADVIZ_SITE:-localhost}"' in script
+
+
+@pytest.mark.parametrize("peer, forwarded, expected", [
+    (None, None, "127.0.0.1"),  # directly, from this machine (Streamlit hides loopback addresses)
+    ("203.0.113.9", None, "203.0.113.9"),  # directly, from elsewhere
+    ("203.0.113.9", "198.51.100.1", "203.0.113.9"),  # directly, with a forged header: not a proxy, not believed
+    (None, "198.51.100.1", "198.51.100.1"),  # through Caddy on loopback
+    (None, "6.6.6.6, 198.51.100.1", "198.51.100.1"),  # a forged entry before the one Caddy appended
+    (None, "garbage, 198.51.100.1", "198.51.100.1"),
+    (None, "198.51.100.1, not-an-address", "127.0.0.1"),  # a malformed last hop: the proxy itself is named
+    (None, "::ffff:198.51.100.1", "198.51.100.1"),
+    (None, "2001:db8::5", "2001:db8::5"),
+])
+def test_the_client_is_named_by_the_last_untrusted_hop(peer, forwarded, expected):
+    """Finding 4: X-Forwarded-For was read only where it never arrived, and its first (forgeable) entry."""
+    from gradviz.study.clients import client_address, trusted_proxies
+
+    assert client_address(peer, forwarded, trusted_proxies("127.0.0.1,::1")) == expected
+
+
+def test_a_cdn_in_front_of_caddy_is_trusted_only_when_configured():
+    from gradviz.study.clients import client_address, trusted_proxies
+
+    chain = "198.51.100.1, 203.0.113.5"  # the visitor, then the CDN's edge that Caddy saw
+    assert client_address(None, chain, trusted_proxies("127.0.0.1")) == "203.0.113.5"
+    assert client_address(None, chain, trusted_proxies("127.0.0.1, 203.0.113.0/24")) == "198.51.100.1"
+    with pytest.raises(ValueError, match="GRADVIZ_TRUSTED_PROXIES"):
+        trusted_proxies("127.0.0.1, proxy.example")
+
+
+@pytest.mark.parametrize("pid", ["../..", "x" * 10_000, "émile", "a b", "=cmd|' /C calc'!A0"])
+def test_a_malformed_id_is_a_clear_page_not_a_silent_new_id(open_study, pid):
+    """Finding 5: a malformed Prolific id was replaced by a random anon id and consent went ahead."""
+    from gradviz.study import sessions
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["PROLIFIC_PID"] = pid
+    at.run()
+    assert at.title[0].value == "This link is not valid" and not at.checkbox and not at.exception
+    assert "return to Prolific" in at.warning[0].value
+    assert sessions.progress(open_study)["started"] == 0
+
+
+def test_in_study_mode_a_link_without_an_id_enrols_nobody_unless_the_researcher_allows_it(open_study, monkeypatch):
+    from gradviz.study import sessions
+    from gradviz.study.db import set_setting
+
+    monkeypatch.setenv("GRADVIZ_MODE", "study")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert at.title[0].value == "This link is not valid" and not at.checkbox
+    set_setting(open_study, sessions.ANONYMOUS, "1")
+    assert sessions.anonymous_allowed(open_study)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert at.title[0].value == "Consent"
+
+
+def test_the_stimulus_count_is_what_was_stored(backend_engine):
+    """Finding 7: `study build` printed "-22 new stimuli stored" (PostgreSQL reports -1 per ignored insert)."""
+    from study_helpers import install_set, synthetic_rows
+
+    from gradviz.study import sessions
+    from gradviz.study.stimulus_sets import store_stimuli
+
+    rows = synthetic_rows(n_items=4, n_attention=1)
+    assert store_stimuli(backend_engine, rows) == len(rows) and store_stimuli(backend_engine, rows) == 0
+    install_set(backend_engine, rows)
+    first = sessions.register(backend_engine, "racer")
+    assert sessions.record_answer(backend_engine, first, 0, chosen_class=1, rating=3, pair_choice=0)
+    assert not sessions.record_answer(backend_engine, first, 0, chosen_class=2, rating=4, pair_choice=1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_engine(request, tmp_path):
+    from study_helpers import engine_for_backend
+
+    return engine_for_backend(request.param, tmp_path)[0]
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(title)
+    return text[start:text.index("\n#", start)] if "\n#" in text[start:] else text[start:]
+
+
+def test_the_readme_behind_https_paragraph_matches_the_caddyfile():
+    """Finding 8: the README told the reader to replace lines that are not in the Caddyfile."""
+    import re
+
+    paragraph = _readme_section("**Behind HTTPS.**").split("\n\n")[0]
+    caddyfile = (ROOT / "deploy" / "Caddyfile").read_text()
+    replicas = (ROOT / "deploy" / "run_replicas.sh").read_text()
+    code = caddyfile + replicas + "".join(p.read_text() for p in (ROOT / "gradviz").rglob("*.py"))
+    quoted = re.findall(r"`([^`]+)`", paragraph)
+    assert any(q.startswith("https://{$") for q in quoted) and "auto_https off" not in paragraph
+    for snippet in quoted:
+        if snippet.startswith(("https://{$", "auto_https")):
+            assert snippet in caddyfile, snippet  # quoted as it stands in the file
+        elif snippet.startswith("--server."):
+            assert snippet in replicas, snippet
+    for variable in re.findall(r"GRADVIZ_[A-Z_]+", paragraph):
+        assert variable in code, variable
+
+
+def test_every_protected_line_of_the_threat_model_names_a_test_that_exists():
+    import re
+
+    model = _readme_section("### Threat model")
+    protected = model[model.index("| Protected"):model.index("**Not protected")]
+    rows = [r for r in protected.splitlines() if r.startswith("| ") and not r.startswith(("| Protected", "| ---"))]
+    tests = set(re.findall(r"^def (test_\w+)", Path(__file__).read_text(), re.M))
+    tests |= {f"{p.stem}::{t}" for p in ROOT.glob("tests/test_*.py")
+              for t in re.findall(r"^def (test_\w+)", p.read_text(), re.M)}
+    assert len(rows) >= 15
+    for row in rows:
+        named = re.findall(r"`((?:test_\w+\.py::)?test_\w+)`", row)
+        assert named, row
+        for name in named:
+            assert name.replace(".py::", "::") in tests or name in tests, name
+
+
+@pytest.fixture
+def caddy_in_front_of_an_echo(tmp_path):
+    """deploy/Caddyfile in front of a small upstream that answers every path with the headers it received and a
+    Streamlit-like XSRF cookie: what Caddy adds, removes and hides, without a Streamlit server."""
+    import shutil
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from benchmarks.study_load import caddy_root_certificate, start_caddy
+
+    if shutil.which("caddy") is None and os.environ.get("CI") != "true":
+        pytest.skip("caddy is not installed (CI installs it)")
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"ok" if self.path == "/_stcore/health" else json.dumps(dict(self.headers.items())).encode()
+            self.send_response(200)
+            self.send_header("Set-Cookie", "_streamlit_xsrf=2|abc|def|1; Path=/; SameSite=Lax")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    proc, proxy = start_caddy([f"http://127.0.0.1:{upstream.server_port}"], tmp_path)
+    yield proxy, caddy_root_certificate(tmp_path)
+    proc.terminate()
+    proc.wait(timeout=20)
+    upstream.shutdown()
+
+
+def _through(proxy: str, root: Path, path: str, headers: dict | None = None):
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{proxy}{path}", headers=headers or {})
+    try:
+        return urllib.request.urlopen(request, timeout=10, context=ssl.create_default_context(cafile=str(root)))
+    except urllib.error.HTTPError as error:
+        return error
+
+
+def test_through_caddy_metrics_are_hidden_and_cookies_are_secure(caddy_in_front_of_an_echo):
+    """Finding 6: /_stcore/metrics was public; gradviz_replica and _streamlit_xsrf had neither Secure nor HttpOnly."""
+    proxy, root = caddy_in_front_of_an_echo
+    for path in ("/_stcore/metrics", "/_stcore/metrics/", "/_stcore/metrics?x=1"):
+        assert _through(proxy, root, path).status == 404, path
+    cookies = {c.split("=", 1)[0]: c for c in _through(proxy, root, "/study").headers.get_all("Set-Cookie")}
+    assert set(cookies) == {"gradviz_replica", "_streamlit_xsrf"}
+    assert "; Secure" in cookies["gradviz_replica"] and "; HttpOnly" in cookies["gradviz_replica"]
+    assert "; Secure" in cookies["_streamlit_xsrf"] and "HttpOnly" not in cookies["_streamlit_xsrf"]  # read by JS
+
+
+def test_through_caddy_a_forged_forwarded_for_names_nobody_else(caddy_in_front_of_an_echo):
+    """Finding 4, through the real proxy: the replica sees the forged entry dropped, and the client named is the
+    address that connected to Caddy (here loopback), never the one the visitor wrote."""
+    from gradviz.study.clients import client_address
+
+    proxy, root = caddy_in_front_of_an_echo
+    seen = json.loads(_through(proxy, root, "/study", {"X-Forwarded-For": "203.0.113.66"}).read())
+    forwarded = {k.lower(): v for k, v in seen.items()}.get("x-forwarded-for")
+    assert "203.0.113.66" not in (forwarded or "")
+    assert client_address(None, forwarded) == "127.0.0.1"

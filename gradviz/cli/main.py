@@ -157,11 +157,14 @@ def _reproduce(args) -> int:
 
 
 def _study(args) -> int:
-    from gradviz.study.auth import hash_password, read_new_password
+    from gradviz.study.auth import hash_password, new_recovery_code, read_new_password
     from gradviz.study.db import NotReady, StudyLocked, make_engine
 
-    if args.action == "hash-password":
-        print(hash_password(read_new_password()))
+    if args.action == "hash-password":  # the hash alone on stdout (for $(…)); the recovery code on stderr
+        code = new_recovery_code()
+        print(hash_password(read_new_password(), recovery_code=code))
+        print(f"Recovery code (store it offline; with your password it gets you past the site-wide login limit "
+              f"while someone floods the login): {code}", file=sys.stderr)
         return 0
     engine = make_engine(args.db_url)
     actions = {"build": _study_build, "export": _study_export, "power": _study_power,
@@ -198,7 +201,7 @@ def _study_build(engine, args) -> int:
                             seed=args.seed)
     config.attack_params.update(parse_attack_params(args.param))
     ensure_can_switch_to(engine, config.set_id())
-    stored = store_stimuli(engine, build_stimuli(config))
+    stored = store_stimuli(engine, build_stimuli(config))  # how many were new: a rebuilt set stores none
     activate_set(engine, config.set_id(), config.dataset)
     print(f"stimulus set {config.set_id()}: {stored} new stimuli stored and activated")
     return 0

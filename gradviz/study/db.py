@@ -37,8 +37,8 @@ class StudyLocked(PermissionError):
     """A change refused because data or a pre-registration already depend on the current design."""
 
 
-SCHEMA_VERSION = 3  # 2: withdrawals, preregistrations; 3: login_throttle, participant_tokens (new tables only:
-# create_all migrates)
+SCHEMA_VERSION = 4  # 2: withdrawals, preregistrations; 3: login_throttle, participant_tokens; 4: trusted_clients
+# (new tables only: create_all migrates)
 metadata = MetaData()
 
 schema_version = Table("schema_version", metadata, Column("version", Integer, primary_key=True),
@@ -50,6 +50,11 @@ login_throttle = Table(  # researcher login attempts, shared by every replica (g
     Column("failures", Integer, nullable=False),
     Column("blocked_until", Float, nullable=False),
     Column("window_start", Float, nullable=False),
+)
+trusted_clients = Table(  # the last successful researcher login of each client (gradviz.study.auth)
+    "trusted_clients", metadata,
+    Column("client", String(64), primary_key=True),
+    Column("last_success", Float, nullable=False),
 )
 counters = Table("counters", metadata, Column("name", String(64), primary_key=True),
                  Column("value", Integer, nullable=False))
@@ -186,8 +191,16 @@ def _dialect_insert(table: Table, engine_or_conn):
 
 
 def insert_ignore(table: Table, engine_or_conn, keys: list[str]):
-    """INSERT … ON CONFLICT DO NOTHING in the connection's dialect (SQLite ≥ 3.24 and PostgreSQL alike)."""
-    return _dialect_insert(table, engine_or_conn).on_conflict_do_nothing(index_elements=keys)
+    """INSERT … ON CONFLICT DO NOTHING RETURNING the keys, in the connection's dialect (SQLite ≥ 3.35 and
+    PostgreSQL alike). Whether a row went in is whether the result has a row (`inserted`): the driver's rowcount
+    is no guide, since SQLAlchemy 2.1 with psycopg 3 reports -1 for these statements."""
+    statement = _dialect_insert(table, engine_or_conn).on_conflict_do_nothing(index_elements=keys)
+    return statement.returning(*(table.c[k] for k in keys))
+
+
+def inserted(result) -> bool:
+    """Whether the `insert_ignore` statement that gave `result` stored its row."""
+    return result.first() is not None
 
 
 def get_setting(engine: Engine, key: str, default: str | None = None) -> str | None:

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, exists, func, literal, select
 
+from gradviz.names import whole_match
 from gradviz.study.db import (
     NotReady,
     claim_slot,
     get_setting,
     insert_ignore,
+    inserted,
     now,
     participant_tokens,
     participants,
@@ -23,17 +25,19 @@ from gradviz.study.db import (
     stimuli,
     withdrawals,
 )
+from gradviz.study.deployment import study_only
 from gradviz.study.design import index_set, make_trials
 from gradviz.study.stimulus_sets import load_set
 
-PROLIFIC_ID = re.compile(r"^[0-9a-f]{24}$")
-GENERIC_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
+PROLIFIC_ID = re.compile(r"[0-9a-f]{24}")
+GENERIC_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
 
 
 def valid_participant_id(value: str | None) -> str | None:
-    """A Prolific id (24 hex) or a plain id of letters, digits, _ and -; anything else is refused."""
-    if value and (PROLIFIC_ID.match(value) or GENERIC_ID.match(value)):
+    """A Prolific id (24 hex) or a plain id of letters, digits, _ and -, the whole string; anything else (a
+    trailing newline included) is refused."""
+    if whole_match(PROLIFIC_ID, value) or whole_match(GENERIC_ID, value):
         return value
     return None
 
@@ -71,6 +75,15 @@ def active_set(engine: Engine) -> str:
 
 
 OPEN_UNREGISTERED = "open_unregistered"  # setting: "1" lets participants start before the design is frozen
+ANONYMOUS = "anonymous_enrolment"  # setting: "1" lets a visitor without a participant id take part
+
+
+def anonymous_allowed(engine: Engine) -> bool:
+    """Whether a visitor without an id may enrol (under a random id): the researcher's setting, by default on in
+    the lab and off in study mode, where every participant should come with the recruiter's id and each
+    anonymous visit would claim a Latin-square slot."""
+    value = get_setting(engine, ANONYMOUS)
+    return (not study_only()) if value is None else value == "1"
 
 
 def closed_reason(engine: Engine) -> str | None:
@@ -125,12 +138,12 @@ def register(engine: Engine, participant_id: str, study_id: str | None = None, s
             slot = claim_slot(conn)
             list_index = (slot - 1) % len(conditions)
             trials = make_trials(stimuli_rows, list_index, participant_id)
-            inserted = conn.execute(insert_ignore(participants, engine, ["participant_id"]), {
+            result = conn.execute(insert_ignore(participants, engine, ["participant_id"]), {
                 "participant_id": participant_id, "study_id": study_id, "session_id": session_id,
                 "set_id": set_id, "slot": slot, "list_index": list_index, "trials": json.dumps(trials),
                 "consent_version": consent_version, "consented_at": now(), "completed_at": None,
-                "user_agent": user_agent}).rowcount
-            if inserted == 0:
+                "user_agent": user_agent})
+            if not inserted(result):
                 raise _AlreadyRegistered
             conn.execute(participant_tokens.insert().values(participant_id=participant_id,
                                                              token_sha256=_digest(token)))
@@ -146,7 +159,7 @@ def authenticate(engine: Engine, participant_id: str, token: str | None) -> Part
 
     A participant id alone is public (it travels in Prolific's links): answering, withdrawing and reading the
     completion code all need the participant found here."""
-    if not token or not TOKEN.match(token):
+    if not whole_match(TOKEN, token):
         return None
     with engine.connect() as conn:
         stored = conn.execute(select(participant_tokens.c.token_sha256)
@@ -203,7 +216,7 @@ def record_answer(engine: Engine, participant: Participant, trial_index: int, ch
         ~exists().where(withdrawals.c.participant_id == participant.participant_id))
     statement = insert_ignore(responses, engine, ["participant_id", "trial_index"]).from_select(list(row), source)
     with engine.begin() as conn:
-        return conn.execute(statement).rowcount == 1
+        return inserted(conn.execute(statement))
 
 
 def complete(engine: Engine, participant: Participant) -> bool:

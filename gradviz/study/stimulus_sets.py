@@ -14,6 +14,7 @@ from gradviz.study.db import (
     StudyLocked,
     get_setting,
     insert_ignore,
+    inserted,
     preregistrations,
     responses,
     set_setting,
@@ -22,9 +23,10 @@ from gradviz.study.db import (
 
 
 def store_stimuli(engine: Engine, rows: list[dict]) -> int:
-    """Insert a stimulus set (idempotent: rebuilding the same set stores nothing twice)."""
+    """Insert a stimulus set (idempotent: rebuilding the same set stores nothing twice); returns how many rows
+    were new."""
     with engine.begin() as conn:
-        return sum(conn.execute(insert_ignore(stimuli, engine, ["stimulus_id"]), row).rowcount for row in rows)
+        return sum(inserted(conn.execute(insert_ignore(stimuli, engine, ["stimulus_id"]), row)) for row in rows)
 
 
 def load_set(engine: Engine, set_id: str) -> list[dict]:
