@@ -54,16 +54,20 @@ def corner_masks(x: torch.Tensor, size: int = 4) -> torch.Tensor:
     return masks
 
 
-def training_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings) -> Callable[[], None]:
+def training_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings,
+                  fast: bool = False) -> Callable[[], None]:
     """One Adam step of `model` on the batch under a defense's LossSettings, as a callable to time (a masked
-    defense gets corner masks: its cost does not depend on where the mask is)."""
+    defense gets corner masks: its cost does not depend on where the mask is); `fast` opts in to the penalty's
+    fast path (gradviz.training.fast_penalty), as `gradviz train --fast-penalty` and the recipes do."""
     from gradviz.training.defenses import MASKED, batch_loss
+    from gradviz.training.fast_penalty import fast_penalty_for
 
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     masks = corner_masks(x) if settings.defense in MASKED else None
+    fast_path = fast_penalty_for(model, say=print) if fast else None
 
     def run() -> None:
-        loss, _ = batch_loss(model, x, y, settings, mask=masks)
+        loss, _ = batch_loss(model, x, y, settings, mask=masks, fast=fast_path)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -1,6 +1,6 @@
-"""Cost of one gradreg training step (exact and finite-difference) relative to a normal step, in the
-default weight layout and channels-last (which training uses on CPU for every defense), and the exact step with
-PyTorch's own layer derivatives (no `explicit_input_gradients`) for comparison.
+"""Cost of one gradreg training step (exact and finite-difference) relative to a normal step, in the default
+weight layout and channels-last (which training uses on CPU for every defense), each with plain autograd and with
+the opt-in fast path (gradviz.training.fast_penalty), all measured in the same run.
 
 Usage: python -m benchmarks.train_step [--batch-size 128] [--repeats 30] [--device cpu] [--layers zoo|reference]
 (the paper-scale runs: --layers reference --width 1024 --batch-size 256)
@@ -15,7 +15,6 @@ from benchmarks.common import compare, report, training_step
 from gradviz.machine import cpu_name
 from gradviz.nets.architecture import LAYER_STYLES, ZOO_WIDTH, PaperCNN, channels_last
 from gradviz.training.defenses import LossSettings
-from gradviz.training.penalties import cross_entropy_losses, exact_penalty
 
 VARIANTS = {
     "normal": LossSettings("normal"),
@@ -36,34 +35,25 @@ def main() -> None:
     x = torch.rand(args.batch_size, 1, 28, 28, device=args.device)
     y = torch.randint(0, 10, (args.batch_size,), device=args.device)
 
-    def step(settings: LossSettings, fast_layout: bool = False):
+    def step(settings: LossSettings, layout: bool, fast: bool):
         model = PaperCNN(width=args.width, layers=args.layers).to(args.device).train()
-        return training_step(channels_last(model) if fast_layout else model, x, y, settings)
+        return training_step(channels_last(model) if layout else model, x, y, settings, fast=fast)
 
-    def builtin_exact():  # the same loss with PyTorch's own layer derivatives, channels-last (before double_backward.py)
-        model = channels_last(PaperCNN(width=args.width, layers=args.layers).to(args.device).train())
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-        def run() -> None:
-            xg = x.detach().requires_grad_(True)
-            logits = model(xg)
-            penalty = exact_penalty(xg, cross_entropy_losses(logits, y))
-            loss = torch.nn.functional.cross_entropy(logits, y) + 10.0 * penalty
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        return run
-
-    variants = {k: step(s) for k, s in VARIANTS.items()}
-    variants["gradreg exact, PyTorch's own derivatives, channels-last"] = builtin_exact()
-    variants.update({f"{k}, channels-last": step(s, fast_layout=True) for k, s in VARIANTS.items()})
+    variants = {}
+    for layout, suffix in ((False, ""), (True, ", channels-last")):
+        variants[f"normal{suffix}"] = step(VARIANTS["normal"], layout, False)
+        for name in ("gradreg exact", "gradreg finite-difference"):
+            variants[f"{name}, plain autograd{suffix}"] = step(VARIANTS[name], layout, False)
+            variants[f"{name}, fast path{suffix}"] = step(VARIANTS[name], layout, True)
     medians = compare(variants, args.device, args.repeats)
     header = (f"training step, device {args.device} ({cpu_name()}), {torch.get_num_threads()} threads, "
               f"batch {args.batch_size}, width {args.width}, {args.layers} layers")
     report(medians, "normal", header)
-    print("as training runs (channels-last):")
-    for name in ("gradreg exact, channels-last", "gradreg finite-difference, channels-last"):
-        print(f"  {name:44} {medians[name] / medians['normal, channels-last']:6.2f}x normal, channels-last")
+    print("as training runs (channels-last), each against the normal step:")
+    for name in ("gradreg exact", "gradreg finite-difference"):
+        plain, fast = (medians[f"{name}, {how}, channels-last"] / medians["normal, channels-last"]
+                       for how in ("plain autograd", "fast path"))
+        print(f"  {name:28} fast path {fast:5.2f}x   plain autograd {plain:5.2f}x")
 
 
 if __name__ == "__main__":

@@ -170,7 +170,7 @@ def test_two_participants_one_refresh_then_researcher_exports(server, browser, s
     r = browser.new_page()
     r.goto(f"{server}/researcher", wait_until="domcontentloaded")
     wait_for_app(r)
-    r.get_by_test_id("stTextInput").locator("input").fill(PASSWORD)
+    r.get_by_label("Password", exact=True).fill(PASSWORD)
     r.get_by_role("button", name="Log in").click()
     wait_for_app(r)
     r.get_by_text("Participants started").wait_for(timeout=30_000)

@@ -50,7 +50,9 @@ class Trial:
     stored_dtype: str = "float32"  # the precision the finished model is saved at
 
     def config(self, device: str = "cpu") -> TrainConfig:
-        return TrainConfig(**self.settings, name=self.name, device=device)
+        """The run's config; recipes train our own PaperCNN, so they opt in to the penalty's fast path (which
+        refuses, and falls back to plain autograd, off the CPU)."""
+        return TrainConfig(**self.settings, name=self.name, device=device, fast_penalty=True)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "depends_on": list(self.depends_on)}

@@ -8,25 +8,14 @@ Two layer styles share that shape:
 - "reference" (the authors' TF-slim code, shared/PAPER.md): conv/FC without bias → batch norm with a learned
   shift β but no scale γ, ε 1e-3 → ReLU → max-pool; Xavier-uniform weights. Without γ the network cannot
   shrink a layer's output to shrink its input gradient, which is what the paper's large λ pushes against.
-  Inside the exact penalty it computes the same function pool-first (`ReferenceFeatures`), for the same saving.
+
+Every layer is a plain `torch.nn` module with no hidden state in `forward`; the gradreg step's opt-in CPU fast
+path (gradviz.training.fast_penalty) reads these modules from outside and knows this shape.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-
-from gradviz.nets.double_backward import (
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    Flatten,
-    MaxPool2d,
-    PlainOpsInSecondOrder,
-    batch_statistics,
-    scale_and_shift,
-    second_order_mode,
-)
 
 ZOO_WIDTH = 128  # narrower default so the committed zoo stays small
 LAYER_STYLES = ("zoo", "reference")
@@ -34,7 +23,7 @@ REFERENCE_BN_EPS = 1e-3  # TF-slim's batch_norm default
 DIGIT_SHAPE = (28, 28)  # what every card from before image shapes was built for
 
 
-class ShiftOnlyBatchNorm(PlainOpsInSecondOrder, nn.BatchNorm1d):
+class ShiftOnlyBatchNorm(nn.BatchNorm1d):
     """Batch norm with a learned shift β and no scale γ (TF-slim `scale=False`); 2-D or 4-D inputs."""
 
     def __init__(self, num_features: int, eps: float = REFERENCE_BN_EPS):
@@ -46,30 +35,9 @@ class ShiftOnlyBatchNorm(PlainOpsInSecondOrder, nn.BatchNorm1d):
             raise ValueError(f"expected 2-D or 4-D input, got {input.dim()}-D")
 
 
-def _pooled_shift_batch_norm(norm: ShiftOnlyBatchNorm, pool: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """max-pool(ReLU(norm(z))) computed as ReLU(norm(max-pool(z))) with the statistics of the unpooled z: the same
-    function, since batch norm's per-channel map is increasing and ReLU commutes with max, but its elementwise work
-    (and its second derivative) runs on a quarter of the activations. Running statistics update as PyTorch's do."""
-    shape = (1, -1, 1, 1)
-    if norm.training:
-        mean, var = batch_statistics(norm, z)
-    else:
-        mean, var = norm.running_mean.view(shape), norm.running_var.view(shape)
-    scale, shift = scale_and_shift(norm, mean, var)
-    return F.relu(torch.addcmul(shift, pool(z), scale))
-
-
 class ReferenceFeatures(nn.Sequential):
-    """(conv → shift-only batch norm → ReLU → 2×2 max-pool) × 2; inside `explicit_input_gradients()` (the exact
-    penalty) each block pools before normalising (`_pooled_shift_batch_norm`). Same modules and state-dict keys as
-    a plain Sequential."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not second_order_mode():
-            return super().forward(x)
-        for i in range(0, len(self), 4):
-            x = _pooled_shift_batch_norm(self[i + 1], self[i + 3], self[i](x))
-        return x
+    """(conv → shift-only batch norm → ReLU → 2×2 max-pool) × 2: a plain Sequential, named so that the fast path
+    knows it may pool before normalising (the same function: the norm's per-channel map is increasing)."""
 
 
 def _flat_features(image_shape: tuple[int, int]) -> int:
@@ -81,12 +49,12 @@ def _flat_features(image_shape: tuple[int, int]) -> int:
 def _zoo_layers(width: int, num_classes: int, dropout: float,
                 image_shape: tuple[int, int]) -> tuple[nn.Sequential, nn.Sequential]:
     features = nn.Sequential(
-        Conv2d(1, 32, 5, padding=2), MaxPool2d(2), BatchNorm2d(32), nn.ReLU(),
-        Conv2d(32, 64, 5, padding=2), MaxPool2d(2), BatchNorm2d(64), nn.ReLU(),
+        nn.Conv2d(1, 32, 5, padding=2), nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 64, 5, padding=2), nn.MaxPool2d(2), nn.BatchNorm2d(64), nn.ReLU(),
     )
     classifier = nn.Sequential(
-        Flatten(),
-        nn.Linear(_flat_features(image_shape), width), BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout),
+        nn.Flatten(),
+        nn.Linear(_flat_features(image_shape), width), nn.BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout),
         nn.Linear(width, num_classes),
     )
     return features, classifier
@@ -95,11 +63,11 @@ def _zoo_layers(width: int, num_classes: int, dropout: float,
 def _reference_layers(width: int, num_classes: int, dropout: float,
                       image_shape: tuple[int, int]) -> tuple[nn.Sequential, nn.Sequential]:
     features = ReferenceFeatures(
-        Conv2d(1, 32, 5, padding=2, bias=False), ShiftOnlyBatchNorm(32), nn.ReLU(), MaxPool2d(2),
-        Conv2d(32, 64, 5, padding=2, bias=False), ShiftOnlyBatchNorm(64), nn.ReLU(), MaxPool2d(2),
+        nn.Conv2d(1, 32, 5, padding=2, bias=False), ShiftOnlyBatchNorm(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2, bias=False), ShiftOnlyBatchNorm(64), nn.ReLU(), nn.MaxPool2d(2),
     )
     classifier = nn.Sequential(
-        Flatten(),
+        nn.Flatten(),
         nn.Linear(_flat_features(image_shape), width, bias=False), ShiftOnlyBatchNorm(width), nn.ReLU(), nn.Dropout(dropout),
         nn.Linear(width, num_classes),
     )

@@ -13,7 +13,8 @@ from gradviz.paths import safe_name
 from gradviz.training.defenses import KEEP, SETTINGS, LossSettings, defense_spec, unused_settings
 
 LR_SCHEDULES = ("constant", "cosine")
-MACHINE_FIELDS = ("device", "data_dir", "name")  # where and under which name a run goes: never part of its settings
+# where, how and under which name a run goes: never part of its settings (the fast path computes the same values)
+MACHINE_FIELDS = ("device", "data_dir", "name", "fast_penalty")
 
 
 @dataclass
@@ -42,6 +43,7 @@ class TrainConfig:
     init_from: str | None = None
     train_subset: int | None = None
     holdout: int = 0
+    fast_penalty: bool = False  # opt in to gradviz.training.fast_penalty (CPU, known layers only; else plain autograd)
 
     def validate(self) -> None:
         if self.name is not None:

@@ -8,7 +8,8 @@ all show the same numbers.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradviz.attacks.linf import fgsm
-from gradviz.nets.double_backward import explicit_input_gradients
+from gradviz.training.fast_penalty import FastPenalty
 from gradviz.training.penalties import (
     PENALTY_METHODS,
     cross_entropy_losses,
@@ -116,7 +117,7 @@ class LossSettings:
     fd_step: float = 1e-2
 
 
-def _replay(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+def _replay(model: Callable[[torch.Tensor], torch.Tensor], device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     """A forward pass that replays the dropout mask of the *next* ordinary `model(x)` call.
 
     The finite-difference penalty compares two forward passes; different dropout masks would swamp the
@@ -137,23 +138,46 @@ def _replay(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], 
     return forward
 
 
+@dataclass
+class _PlainWindow:
+    """The step without the fast path: the model's own forward, and nothing to mark around the penalty."""
+
+    forward: Callable[[torch.Tensor], torch.Tensor]
+
+    def penalty_pass(self):
+        return nullcontext()
+
+
+@contextmanager
+def _step_window(model: nn.Module, fast: FastPenalty | None, second_order: bool,
+                 x: torch.Tensor) -> Iterator[object]:
+    if fast is None:
+        yield _PlainWindow(model)
+        return
+    with fast.window(second_order, own_input=x) as window:
+        yield window
+
+
 def _regularized(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: LossSettings,
-                 extra: torch.Tensor | None = None,
-                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 extra: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                 fast: FastPenalty | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits of [x; extra] in one pass and λ's term, mean‖A ⊙ ∇ₓ ℓ‖² over the clean examples x only
-    (A = `mask` for RRR, everywhere for Grad Reg (y) or (1/K))."""
+    (A = `mask` for RRR, everywhere for Grad Reg (y) or (1/K)); through `fast` (gradviz.training.fast_penalty)
+    when the caller opted in and the model is one it knows."""
     x = x.detach().requires_grad_(True)
     n = len(x)
 
     def joined(z: torch.Tensor) -> torch.Tensor:
         return z if extra is None else torch.cat([z, extra])
 
-    replay = _replay(model, x.device)
-    with explicit_input_gradients(second_order=s.penalty == "exact"):
-        logits = model(joined(x))
+    with _step_window(model, fast, s.penalty == "exact", x) as window:
+        replay = _replay(window.forward, x.device)
+        logits = window.forward(joined(x))
         penalized = DEFENSE_SPECS[s.defense].penalised
-        penalty = input_gradient_penalty(x, penalized(logits[:n], y), lambda z: penalized(replay(joined(z))[:n], y),
-                                         method=s.penalty, h=s.fd_step, mask=mask)
+        with window.penalty_pass():
+            penalty = input_gradient_penalty(x, penalized(logits[:n], y),
+                                             lambda z: penalized(replay(joined(z))[:n], y),
+                                             method=s.penalty, h=s.fd_step, mask=mask)
     return logits, penalty
 
 
@@ -175,10 +199,10 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, eps: float) -> torch
 
 
 def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: LossSettings,
-               teacher: nn.Module | None = None,
-               mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+               teacher: nn.Module | None = None, mask: torch.Tensor | None = None,
+               fast: FastPenalty | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one training batch under defense `s.defense`; `mask` ([N, 1, H, W], 1 = annotated) is the
-    annotation a masked defense (RRR) needs.
+    annotation a masked defense (RRR) needs; `fast` the opt-in CPU fast path of the penalty (`fast_penalty_for`).
 
     Adversarial defenses train on ½ clean + ½ FGSM examples in *one* forward pass of the joined batch, so batch
     norm sees the same mixture in training that its running statistics hold at test time.
@@ -190,7 +214,7 @@ def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: LossSettin
     labels = y if extra is None else torch.cat([y, y])
     penalty = torch.zeros((), device=x.device)
     if spec.penalised is not None:
-        logits, penalty = _regularized(model, x, y, s, extra, mask.to(x.dtype) if spec.masked else None)
+        logits, penalty = _regularized(model, x, y, s, extra, mask.to(x.dtype) if spec.masked else None, fast)
         ce = F.cross_entropy(logits, labels)
     elif teacher is not None:  # distillation student: match the teacher's soft labels at temperature T
         with torch.no_grad():

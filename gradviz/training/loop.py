@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,7 @@ from gradviz.paths import user_model_dir
 from gradviz.progress import progress_bar
 from gradviz.training.config import TrainConfig, steps_per_epoch, total_steps
 from gradviz.training.defenses import LossSettings, batch_loss, defense_spec
+from gradviz.training.fast_penalty import FastPenalty, fast_penalty_for
 from gradviz.training.penalties import NORMALISATION, to_reference_lambda
 
 StepCallback = Callable[[int, int, dict], None]
@@ -169,6 +171,7 @@ def _fit(phase: _Phase, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, c
         augment.set_state(resume.rng["augment"])
         first, running = resume.step + 1, dict(resume.running)
     phase.model.train()
+    fast = _fast_path(phase, config)
     bar = progress_bar(steps, first - 1, phase.name, progress)
     for step in range(first, steps + 1):
         if should_stop is not None and should_stop():
@@ -183,7 +186,7 @@ def _fit(phase: _Phase, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, c
             group["lr"] = learning_rate(config, step, steps)
         settings = replace(phase.settings, lam=penalty_weight(config, step, steps))
         mb = masks[index].to(device) if masks is not None else None
-        loss, stats = batch_loss(phase.model, xb, yb, settings, teacher=phase.teacher, mask=mb)
+        loss, stats = batch_loss(phase.model, xb, yb, settings, teacher=phase.teacher, mask=mb, fast=fast)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -199,6 +202,14 @@ def _fit(phase: _Phase, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, c
                 phase.model.train()
     bar.close()
     return running
+
+
+def _fast_path(phase: _Phase, config: TrainConfig) -> FastPenalty | None:
+    """The penalty's fast path when the run opted in (`fast_penalty`) and its defense has a penalty; a model it does
+    not know gets plain autograd, said once on stderr."""
+    if not config.fast_penalty or defense_spec(phase.settings.defense).penalised is None:
+        return None
+    return fast_penalty_for(phase.model, say=lambda message: print(message, file=sys.stderr))
 
 
 @torch.no_grad()
@@ -219,7 +230,7 @@ def _versions() -> dict:
 
 def _new_model(config: TrainConfig) -> PaperCNN:
     """A fresh model, channels-last on CPU, where every defense's step runs faster in that layout: the exact
-    gradreg step too, since its layers keep it through both derivatives (gradviz.nets.double_backward;
+    gradreg step too, since the fast path keeps it through both derivatives (gradviz.training.fast_penalty;
     benchmarks/train_step.py measures each)."""
     model = PaperCNN(width=config.width, layers=config.layers, image_shape=image_shape(config.dataset),
                      num_classes=num_classes(config.dataset)).to(config.device)
