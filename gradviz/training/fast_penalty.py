@@ -134,7 +134,7 @@ def _input_gradient(grad: torch.Tensor, weight: torch.Tensor, x: torch.Tensor, s
 
 class _ExplicitConv2d(torch.autograd.Function):
     """conv2d whose backward is split by the window: input gradients (differentiable) in the penalty's pass, weight
-    and bias gradients (public `torch.nn.grad.conv2d_weight`) after the window."""
+    and bias gradients after the window."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, settings: tuple,
@@ -151,12 +151,23 @@ class _ExplicitConv2d(torch.autograd.Function):
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0] and (penalty_pass or not ctx.own_input):
             grad_x = _input_gradient(grad, weight, x, ctx.settings)
-        if not penalty_pass:
-            if ctx.needs_input_grad[1]:
-                grad_w = torch.nn.grad.conv2d_weight(x, weight.shape, grad, *ctx.settings)
-            if ctx.has_bias and ctx.needs_input_grad[2]:
-                grad_b = grad.sum((0, 2, 3))
+        wants_bias = ctx.has_bias and ctx.needs_input_grad[2]
+        if not penalty_pass and (ctx.needs_input_grad[1] or wants_bias):
+            grad_w, grad_b = _weight_and_bias_gradients(grad, x, weight, ctx.settings, wants_bias)
         return grad_x, grad_w, grad_b, None, None
+
+
+def _weight_and_bias_gradients(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, settings: tuple,
+                               with_bias: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The weight (and bias) gradient of conv2d in one call of ATen's `convolution_backward`, the operator behind
+    the public `torch.nn.grad.conv2d_weight`. That wrapper passes an expanded stand-in for the weight, so oneDNN
+    loses the channels-last layout: measured 33 ms against 20 ms a call and 1.2× the whole finite-difference step
+    (AMD EPYC, 1 thread, batch 128). Output mask: (input, weight, bias)."""
+    stride, padding, dilation = settings
+    _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+        grad, x, weight, [weight.shape[0]] if with_bias else None, list(stride), list(padding), list(dilation),
+        False, [0, 0], 1, [False, True, with_bias])
+    return grad_w, grad_b
 
 
 def _conv_settings(conv: nn.Conv2d) -> tuple:
