@@ -113,6 +113,8 @@ def test_navigation_keeps_the_selected_image(server, browser):
     page.get_by_role("link", name="Attack lab").click()
     wait_for_app(page)
     page.get_by_text("test sample #3").first.wait_for(timeout=30_000)
+    assert page.get_by_text("test sample #3").count() >= 1
+    assert page.get_by_text("test sample #0").count() == 0  # the selection was not reset by the navigation
     page.close()
 
 
