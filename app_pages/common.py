@@ -15,6 +15,7 @@ from gradviz.data.datasets import CLASS_NAMES, DATASETS, has_masks, load_sample,
 from gradviz.data.images import ImageError, prepare_digit
 from gradviz.jobs import JobHandle, JobRunner
 from gradviz.nets.architecture import channels_last, frozen
+from gradviz.nets.catalog import default_models
 from gradviz.params import Param
 from gradviz.progress import Estimate
 from gradviz.study.auth import session_expired
@@ -107,13 +108,10 @@ def pick_models(dataset: str, label: str = "Models to compare", key: str = "mode
     if not names:
         st.warning(f"No models for {dataset}. Train one on the Train page or with `python -m gradviz train`.")
         st.stop()
-    by_defense = {c["defense"]: n for n, c in reversed(cards.items())}  # first model of each defense
-    # an adopted paper-scale pair (zoo_role) is the paper's own comparison: it stands in for normal and gradreg
-    by_defense |= {c["defense"]: n for n, c in cards.items() if c.get("zoo_role") and c["defense"] in ("normal", "gradreg")}
     # Distilled is left out of the default: its Σ log p gradients are ~10× the others' and would wash out a
     # shared colour scale, hiding the normal-vs-gradreg contrast the paper is about. One click adds it.
-    preferred = [by_defense[d] for d in ("normal", "advtrain", "gradreg-uniform", "gradreg") if d in by_defense]
-    st.session_state.setdefault(f"{key}_{dataset}", (preferred or names)[:4])
+    st.session_state.setdefault(f"{key}_{dataset}", default_models(cards, ("normal", "advtrain", "gradreg-uniform",
+                                                                            "gradreg")))
     chosen = st.multiselect(label, names, key=f"{key}_{dataset}", max_selections=max_selections,
                             persist_state="session")
     if not chosen:

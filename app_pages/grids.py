@@ -24,6 +24,7 @@ from gradviz.evaluation.grids import (
     provenance,
     target_grid,
 )
+from gradviz.nets.catalog import default_models
 
 KEPT = {"grid": 8, "views": 256}  # per process: grids (tens of MB each) and cross-model views of one iteration
 
@@ -38,9 +39,7 @@ cards = cards_of(dataset)
 if not cards:
     st.warning(f"No models for {dataset}. Train one on the Train page or with `python -m gradviz train`.")
     st.stop()
-by_defense = {c["defense"]: n for n, c in reversed(cards.items())}
-st.session_state.setdefault(f"grid_models_{dataset}",
-                            [by_defense[d] for d in ("normal", "distilled", "gradreg") if d in by_defense])
+st.session_state.setdefault(f"grid_models_{dataset}", default_models(cards, ("normal", "distilled", "gradreg")))
 
 left, right = st.columns([2, 1])
 with left:

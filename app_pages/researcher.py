@@ -2,13 +2,12 @@
 import io
 import time
 
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages.common import job_runner, submit_job
 from app_pages.study_common import study_engine
 from gradviz.attacks.registry import REGISTRY
+from gradviz.study import figures as study_figures
 from gradviz.study import preregistration, sessions
 from gradviz.study.analysis import analyse, export_frame, responses_frame
 from gradviz.study.auth import PasswordError, checked_hash, configured_password, login, session_expired
@@ -214,9 +213,7 @@ with tab_analysis:
             table = result[key]
             if table.empty:
                 continue
-            fig = go.Figure(go.Bar(x=table.source_model, y=table["mean"], error_y=dict(
-                type="data", symmetric=False, array=table.ci_high - table["mean"], arrayminus=table["mean"] - table.ci_low)))
-            fig.update_layout(title=f"{title}, 95% participant bootstrap", height=320)
+            fig = study_figures.interval_bars(table, f"{title}, 95% participant bootstrap")
             st.plotly_chart(fig, width="stretch", key=f"fig_{key}")
         st.write(f"Sign-flip permutation tests, {result['reference']} against each other model "
                  "(per-participant mean differences, two-sided, 10,000 permutations):")
@@ -226,8 +223,7 @@ with tab_analysis:
         st.write(f"Rating vs perturbation size (Spearman): L2 ρ = {sizes['l2']['rho']:.2f} "
                  f"(p = {sizes['l2']['p_value']:.3g}), SSIM ρ = {sizes['ssim']['rho']:.2f} "
                  f"(p = {sizes['ssim']['p_value']:.3g})")
-        st.plotly_chart(px.strip(result["ratings"], x="l2", y="rating", color="source_model", height=320),
-                        width="stretch", key="sizes")
+        st.plotly_chart(study_figures.ratings_by_size(result["ratings"]), width="stretch", key="sizes")
         if not result["pairs"].empty:
             st.dataframe(result["pairs"], hide_index=True)
 
@@ -256,13 +252,7 @@ with tab_design:
         needed = power.n_required or f"more than {max_n}"
         st.success(f"Participants needed for {power.target:.0%} power at α = {power.alpha}: **{needed}** "
                    f"(assumptions: {power.assumptions['source']})")
-        curve = go.Figure(go.Scatter(x=[r["n"] for r in power.curve], y=[r["power"] for r in power.curve],
-                                     mode="lines+markers", error_y=dict(
-                                         type="data", symmetric=False,
-                                         array=[r["ci_high"] - r["power"] for r in power.curve],
-                                         arrayminus=[r["power"] - r["ci_low"] for r in power.curve])))
-        curve.add_hline(y=power.target, line_dash="dot")
-        curve.update_layout(xaxis_title="participants", yaxis_title="power", height=320)
+        curve = study_figures.power_curve(power.curve, power.target)
         st.plotly_chart(curve, width="stretch", key="power_curve")
         st.session_state["power_result"] = {"n_required": power.n_required, "curve": power.curve,
                                             "assumptions": power.assumptions, "sims": power.sims}

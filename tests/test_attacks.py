@@ -123,3 +123,25 @@ def test_mifgsm_stays_in_the_ball_beats_fgsm_and_without_momentum_is_iterated_fg
     assert ce(linear(adv), y) >= ce(linear(fgsm(linear, x, y, 0.1)), y) - 1e-4
     plain = pgd(linear, x, y, 0.1, steps=10, step_scale=0.1, random_start=False)
     assert torch.equal(mifgsm(linear, x, y, 0.1, steps=10, decay=0.0), plain)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "itgsm", "pgd"])
+def test_the_registry_attacks_in_eval_mode_and_restores_each_modules_mode(attack):
+    """As torchattacks' Attack.__call__ does: the attacker sees running statistics and no dropout, and a model
+    handed over in training mode (a Sequential that is not ours, one layer deliberately left in eval) gets its
+    own modes back."""
+    from torch import nn
+
+    from gradviz.attacks.registry import get_attack
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.5),
+                          nn.Linear(32, 10)).train()
+    model[2].eval()
+    seen = []
+    model[4].register_forward_hook(lambda module, args, out: seen.append(module.training))
+    x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    entry = get_attack(attack)
+    entry.generate(model, x, (y + 1) % 10 if entry.targeted else y, 0.1)
+    list(entry.path(model, x, (y + 1) % 10 if entry.targeted else y, 0.1))
+    assert seen and not any(seen)
+    assert model.training and model[4].training and not model[2].training

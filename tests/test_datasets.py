@@ -73,3 +73,19 @@ def test_validation_split_is_disjoint():
     (fx, _), (vx, _) = validation_split(x, torch.zeros(100), 20, seed=0)
     assert len(vx) == 20 and len(fx) == 80
     assert not set(fx.flatten().tolist()) & set(vx.flatten().tolist())
+
+
+def test_data_sample_writes_what_the_committed_samples_hold(tmp_path, capsys):
+    """`gradviz data sample` is how assets/samples/ was made: the same digits, labels and source."""
+    import numpy as np
+
+    from gradviz.cli.main import main
+    from gradviz.paths import SAMPLES_DIR
+
+    assert main(["data", "sample", "--n", "100", "--out", str(tmp_path)]) == 0
+    for path in sorted(SAMPLES_DIR.glob("*.npz")):
+        assert path.name in capsys.readouterr().out or (tmp_path / path.name).is_file()
+        written, committed = np.load(tmp_path / path.name), np.load(path)
+        assert sorted(written.files) == sorted(committed.files), path.name
+        for key in written.files:
+            np.testing.assert_array_equal(written[key], committed[key], err_msg=f"{path.name}: {key}")

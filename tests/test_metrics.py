@@ -248,3 +248,14 @@ def test_metric_settings_are_checked():
         get_metric("max-sensitivity").settings({"samples": 0})
     with pytest.raises(ValueError, match="has no setting radius"):
         get_metric("deletion").settings({"radius": 0.1})
+
+
+def test_every_metric_names_the_paper_it_comes_from():
+    import re
+
+    from gradviz.attribution.metrics import REGISTRY, Metric
+
+    for metric in REGISTRY.values():
+        assert re.search(r"(19|20)\d\d", metric.reference) and "arXiv:" in metric.reference, metric.name
+    with pytest.raises(ValueError, match="name the paper"):
+        Metric("x", "X", "complexity", True, lambda e: e)

@@ -17,6 +17,7 @@ from gradviz.attacks.autoattack import TORCHATTACKS_VERSION, autoattack, square
 from gradviz.attacks.jsma import jsma
 from gradviz.attacks.linf import Progress, fgsm, last_iterate, linf_steps, single_step_sweep, tgsm
 from gradviz.attacks.linf import random_start as _uniform_start
+from gradviz.nets.architecture import evaluating
 from gradviz.params import Param, checked_settings, parse_settings
 
 Run = Callable[..., torch.Tensor]
@@ -65,6 +66,11 @@ class Attack:
                  seed: int = 0, progress: Progress | None = None, **params) -> torch.Tensor:
         """Adversarial images of the batch x; `labels` are targets for a targeted attack."""
         eps, settings = self.check_eps(eps), self.settings(params)
+        with evaluating(model):  # the attacker's view: eval mode, the model's own mode restored after
+            return self._generate(model, x, labels, eps, seed, progress, settings)
+
+    def _generate(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: float | None, seed: int,
+                  progress: Progress | None, settings: dict) -> torch.Tensor:
         if eps == 0:
             return x.detach().clone()
         if self.run is None:
@@ -80,7 +86,8 @@ class Attack:
         eps_values = [self.check_eps(e) for e in eps_values]
         if self.one_gradient:
             self.settings(params)
-            return single_step_sweep(model, x, labels, eps_values, targeted=self.targeted)
+            with evaluating(model):
+                return single_step_sweep(model, x, labels, eps_values, targeted=self.targeted)
         return {e: self.generate(model, x, labels, e, seed, progress, **params) for e in eps_values}
 
     def path(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: float | None = None,
@@ -89,12 +96,13 @@ class Attack:
         """Every step of an iterative L∞ attack as (logits of the image the step started from, new image); an
         attack without steps to show yields the original's logits and its final images once."""
         eps, settings = self.check_eps(eps), self.settings(params)
-        if self.iterates is not None and eps:
-            yield from self.iterates(model, x, labels, eps, seed, progress, **settings)
-            return
-        with torch.no_grad():
-            logits = model(x)
-        yield logits, self.generate(model, x, labels, eps, seed, progress, **settings)
+        with evaluating(model):  # held while the caller reads the steps; restored when the path ends or closes
+            if self.iterates is not None and eps:
+                yield from self.iterates(model, x, labels, eps, seed, progress, **settings)
+                return
+            with torch.no_grad():
+                logits = model(x)
+            yield logits, self._generate(model, x, labels, eps, seed, progress, settings)
 
     def budget(self, eps: float | None, params: Mapping[str, float] | None = None) -> str:
         """The attack's strength in words: 'ε = 0.3', or for a pixel budget its settings 'θ = 1, γ = 0.25'."""

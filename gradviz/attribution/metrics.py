@@ -77,6 +77,11 @@ class Metric:
     reexplains: bool = False
     quantus: str = ""
     help: str = ""
+    reference: str = ""  # where the metric comes from (attacks carry theirs too); every entry names one
+
+    def __post_init__(self):
+        if not self.reference:
+            raise ValueError(f"metric {self.name}: name the paper it comes from (reference=…)")
 
     def settings(self, given: Mapping[str, float] | None = None) -> dict:
         return checked_settings(self.name, self.params, given)
@@ -303,44 +308,58 @@ SSIM = Param("ssim", "SSIM", 0, kind="bool", help="compare maps by SSIM instead 
 REGISTRY: dict[str, Metric] = {m.name: m for m in (
     Metric("deletion", "Deletion AUC (most relevant first)", "faithfulness", False, _deletion, (STEPS,),
            quantus="PixelFlipping", help="p(true class) as the most relevant pixels are blacked out; a faithful "
-                                         "map makes it fall fast"),
+                                         "map makes it fall fast",
+           reference="Petsiuk, Das & Saenko 2018 (RISE), arXiv:1806.07421; pixel flipping: Bach et al. 2015, PLoS ONE"),
     Metric("insertion", "Insertion AUC (= deletion, least relevant first)", "faithfulness", True, _insertion,
            (STEPS,), help="the most relevant pixels put into a black image first; a faithful map makes p rise fast. "
                           "Deleting the least relevant first passes through the same images in reverse, so its "
-                          "area is the same number"),
+                          "area is the same number",
+           reference="Petsiuk, Das & Saenko 2018 (RISE), arXiv:1806.07421"),
     Metric("road", "ROAD accuracy (most relevant first)", "faithfulness", False, _road,
            (Param("noise", "Imputation noise σ", 0.01, 0.0, 0.5, 0.005),), quantus="ROAD",
            help="accuracy after removing 10…90% of pixels, filled in from their neighbours (no out-of-distribution "
-                "black holes)"),
+                "black holes)",
+           reference="Rong et al. 2022 (ROAD), ICML, arXiv:2202.00449"),
     Metric("max-sensitivity", "Max-sensitivity", "robustness", False, _max_sensitivity, NOISE,
            reexplains=True, quantus="MaxSensitivity",
-           help="largest ‖Δ map‖ / ‖map‖ of the normalised map under uniform noise"),
+           help="largest ‖Δ map‖ / ‖map‖ of the normalised map under uniform noise",
+           reference="Yeh et al. 2019, NeurIPS, arXiv:1901.09392"),
     Metric("local-lipschitz", "Local Lipschitz estimate", "robustness", False, _local_lipschitz, NOISE,
            reexplains=True, quantus="LocalLipschitzEstimate",
            help="largest ‖Δ map‖ / ‖Δ image‖ of the normalised map under the same noise (Quantus draws Gaussian "
-                "noise; one set of draws serves both robustness metrics here and halves their cost)"),
+                "noise; one set of draws serves both robustness metrics here and halves their cost)",
+           reference="Alvarez-Melis & Jaakkola 2018, arXiv:1806.08049"),
     Metric("sparseness", "Sparseness (Gini)", "complexity", True, _sparseness, quantus="Sparseness",
-           help="how concentrated |map| is on few pixels"),
+           help="how concentrated |map| is on few pixels",
+           reference="Chalasani et al. 2020, ICML, arXiv:1810.06583"),
     Metric("entropy", "Complexity (entropy)", "complexity", False, _entropy, quantus="Complexity",
-           help="entropy of |map| as a distribution over pixels"),
+           help="entropy of |map| as a distribution over pixels",
+           reference="Bhatt, Weller & Moura 2020, IJCAI, arXiv:2005.00631"),
     Metric("mprt-cascading", "Parameter randomisation, cascading", "randomisation", False, _mprt_cascading, (SSIM,),
            reexplains=True, quantus="MPRT",
-           help="similarity of the map to the maps of ever more randomised models, top layer down (mean over layers)"),
+           help="similarity of the map to the maps of ever more randomised models, top layer down (mean over layers)",
+           reference="Adebayo et al. 2018 (sanity checks), NeurIPS, arXiv:1810.03292"),
     Metric("mprt-independent", "Parameter randomisation, per layer", "randomisation", False, _mprt_independent,
            (SSIM,), reexplains=True, quantus="MPRT",
-           help="similarity of the map to the maps of models with one layer randomised (mean over layers)"),
+           help="similarity of the map to the maps of models with one layer randomised (mean over layers)",
+           reference="Adebayo et al. 2018 (sanity checks), NeurIPS, arXiv:1810.03292"),
     Metric("random-logit", "Random logit", "randomisation", False, _random_logit,
            (Param("ssim", "SSIM", 1, kind="bool", help="compare maps by SSIM instead of rank correlation"),),
            reexplains=True, quantus="RandomLogit",
-           help="similarity of the map of the true class to that of a random other class"),
+           help="similarity of the map of the true class to that of a random other class",
+           reference="Sixt, Granz & Landgraf 2020, ICML, arXiv:1912.09818"),
     Metric("relevance-mass", "Relevance mass on the object", "localisation", True, _relevance_mass,
-           quantus="RelevanceMassAccuracy", help="share of |map| inside the object mask"),
+           quantus="RelevanceMassAccuracy", help="share of |map| inside the object mask",
+           reference="Arras, Osman & Samek 2022 (CLEVR-XAI), Information Fusion, arXiv:2003.07258"),
     Metric("relevance-rank", "Relevance rank on the object", "localisation", True, _relevance_rank,
-           quantus="RelevanceRankAccuracy", help="of the K most relevant pixels (K = mask size), the share inside"),
+           quantus="RelevanceRankAccuracy", help="of the K most relevant pixels (K = mask size), the share inside",
+           reference="Arras, Osman & Samek 2022 (CLEVR-XAI), Information Fusion, arXiv:2003.07258"),
     Metric("pointing-game", "Pointing game", "localisation", True, _pointing_game, quantus="PointingGame",
-           help="whether the most relevant pixel is on the object"),
+           help="whether the most relevant pixel is on the object",
+           reference="Zhang et al. 2018 (excitation backprop), IJCV, arXiv:1608.00507"),
     Metric("alignment", "Alignment |⟨x, a⟩| / ‖x‖‖a‖", "localisation", True, _alignment,
-           help="Etmann et al. 2019: how much the map looks like the image"),
+           help="Etmann et al. 2019: how much the map looks like the image",
+           reference="Etmann et al. 2019, ICML, arXiv:1905.04172"),
 )}
 
 

@@ -348,6 +348,13 @@ def _data(args) -> int:
     if args.action == "download":
         print(f"downloaded and checked {download_mnist(args.data_dir or 'data')}")
         return 0
+    if args.action == "sample":  # how assets/samples/ (what the app shows without the full data) was made
+        from gradviz import paths
+        from gradviz.data.datasets import write_sample
+
+        for name in DATASETS if args.dataset is None else [args.dataset]:
+            print(f"wrote {write_sample(name, args.n, Path(args.out) if args.out else paths.SAMPLES_DIR)}")
+        return 0
     for name in DATASETS if args.dataset is None else [args.dataset]:
         try:
             a = load_arrays(name, args.data_dir)
@@ -470,10 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
     sal.add_argument("--out", required=True)
     m = sub.add_parser("models", help="list the zoo and user models")
     m.add_argument("--json", action="store_true")
-    d = sub.add_parser("data", help="show where datasets come from, or download MNIST")
-    d.add_argument("action", choices=("info", "download"), nargs="?", default="info")
+    d = sub.add_parser("data", help="show where datasets come from, download MNIST, or write the committed samples")
+    d.add_argument("action", choices=("info", "download", "sample"), nargs="?", default="info",
+                   help="sample: the first --n test images (labels, masks, source) as assets/samples/NAME.npz")
     d.add_argument("dataset", nargs="?", choices=DATASETS, default=None)
     d.add_argument("--data-dir", default=None)
+    d.add_argument("--n", type=int, default=100, help="sample: how many test images")
+    d.add_argument("--out", default=None, help="sample: the folder (default: assets/samples)")
     return parser
 
 

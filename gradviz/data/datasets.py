@@ -262,10 +262,18 @@ def load_sample_masks(name: str, directory: Path = SAMPLES_DIR) -> torch.Tensor 
 
 
 def write_sample(name: str, n: int = 100, directory: Path = SAMPLES_DIR) -> Path:
-    """Commit-ready test sample of `name`: its first `n` test images, labels (and masks) and their source."""
+    """The commit-ready test sample of `name` that the app shows without the full data (`gradviz data sample`):
+    n test images with labels, their indices and source. A dataset with masks keeps its first n images (their
+    masks and decoys as generated); one without takes the first n / classes of each class, in class order, so
+    every class is there."""
     arrays = load_arrays(name)
-    extra = {"mask": arrays.test_mask[:n]} if arrays.test_mask is not None else {}
+    if arrays.test_mask is not None:
+        index = np.arange(n)
+    else:
+        classes = len(CLASS_NAMES[name])
+        index = np.concatenate([np.flatnonzero(arrays.test_y == c)[:n // classes] for c in range(classes)])
+    extra = {"mask": arrays.test_mask[index]} if arrays.test_mask is not None else {}
     path = directory / f"{name}.npz"
-    np.savez_compressed(path, x=arrays.test_x[:n], y=arrays.test_y[:n], test_index=np.arange(n),
+    np.savez_compressed(path, x=arrays.test_x[index], y=arrays.test_y[index], test_index=index,
                         source=np.array(arrays.source[:64]), **extra)
     return path

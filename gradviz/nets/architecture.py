@@ -14,6 +14,9 @@ path (gradviz.training.fast_penalty) reads these modules from outside and knows 
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -149,3 +152,17 @@ def frozen(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` in eval mode (running batch-norm statistics, no dropout) inside the block, and every submodule's own
+    mode restored after it: what an attack or an explanation of a model in training needs, as torchattacks'
+    `Attack.__call__` does, without leaving it to each caller."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training

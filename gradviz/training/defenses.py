@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradviz.attacks.linf import fgsm
+from gradviz.nets.architecture import evaluating
 from gradviz.training.fast_penalty import FastPenalty
 from gradviz.training.penalties import (
     PENALTY_METHODS,
@@ -188,14 +189,10 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, eps: float) -> torch
     Made in training mode instead, an all-adversarial batch is normalised by its own statistics; the model then
     learned to resist only that (measured: 0.97 FGSM accuracy at ε = 0.3 in that mode, 0.17 in evaluation mode).
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         with torch.no_grad():
             predicted = model(x).argmax(1)
         return fgsm(model, x.detach(), predicted, eps)
-    finally:
-        model.train(was_training)
 
 
 def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: LossSettings,
