@@ -30,6 +30,9 @@ if [ "${1:-}" = "--dev" ]; then
 else
   .venv/bin/python -m pip install -q -r requirements.txt
 fi
+# gradviz itself, editable, so the `gradviz` command is on the virtualenv's PATH: what `pip install 'gradviz[all]'`
+# gives, with the tested pins above instead of the ranges in pyproject.toml.
+.venv/bin/python -m pip install -q --no-deps -e .
 # AutoAttack and Square (gradviz.attacks.autoattack), and the tests' attack oracle. Without --no-deps it pulls
 # torchvision, which no code path uses (checked: torchattacks 3.5.1 never imports it) and whose wheel would
 # replace the pinned CPU torch with a CUDA build. Its own imports (torch, numpy, scipy, tqdm) come with ours.

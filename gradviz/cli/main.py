@@ -491,10 +491,30 @@ COMMANDS = {"train": _train, "zoo": run_zoo, "evaluate": _evaluate, "reproduce":
             "grid": _grid, "saliency": _saliency, "models": _models, "data": _data, "interpret": run_interpret}
 
 
+# What each optional package belongs to: `pip install gradviz` is the core; a command that needs more names the
+# extra to install instead of a traceback.
+EXTRAS = {"streamlit": "app", "streamlit_drawable_canvas": "app", "sqlalchemy": "study", "psycopg": "study",
+          "statsmodels": "study", "krippendorff": "study", "pyarrow": "study", "ray": "ray", "psutil": "ray"}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line message for a missing optional package, or None when the module is not an extra's."""
+    extra = EXTRAS.get((exc.name or "").split(".")[0])
+    if extra is None:
+        return None
+    return f"error: this needs gradviz's {extra!r} extra ({exc.name} is missing): pip install 'gradviz[{extra}]'"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except (ValueError, DatasetNotFound, ModelFileError) as exc:  # CheckpointError, DatasetIntegrityError too
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        message = missing_extra(exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
         return 2
