@@ -20,7 +20,7 @@ def _names(text: str, known: dict, what: str) -> list[str]:
     return names
 
 
-def add_interpret_parser(sub) -> argparse.ArgumentParser:
+def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("interpret", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        help="explanation quality: models × saliency methods × metrics, CSV + JSON + HTML report")
     p.add_argument("--dataset", choices=DATASETS, default="mnist")
@@ -43,7 +43,7 @@ def add_interpret_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def run_interpret(args) -> int:
+def run(args) -> int:
     from gradviz.evaluation.interpretation import InterpretConfig, interpret, write_interpretation
     from gradviz.evaluation.interpretation_report import write_interpretation_report
 

@@ -7,7 +7,7 @@ from pathlib import Path
 README_MARKERS = ("<!-- zoo-table:start (python -m gradviz zoo table --write README.md) -->", "<!-- zoo-table:end -->")
 
 
-def add_zoo_parser(sub) -> None:
+def add_parser(sub) -> None:
     z = sub.add_parser("zoo", help="build the zoo and run its λ × seed sweeps from a recipe, on Ray (local or a cluster)")
     zsub = z.add_subparsers(dest="zoo_command", required=True)
     b = zsub.add_parser("build", help="train the recipe's models that are missing (resumes interrupted ones)")
@@ -54,7 +54,7 @@ def add_zoo_parser(sub) -> None:
     t.add_argument("--write", default=None, metavar="README", help="replace the table between its markers in this file")
 
 
-def run_zoo(args) -> int:
+def run(args) -> int:
     from gradviz.experiments.recipe import load_recipe
 
     if args.zoo_command == "table":
