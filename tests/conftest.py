@@ -9,6 +9,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """A test run on both study backends needs the PostgreSQL server in its postgresql variant only."""
+    for item in items:
+        if "postgresql" in item.nodeid:
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(autouse=True)
 def user_models(tmp_path, monkeypatch) -> Path:
     """Never write into the real user model, checkpoint or carried-run folders."""

@@ -15,8 +15,9 @@ PAGES = {"": "Models", "saliency": "Saliency", "attack_lab": "Attack lab", "robu
          "train": "Train", "grids": "Target grids", "experiments": "Experiments", "sanity": "Sanity checks",
          "interpretability": "Interpretability"}
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
-                                reason="Debian's chromium is not installed (CI installs it)")
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
+                                 reason="Debian's chromium is not installed (CI installs it)")]
 
 
 PASSWORD = "researcher-pass-1"

@@ -48,6 +48,8 @@ def _fresh_venv(tmp_path: Path, core_only: bool) -> Path:
     return env
 
 
+@pytest.mark.packaging
+@pytest.mark.slow
 def test_pip_install_into_a_fresh_virtualenv_gives_a_working_gradviz_command(tmp_path):
     env = _fresh_venv(tmp_path, core_only=False)
     command = subprocess.run([str(env / "bin" / "gradviz"), "--help"], capture_output=True, text=True, cwd=tmp_path)
@@ -57,6 +59,8 @@ def test_pip_install_into_a_fresh_virtualenv_gives_a_working_gradviz_command(tmp
     assert str(env) in where  # the installed copy, not the checkout
 
 
+@pytest.mark.packaging
+@pytest.mark.slow
 def test_the_core_alone_evaluates_a_zoo_model_and_names_the_extra_a_command_needs(tmp_path):
     env = _fresh_venv(tmp_path, core_only=True)
     python, gradviz = str(env / "bin" / "python"), str(env / "bin" / "gradviz")
@@ -83,6 +87,8 @@ def test_a_missing_extra_is_one_line_naming_the_install_command(module, extra):
     assert message is None if extra is None else message.endswith(f"pip install 'gradviz[{extra}]'")
 
 
+@pytest.mark.packaging
+@pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("CI") != "true", reason="checks what scripts/install.sh left (CI)")
 def test_the_install_script_puts_the_gradviz_command_on_the_virtualenvs_path():
     command = Path(sys.executable).parent / "gradviz"

@@ -16,6 +16,8 @@ import pytest
 
 from benchmarks.study_load import free_port
 
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
 RAY = Path(sys.executable).parent / "ray"
 DRIVER = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
           "print('answer', ray.get(ray.remote(lambda: 41 + 1).remote()))")

@@ -69,6 +69,7 @@ def sequential_train(trial, out: Path) -> Path:
             "--train-subset", str(s["train_subset"]), "--holdout", str(s["holdout"]), "--batch-size",
             str(s["batch_size"]), "--epochs", str(s["epochs"]), "--lam-warmup", str(s["lam_warmup"]),
             "--name", trial.name, "--out", str(out), "--checkpoint-dir", str(out / "checkpoints"), "--device", "cpu"]
+    args += ["--fast-penalty"] if trial.config().fast_penalty else []  # as the trial computes (same weights bit for bit)
     subprocess.run([sys.executable, "-m", "gradviz", "train", *args], check=True, cwd=ROOT, capture_output=True,
                    env={**os.environ, "OMP_NUM_THREADS": "1"})
     return out / f"{trial.name}.json"
@@ -80,6 +81,8 @@ def test_dependency_waves_put_parents_first():
     assert [len(w) for w in waves] == [1, 4] and waves[0][0].name.startswith("mnist-sweep-normal-")
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_a_two_node_loopback_cluster_finishes_a_sweep_whose_trial_was_sigkilled(tmp_path, monkeypatch):
     import ray
     from ray.cluster_utils import Cluster
@@ -124,6 +127,8 @@ def _non_loopback(process: psutil.Process) -> set[tuple]:
     return found
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_the_local_default_binds_every_ray_port_to_loopback_only(tmp_path):
     recipe = tmp_path / "tiny.toml"
     recipe.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]").replace("epochs = 12", "epochs = 4"))

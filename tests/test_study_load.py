@@ -89,6 +89,8 @@ print(sorted(m for m in ("torch", "captum", "skimage", "gradviz.nets.store") if 
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 @needs_chromium
 def test_concurrent_participants_through_one_server(tmp_path):
     n = 6
@@ -105,6 +107,7 @@ def test_concurrent_participants_through_one_server(tmp_path):
     assert max(counts.values()) - min(counts.get(k, 0) for k in range(4)) <= 1  # Latin square: lists balanced
 
 
+@pytest.mark.slow
 def test_protocol_participants_through_one_server(tmp_path):
     """The benchmark's browserless participants (Streamlit's WebSocket protocol spoken directly): many at once,
     every answer stored once, every code issued after the last answer."""
@@ -199,6 +202,9 @@ async def run_participant_in(context, proxy: str, who: Participant, rng: random.
 @needs_chromium
 @pytest.mark.skipif(shutil.which("caddy") is None and os.environ.get("CI") != "true",
                     reason="caddy is not installed (CI installs it)")
+@pytest.mark.browser
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_two_replicas_behind_caddy_survive_a_sigkill(tmp_path):
     engine, db_url = engine_for_backend("postgresql", tmp_path)
     install_set(engine, synthetic_rows(n_items=4, n_attention=1))

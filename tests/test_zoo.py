@@ -44,6 +44,10 @@ def test_an_adopted_models_rounding_changes_nothing_that_matters(card):
     (target, _), (source, _) = load_model(card["name"]), load_model(check["source"])
     x, y = load_dataset(card["dataset"], "test")
     x, y = x[:check["images"]], y[:check["images"]]
-    assert transfer_accuracy(source, target, x, y, check["eps"]) == pytest.approx(check["stored"], abs=1e-3)
+    # Another CPU's kernels flip FGSM's sign wherever the source's gradient is ~0: mnist-gradreg-paper recorded 0.5954
+    # (an AMD EPYC, 2026-12-02) and measures 0.5922 on an AVX2-only AMD EPYC (2026-12-06, 1 or 2 threads, any
+    # batch). Across machines the headline holds to the rounding tolerance, not to the last digit.
+    assert transfer_accuracy(source, target, x, y, check["eps"]) == pytest.approx(check["stored"],
+                                                                                   abs=HEADLINE_TOLERANCE)
     assert abs(check["stored"] - check["float32"]) < HEADLINE_TOLERANCE
     assert abs(card["clean_test_accuracy"] - card["float32_clean_test_accuracy"]) < CLEAN_TOLERANCE
