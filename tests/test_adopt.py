@@ -9,6 +9,8 @@ from gradviz.experiments import adopt
 from gradviz.experiments.adopt import adopt_pair
 from gradviz.nets.store import load_model
 
+pytestmark = [pytest.mark.slow]
+
 
 @pytest.fixture
 def pair(saved_pair):

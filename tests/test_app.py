@@ -14,6 +14,8 @@ from gradviz.paths import user_results_dir
 from gradviz.training.config import TrainConfig
 from gradviz.training.loop import train_model
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

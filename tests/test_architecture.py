@@ -41,6 +41,7 @@ def test_shift_only_batch_norm_normalises_then_shifts_and_has_nothing_to_rescale
         norm(torch.zeros(2, 3, 4))
 
 
+@pytest.mark.slow
 def test_a_reference_style_model_trains_saves_and_loads_as_itself(tiny_train, tmp_path):
     config = TrainConfig(defense="gradreg", lam=1.0, steps=3, batch_size=32, width=16, layers="reference",
                          device="cpu", name="ref")

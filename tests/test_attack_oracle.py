@@ -9,6 +9,8 @@ import torch
 from gradviz.attacks.registry import get_attack
 from gradviz.nets.store import load_model
 
+pytestmark = [pytest.mark.slow]
+
 torchattacks = pytest.importorskip("torchattacks")
 
 

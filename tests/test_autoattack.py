@@ -11,6 +11,8 @@ from gradviz.evaluation.autoattack_report import COLUMNS, autoattack_section, wh
 from gradviz.evaluation.masking import masking_verdict
 from gradviz.evaluation.matrix import EvalConfig, EvalResult, evaluate
 
+pytestmark = [pytest.mark.slow]
+
 pytest.importorskip("torchattacks")
 
 

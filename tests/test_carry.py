@@ -19,6 +19,8 @@ from gradviz.nets.checkpoints import load_checkpoint, save_checkpoint
 from gradviz.nets.store import load_model
 from gradviz.training.loop import TrainingCancelled, train_model, training_split
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = """
 dataset = "mnist"

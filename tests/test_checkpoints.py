@@ -57,6 +57,7 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
     assert list_checkpoints(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_cancelled_distillation_resumes_in_the_student_phase_to_identical_weights(tiny_train, tmp_path):
     config = TrainConfig(defense="distilled", steps=8, batch_size=64, width=8, augment=True, lr_schedule="cosine",
                          device="cpu")
@@ -104,6 +105,7 @@ def _train_cli(name: str, out: Path, checkpoints: Path, *extra: str) -> subproce
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
     out, checkpoints = tmp_path / "models", tmp_path / "checkpoints"
     reference = _train_cli("run", tmp_path / "reference", tmp_path / "unused")

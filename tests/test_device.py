@@ -31,6 +31,7 @@ def digits(mnist_test):
     return mnist_test[0][:64], mnist_test[1][:64]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", list(REGISTRY))
 def test_each_attack_runs_on_the_device_and_agrees_with_the_cpu(attack, models, digits):
     entry = REGISTRY[attack]

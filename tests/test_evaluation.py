@@ -13,6 +13,8 @@ from gradviz.evaluation.report import write_report
 from gradviz.evaluation.stats import wilson_interval
 from gradviz.nets.architecture import PaperCNN
 
+pytestmark = [pytest.mark.slow]
+
 
 @pytest.fixture
 def two_models(saved_pair):

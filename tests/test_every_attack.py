@@ -64,6 +64,7 @@ def test_the_registry_checks_settings_and_knows_every_attack():
         assert entry.eps_bounded or entry.budget_param in {p.name for p in entry.params}, entry.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_each_attack_makes_bounded_images_of_the_batch(attack, mnist_test):
     model = load_model("mnist-normal")[0]
@@ -86,6 +87,7 @@ def test_each_attack_makes_bounded_images_of_the_batch(attack, mnist_test):
         assert ((adv != x).flatten(1).sum(1) <= budget).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_each_attack_alone_through_evaluate_on_the_cli(attack, tiny, tmp_path, capsys):
     out = tmp_path / attack
@@ -99,6 +101,7 @@ def test_each_attack_alone_through_evaluate_on_the_cli(attack, tiny, tmp_path, c
         assert f"{attack} success rate" in printed and (out / "l0.csv").is_file()
 
 
+@pytest.mark.slow
 def test_every_attack_together_in_one_evaluation(tiny):
     config = EvalConfig(models=tiny, attacks=ATTACKS, eps=[0.0, 0.2], n=12, l0_n=4, device="cpu",
                         attack_params={a: fast(a) for a in ATTACKS if fast(a)})
@@ -110,6 +113,7 @@ def test_every_attack_together_in_one_evaluation(tiny):
         evaluate(EvalConfig(models=tiny, attacks=["fgsm"], attack_params={"pgd": {"steps": 3}}), progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_each_attack_makes_a_target_grid(attack, tiny, mnist_test, tmp_path, capsys):
     models = {n: load_model(n)[0] for n in tiny}
@@ -128,6 +132,7 @@ def test_each_attack_makes_a_target_grid(attack, tiny, mnist_test, tmp_path, cap
     assert record["attack"] == attack and len(record["predicted"][0]) == columns
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attacks", [[a] for a in ATTACKS] + [ATTACKS], ids=[*ATTACKS, "all"])
 def test_study_stimuli_from_any_attack_or_mix(attacks, tiny):
     config = StimulusConfig(models=tiny, attacks=attacks, eps=[0.2, 0.3], items_per_class=1, attention_checks=1,

@@ -12,6 +12,8 @@ from streamlit.testing.v1 import AppTest
 from gradviz.experiments.runs import curve_figure, curves, list_runs
 from gradviz.nets.cards import list_models
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def results(tmp_path, monkeypatch) -> Path:

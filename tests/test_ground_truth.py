@@ -98,6 +98,7 @@ def _swatch_share(model, x, masks):
     return float((grad.abs() * masks).sum() / grad.abs().sum())
 
 
+@pytest.mark.slow
 def test_rrr_on_a_few_hundred_images_lowers_gradient_mass_inside_the_mask():
     x, y = load_dataset("decoy-mnist", "train")
     masks = load_masks("decoy-mnist", "train")
@@ -122,6 +123,7 @@ def test_rrr_needs_masks_and_refuses_what_would_misplace_them():
                     (x[:64], y[:64]), progress=False)
 
 
+@pytest.mark.slow
 def test_interpret_scores_localisation_against_the_masks_and_the_report_renders_the_verdict(user_models):
     from gradviz.evaluation.ground_truth_claims import ground_truth_section
     from gradviz.evaluation.interpretation import InterpretConfig, interpret

@@ -43,6 +43,7 @@ def test_block_mnist_saliency_shows_the_signal_block_share():
     assert not at.exception and any("#3" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["attack_lab", "grids", "sanity", "interpretability", "robustness"])
 def test_every_image_page_works_on_block_mnist(name):
     at = _on(name, "block-mnist")

@@ -10,6 +10,8 @@ from gradviz.evaluation.paper_scale import Pair, joins_zoo, paper_scale_lines
 from gradviz.evaluation.report import write_report
 from gradviz.evaluation.reproduction import write_reproduction
 
+pytestmark = [pytest.mark.slow]
+
 PAIR = Pair(gradreg="ps-gradreg", source="ps-normal")
 
 

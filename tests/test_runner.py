@@ -152,6 +152,7 @@ def test_the_local_default_binds_every_ray_port_to_loopback_only(tmp_path):
     assert outside == set()
 
 
+@pytest.mark.slow
 def test_a_distillation_trial_counts_teacher_and_student_as_one_run(tmp_path):
     from gradviz.experiments.trials import Trial
     from gradviz.training.config import TrainConfig
@@ -173,6 +174,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_a_trial_cut_off_in_one_session_resumes_from_its_own_checkpoint_in_the_next(tmp_path, one_thread):
     trial = sweep_trials(tiny_recipe(tmp_path), None, tmp_path / "results")[0]
     config = trial.config()
@@ -209,6 +211,7 @@ transfer_source = "same-arch-source"
 """
 
 
+@pytest.mark.slow
 def test_an_entry_is_monitored_against_its_own_source_its_checkpoint_until_it_finishes(tmp_path, one_thread):
     from gradviz.experiments.plan import build_trials
     from gradviz.experiments.trials import Monitor

@@ -98,6 +98,7 @@ def _answer(engine, p, trial, rating=4, chosen=None) -> bool:
                                   if chosen is None else chosen, rating=rating, rt_ms=900)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_20_concurrent_participants_store_exactly_1000_answers(backend, tmp_path):
     engine, _ = engine_for_backend(backend, tmp_path)
@@ -231,6 +232,7 @@ def test_cluster_bootstrap_interval_covers_the_mean():
     assert out["mean"] == pytest.approx(4.0) and out.ci_low < 4.0 < out.ci_high and out.n == 70
 
 
+@pytest.mark.slow
 def test_build_stimuli_from_real_models(tmp_path, tiny_train, user_models):
     import json
 

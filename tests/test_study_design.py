@@ -49,6 +49,7 @@ def test_mixed_model_recovers_a_planted_contrast_and_variances():
         fit_mixed(data, "m-nonexistent")
 
 
+@pytest.mark.slow
 def test_power_analysis_keeps_its_promise_and_its_alpha():
     """N from the search, then fresh simulations: a planted effect is found at about the promised rate, a null
     effect at about α."""

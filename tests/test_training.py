@@ -24,6 +24,7 @@ def _data_for(defense: str, tiny_train) -> tuple[str, tuple]:
     return "decoy-mnist", (x[:512], y[:512], load_masks("decoy-mnist", "train")[:512])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("defense", DEFENSES)
 def test_each_defense_trains_a_few_steps(defense, tiny_train):
     dataset, data = _data_for(defense, tiny_train)
@@ -46,6 +47,7 @@ def test_each_defense_trains_a_few_steps(defense, tiny_train):
     assert card["eps"] == (0.3 if defense in ("advtrain", "gradreg+advtrain") else None)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_for_a_seed(tiny_train):
     config = TrainConfig(defense="gradreg", lam=1.0, steps=4, batch_size=64, device="cpu", width=16, augment=True)
     a, _ = train_model(config, train_data=tiny_train, progress=False)
@@ -54,6 +56,7 @@ def test_training_is_deterministic_for_a_seed(tiny_train):
         assert torch.equal(va, vb), k
 
 
+@pytest.mark.slow
 def test_training_learns(tiny_train):
     config = TrainConfig(steps=60, batch_size=64, device="cpu", width=32)
     _, card = train_model(config, train_data=tiny_train, progress=False)

@@ -7,6 +7,8 @@ from gradviz.paths import ZOO_DIR
 from gradviz.training.defenses import DEFENSES, MASKED
 from gradviz.training.loop import accuracy
 
+pytestmark = [pytest.mark.slow]
+
 # Clean accuracy floors; Decoy MNIST's test swatches lie, so a model that reads them may score low there
 FLOOR = {"mnist": 0.98, "fashion-mnist": 0.88, "decoy-mnist": 0.0, "block-mnist": 0.98}
 GROUND_TRUTH_ZOO = {("decoy-mnist", "normal"), ("decoy-mnist", "gradreg"), ("decoy-mnist", "rrr"),
