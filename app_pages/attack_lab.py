@@ -16,12 +16,12 @@ from app_pages.common import (
     pick_image,
     pick_models,
 )
+from gradviz.attacks.grids import attack_path
 from gradviz.attacks.registry import REGISTRY, get_attack, pixels_changed
 from gradviz.attribution.methods import explain, normalise
 from gradviz.data.datasets import CLASS_NAMES
 from gradviz.data.images import to_png16
 from gradviz.evaluation import figures
-from gradviz.evaluation.grids import attack_path
 
 st.title("Attack lab")
 dataset = pick_dataset()

@@ -9,11 +9,7 @@ import streamlit as st
 import torch
 
 from app_pages.common import DEVICE, LiveProgress, attack_controls, cards_of, models_named, pick_dataset, sample
-from gradviz.attacks.registry import REGISTRY, attack_title, get_attack
-from gradviz.data.datasets import CLASS_NAMES
-from gradviz.data.images import to_png16
-from gradviz.evaluation import figures
-from gradviz.evaluation.grids import (
+from gradviz.attacks.grids import (
     PAPER_GRID_ATTACK,
     PAPER_ITERATION,
     TargetGrid,
@@ -24,6 +20,10 @@ from gradviz.evaluation.grids import (
     provenance,
     target_grid,
 )
+from gradviz.attacks.registry import REGISTRY, attack_title, get_attack
+from gradviz.data.datasets import CLASS_NAMES
+from gradviz.data.images import to_png16
+from gradviz.evaluation import figures
 from gradviz.nets.catalog import default_models
 
 KEPT = {"grid": 8, "views": 256}  # per process: grids (tens of MB each) and cross-model views of one iteration

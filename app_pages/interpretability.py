@@ -11,7 +11,8 @@ from gradviz.attribution.methods import DEFAULT_METHODS, get_method
 from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.attribution.metrics import REGISTRY as METRICS
 from gradviz.data.datasets import CLASS_NAMES, load_dataset
-from gradviz.evaluation.interpretation import (
+from gradviz.evaluation.figures.interpretation import category_radar, score_heatmap
+from gradviz.evaluation.runs.interpretation import (
     InterpretConfig,
     extremes,
     interpret,
@@ -19,8 +20,7 @@ from gradviz.evaluation.interpretation import (
     read_interpretation,
     write_interpretation,
 )
-from gradviz.evaluation.interpretation_figures import category_radar, score_heatmap
-from gradviz.evaluation.matrix import default_models
+from gradviz.evaluation.runs.matrix import default_models
 from gradviz.paths import user_results_dir
 
 st.title("Interpretability")

@@ -6,7 +6,7 @@ import streamlit as st
 from app_pages.common import DEVICE, job_status, pick_dataset, submit_job
 from gradviz.attacks.registry import REGISTRY, attack_title
 from gradviz.evaluation import figures
-from gradviz.evaluation.matrix import (
+from gradviz.evaluation.runs.matrix import (
     EvalConfig,
     default_models,
     evaluate,
@@ -14,7 +14,7 @@ from gradviz.evaluation.matrix import (
     result_folders,
     write_results,
 )
-from gradviz.evaluation.paper import PAPER_CURVES_FROM_NORMAL
+from gradviz.evaluation.runs.paper import PAPER_CURVES_FROM_NORMAL
 from gradviz.paths import user_results_dir
 
 st.title("Robustness")

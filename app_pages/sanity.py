@@ -7,7 +7,7 @@ from gradviz.attribution.methods import DEFAULT_METHODS
 from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.attribution.sanity import FAIL_SIMILARITY
 from gradviz.data.datasets import CLASS_NAMES
-from gradviz.evaluation.interpretation_figures import sanity_curves, sanity_maps
+from gradviz.evaluation.figures.interpretation import sanity_curves, sanity_maps
 
 st.title("Sanity checks")
 st.caption("A saliency map should depend on what the model learned. Here the model's layers are replaced by "

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from gradviz.evaluation.matrix import EvalConfig, _attack_block, correct_counts
+from gradviz.evaluation.runs.matrix import EvalConfig, _attack_block, correct_counts
 from gradviz.nets.architecture import ZOO_WIDTH, PaperCNN, channels_last
 
 EPS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]

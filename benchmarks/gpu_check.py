@@ -21,7 +21,7 @@ from gradviz.attacks.linf import choose_targets
 from gradviz.attacks.registry import REGISTRY
 from gradviz.attribution.methods import explain
 from gradviz.data.datasets import load_dataset
-from gradviz.evaluation.matrix import PAPER_EPS, EvalConfig, default_models, evaluate
+from gradviz.evaluation.runs.matrix import PAPER_EPS, EvalConfig, default_models, evaluate
 from gradviz.machine import device_description
 from gradviz.nets.architecture import channels_last
 from gradviz.nets.store import load_model

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import compare, frozen_models, report
-from gradviz.evaluation.grids import cross_predictions, mosaic, target_grid
+from gradviz.attacks.grids import cross_predictions, mosaic, target_grid
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from gradviz.attacks.registry import REGISTRY
-from gradviz.evaluation.matrix import EvalConfig, evaluate, write_results
+from gradviz.evaluation.runs.matrix import EvalConfig, evaluate, write_results
 from gradviz.paths import user_results_dir
 from gradviz.training.config import TrainConfig
 from gradviz.training.loop import train_model
@@ -181,12 +181,12 @@ def test_train_page_lists_an_interrupted_run_and_resumes_it(user_models):
 
 
 def test_target_grids_scrub_without_recomputing_and_export(user_zoo, monkeypatch):
-    import gradviz.evaluation.grids
+    import gradviz.attacks.grids
 
     st.cache_resource.clear()  # grids kept by another test would hide the first computation
     views_made = []
-    real = gradviz.evaluation.grids.cross_predictions
-    monkeypatch.setattr(gradviz.evaluation.grids, "cross_predictions",
+    real = gradviz.attacks.grids.cross_predictions
+    monkeypatch.setattr(gradviz.attacks.grids, "cross_predictions",
                         lambda grid, models, it: views_made.append(it) or real(grid, models, it))
     at = page("grids")
     assert not at.exception, at.exception

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from gradviz.attacks.registry import get_attack
-from gradviz.evaluation.autoattack_report import COLUMNS, autoattack_section, whitebox_accuracy
-from gradviz.evaluation.masking import masking_verdict
-from gradviz.evaluation.matrix import EvalConfig, EvalResult, evaluate
+from gradviz.evaluation.report.autoattack import COLUMNS, autoattack_section, whitebox_accuracy
+from gradviz.evaluation.runs.masking import masking_verdict
+from gradviz.evaluation.runs.matrix import EvalConfig, EvalResult, evaluate
 
 pytestmark = [pytest.mark.slow]
 
@@ -134,7 +134,7 @@ def test_finished_only_assembles_the_cached_blocks_and_computes_nothing(small_mo
 
 def test_the_black_box_check_looks_at_every_eps_not_only_the_fgsm_one():
     """Square beating the gradient attacks at ε = 0.1 is flagged even though the FGSM comparison is at ε = 0.3."""
-    from gradviz.evaluation.matrix import _black_box_gap
+    from gradviz.evaluation.runs.matrix import _black_box_gap
 
     rows = pd.DataFrame([{"attack": a, "eps": e, "accuracy": v} for a, e, v in (
         ("fgsm", 0.1, 0.93), ("pgd", 0.1, 0.90), ("square", 0.1, 0.80),

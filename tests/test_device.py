@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from benchmarks.common import corner_masks
+from gradviz.attacks.grids import target_grid
 from gradviz.attacks.registry import REGISTRY
 from gradviz.attribution.methods import explain
-from gradviz.evaluation.grids import target_grid
-from gradviz.evaluation.matrix import EvalConfig, evaluate
+from gradviz.evaluation.runs.matrix import EvalConfig, evaluate
 from gradviz.nets.store import load_model
 from gradviz.training.defenses import DEFENSES, MASKED, REGULARIZED, LossSettings, batch_loss
 

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from gradviz.cli.main import main
-from gradviz.evaluation.masking import masking_verdict, vanishing_gradient_share
-from gradviz.evaluation.matrix import COLUMNS, EvalConfig, evaluate, read_results, write_results
-from gradviz.evaluation.report import write_report
-from gradviz.evaluation.stats import wilson_interval
+from gradviz.evaluation.report.html import write_report
+from gradviz.evaluation.runs.masking import masking_verdict, vanishing_gradient_share
+from gradviz.evaluation.runs.matrix import COLUMNS, EvalConfig, evaluate, read_results, write_results
+from gradviz.evaluation.runs.stats import wilson_interval
 from gradviz.nets.architecture import PaperCNN
 
 pytestmark = [pytest.mark.slow]
@@ -49,7 +49,7 @@ def test_matrix_schema_intervals_and_cache(two_models, tmp_path):
     text = report.read_text()
     assert "plotly" in text and "Gradient masking" in text and "Deletion" in text
 
-    from gradviz.evaluation.reproduction import write_reproduction
+    from gradviz.evaluation.report.reproduction import write_reproduction
 
     doc = write_reproduction(tmp_path / "out", tmp_path / "out", tmp_path / "REPRODUCTION.md", "preamble text").read_text()
     assert "preamble text" in doc and doc.count("### Which claims held") == 2
@@ -135,7 +135,7 @@ class _Scale(nn.Module):
 
 def test_bf16_counting_agrees_with_fp32(two_models, mnist_test):
     from gradviz import load_model
-    from gradviz.evaluation.matrix import correct_counts
+    from gradviz.evaluation.runs.matrix import correct_counts
 
     model, _ = load_model(two_models[0])
     x, y = mnist_test
@@ -145,7 +145,7 @@ def test_bf16_counting_agrees_with_fp32(two_models, mnist_test):
 
 
 def test_claim_verdicts_ignore_noise_and_chance_level():
-    from gradviz.evaluation.claims import compare as _compare
+    from gradviz.evaluation.report.claims import compare as _compare
     eps = (0.3, 0.4, 0.5)
     assert _compare({0.3: 0.7, 0.4: 0.5, 0.5: 0.3}, {0.3: 0.4, 0.4: 0.2, 0.5: 0.1}, eps)[0] == "held"
     verdict, detail = _compare({0.3: 0.28, 0.4: 0.10, 0.5: 0.09}, {0.3: 0.09, 0.4: 0.09, 0.5: 0.09}, eps)
@@ -157,7 +157,7 @@ def test_claim_verdicts_ignore_noise_and_chance_level():
 def test_mnist_targets_read_the_right_cells():
     import pandas as pd
 
-    from gradviz.evaluation.claims import Facts, fashion_targets, mnist_targets
+    from gradviz.evaluation.report.claims import Facts, fashion_targets, mnist_targets
 
     def table_of(targets) -> str:
         return "\n".join(f"| {t.label} | {t.measured} | {'–' if t.met is None else 'yes' if t.met else '**no**'} |"
@@ -182,8 +182,8 @@ def test_mnist_targets_read_the_right_cells():
 
 
 def test_jsma_table_puts_white_box_on_the_diagonal():
-    from gradviz.evaluation.matrix import L0_COLUMNS, EvalResult
-    from gradviz.evaluation.reproduction import l0_tables
+    from gradviz.evaluation.report.reproduction import l0_tables
+    from gradviz.evaluation.runs.matrix import L0_COLUMNS, EvalResult
 
     rows = [{"source": s, "target": t, "attack": "jsma", "budget": "θ = 1, γ = 0.25",
              "success_rate": 0.9 if s == t else 0.1, "accuracy": 0.05,
@@ -197,8 +197,8 @@ def test_jsma_table_puts_white_box_on_the_diagonal():
 
 
 def test_a_stronger_transfer_attack_is_reported_beside_fgsm_with_a_verdict():
-    from gradviz.evaluation.matrix import EvalResult, _row
-    from gradviz.evaluation.reproduction import beyond_the_paper
+    from gradviz.evaluation.report.reproduction import beyond_the_paper
+    from gradviz.evaluation.runs.matrix import EvalResult, _row
 
     defenses = ["normal", "advtrain", "gradreg"]
     models = {f"m-{d}": {"sha256": d * 3, "defense": d} for d in defenses}

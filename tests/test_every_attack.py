@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
+from gradviz.attacks.grids import target_grid
 from gradviz.attacks.registry import REGISTRY, get_attack
 from gradviz.cli.main import main
-from gradviz.evaluation.grids import target_grid
-from gradviz.evaluation.matrix import EvalConfig, evaluate
+from gradviz.evaluation.runs.matrix import EvalConfig, evaluate
 from gradviz.nets.store import load_model, save_model
 from gradviz.study.stimuli import StimulusConfig, build_stimuli
 from gradviz.training.config import TrainConfig

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from gradviz.attacks.grids import cross_predictions, first_of_each_class, mosaic, provenance, target_grid
 from gradviz.attacks.linf import last_iterate, linf_steps
 from gradviz.data.images import from_png16, to_png16
-from gradviz.evaluation.grids import cross_predictions, first_of_each_class, mosaic, provenance, target_grid
 from gradviz.nets.store import load_model
 
 

@@ -125,8 +125,8 @@ def test_rrr_needs_masks_and_refuses_what_would_misplace_them():
 
 @pytest.mark.slow
 def test_interpret_scores_localisation_against_the_masks_and_the_report_renders_the_verdict(user_models):
-    from gradviz.evaluation.ground_truth_claims import ground_truth_section
-    from gradviz.evaluation.interpretation import InterpretConfig, interpret
+    from gradviz.evaluation.report.ground_truth_claims import ground_truth_section
+    from gradviz.evaluation.runs.interpretation import InterpretConfig, interpret
     from gradviz.nets.store import save_model
 
     x, y = load_dataset("decoy-mnist", "train")

@@ -10,15 +10,15 @@ from page_helpers import page
 
 from gradviz.attribution.metrics import REGISTRY as METRICS
 from gradviz.cli.main import main
-from gradviz.evaluation.interpretation import (
+from gradviz.evaluation.report.interpretation import write_interpretation_report
+from gradviz.evaluation.runs.interpretation import (
     InterpretConfig,
     interpret,
     interpretation_folders,
     read_interpretation,
     write_interpretation,
 )
-from gradviz.evaluation.interpretation_report import write_interpretation_report
-from gradviz.evaluation.stats import bootstrap_interval
+from gradviz.evaluation.runs.stats import bootstrap_interval
 from gradviz.paths import user_results_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,7 +170,7 @@ def test_interpretability_page_reads_results_drills_down_and_starts_a_run(user_m
 
 
 def test_paired_differences_point_the_way_each_metric_is_good():
-    from gradviz.evaluation.interpretation_claims import paired_difference, verdict
+    from gradviz.evaluation.report.interpretation_claims import paired_difference, verdict
 
     images = np.arange(50)
     noise = np.random.default_rng(0).normal(0, 0.01, 50)
@@ -186,7 +186,7 @@ def test_paired_differences_point_the_way_each_metric_is_good():
 
 
 def test_reproduction_gains_the_interpretability_section(tmp_path):
-    from gradviz.evaluation.reproduction import write_reproduction
+    from gradviz.evaluation.report.reproduction import write_reproduction
 
     write_interpretation(interpret(InterpretConfig(**SMALL), progress=False), tmp_path / "interp")
     text = write_reproduction(ROOT / "docs/results/mnist", None, tmp_path / "R.md",

@@ -5,10 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from gradviz.evaluation.matrix import EvalConfig, EvalResult, evaluate, read_results, write_results
-from gradviz.evaluation.paper_scale import Pair, joins_zoo, paper_scale_lines
-from gradviz.evaluation.report import write_report
-from gradviz.evaluation.reproduction import write_reproduction
+from gradviz.evaluation.report.html import write_report
+from gradviz.evaluation.report.paper_scale import Pair, joins_zoo, paper_scale_lines
+from gradviz.evaluation.report.reproduction import write_reproduction
+from gradviz.evaluation.runs.matrix import EvalConfig, EvalResult, evaluate, read_results, write_results
 
 pytestmark = [pytest.mark.slow]
 

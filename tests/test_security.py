@@ -164,7 +164,7 @@ def test_an_eps_upload_never_reaches_ghostscript(monkeypatch):
 
 
 def test_a_truncated_cache_entry_is_reported_and_recomputed(tmp_path):
-    from gradviz.evaluation.matrix import EvalConfig, evaluate
+    from gradviz.evaluation.runs.matrix import EvalConfig, evaluate
 
     config = EvalConfig(dataset="mnist", models=["mnist-normal", "mnist-gradreg"], attacks=["fgsm"], eps=[0.0, 0.2],
                         n=20, device="cpu")

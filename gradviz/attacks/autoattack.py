@@ -4,7 +4,7 @@ torchattacks' implementations, pinned to one version so a number means the same 
 AutoAttack is the standard a robustness claim is checked against: APGD-CE, targeted APGD, targeted FAB and
 Square in turn, each on the images the previous ones left standing. Square needs no gradient at all, so a model
 that resists the gradient attacks but falls to Square is hiding its gradients rather than being robust
-(gradviz.evaluation.masking flags it). torchattacks is installed with --no-deps (scripts/install.sh): its
+(gradviz.evaluation.runs.masking flags it). torchattacks is installed with --no-deps (scripts/install.sh): its
 declared torchvision dependency would replace the pinned CPU torch with a CUDA build, and no code path uses it.
 """
 from __future__ import annotations

@@ -42,8 +42,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from gradviz.evaluation.matrix import EvalConfig, evaluate, evaluation_summary, write_results
-    from gradviz.evaluation.report import write_report
+    from gradviz.evaluation.report.html import write_report
+    from gradviz.evaluation.runs.matrix import EvalConfig, evaluate, evaluation_summary, write_results
 
     config = EvalConfig(dataset=args.dataset, models=[m for m in args.models.split(",") if m],
                         attacks=args.attacks.split(","), eps=[float(e) for e in args.eps.split(",")], n=args.n,

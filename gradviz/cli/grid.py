@@ -29,9 +29,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from gradviz.attacks.grids import first_of_each_class, mosaic, provenance, target_grid
     from gradviz.data.datasets import load_dataset, num_classes
     from gradviz.data.images import to_png16
-    from gradviz.evaluation.grids import first_of_each_class, mosaic, provenance, target_grid
 
     models, cards = models_of(args)
     device = args.device or "cpu"

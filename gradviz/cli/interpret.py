@@ -44,8 +44,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from gradviz.evaluation.interpretation import InterpretConfig, interpret, write_interpretation
-    from gradviz.evaluation.interpretation_report import write_interpretation_report
+    from gradviz.evaluation.report.interpretation import write_interpretation_report
+    from gradviz.evaluation.runs.interpretation import InterpretConfig, interpret, write_interpretation
 
     methods = _names(args.methods, METHODS, "saliency method")
     metrics = list(METRICS) if args.metrics.strip() == "all" else _names(args.metrics, METRICS, "metric")

@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from gradviz.evaluation.reproduction import write_reproduction
+    from gradviz.evaluation.report.reproduction import write_reproduction
 
     preamble = Path(args.preamble).read_text() if args.preamble else ""
     path = write_reproduction(args.mnist, args.fashion, args.out, preamble, args.mnist_beyond, args.interpretation,

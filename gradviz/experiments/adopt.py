@@ -15,7 +15,7 @@ from torch import nn
 
 from gradviz.attacks.registry import REGISTRY
 from gradviz.data.datasets import load_dataset
-from gradviz.evaluation.matrix import correct_counts
+from gradviz.evaluation.runs.matrix import correct_counts
 from gradviz.nets.cards import list_models
 from gradviz.nets.store import STORED_DTYPES, load_model, round_to_stored, save_model
 from gradviz.paths import ZOO_DIR

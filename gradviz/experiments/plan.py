@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from gradviz.evaluation.report.tables import markdown_table
 from gradviz.experiments.recipe import ModelEntry, Recipe, RecipeError, SweepEntry, entry_settings
 from gradviz.experiments.sweep import COLUMNS, to_markdown
 from gradviz.experiments.trials import Trial, finished_result, run_state
@@ -189,8 +190,7 @@ def card_mismatches(recipe: Recipe, out_dir: str | Path = ZOO_DIR) -> dict[str, 
 
 def zoo_table(recipes: list[Recipe], out_dir: str | Path = ZOO_DIR) -> str:
     """The README's zoo table, made from the recipes and the committed cards (never typed by hand)."""
-    lines = ["| model | defense | layers, FC (stored) | λ | ε | epochs | batch | lr (schedule) | shifts | λ ramp | "
-             "clean test acc. | train time |", "|---" * 12 + "|"]
+    rows = []
     for recipe in recipes:
         for name, entry in recipe.models.items():
             path = Path(out_dir) / f"{name}.json"
@@ -203,7 +203,8 @@ def zoo_table(recipes: list[Recipe], out_dir: str | Path = ZOO_DIR) -> str:
             eps = f"{c.eps:g}" if "eps" in spec.settings else "–"
             epochs = " + ".join([f"{c.epochs:g}"] * len(spec.phases))  # a distillation's teacher, then its student
             shape = f"{c.layers}, {c.width:,} ({entry.stored_dtype})"
-            lines.append(f"| {name} | {c.defense}{start} | {shape} | {lam} | {eps} | {epochs} | {c.batch_size} | "
-                         f"{c.lr:g} ({c.lr_schedule}) | {'yes' if c.augment else 'no'} | {c.lam_warmup:g} | "
-                         f"{card['clean_test_accuracy']:.2%} | {card['train_seconds']:,.0f} s |")
-    return "\n".join(lines)
+            rows.append([name, f"{c.defense}{start}", shape, lam, eps, epochs, c.batch_size,
+                         f"{c.lr:g} ({c.lr_schedule})", "yes" if c.augment else "no", f"{c.lam_warmup:g}",
+                         f"{card['clean_test_accuracy']:.2%}", f"{card['train_seconds']:,.0f} s"])
+    return "\n".join(markdown_table(["model", "defense", "layers, FC (stored)", "λ", "ε", "epochs", "batch",
+                                     "lr (schedule)", "shifts", "λ ramp", "clean test acc.", "train time"], rows))

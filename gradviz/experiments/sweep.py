@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import statistics
 
+from gradviz.evaluation.report.tables import markdown_table
+
 SWEEP_EPS = (0.1, 0.2, 0.3, 0.4, 0.5)
 SCORE_EPS = (0.2, 0.3, 0.4, 0.5)
 MAX_CLEAN_DROP = 0.005
@@ -51,18 +53,14 @@ def _cell(value: float) -> str:
 
 def to_markdown(rows: list[dict]) -> str:
     """Every run (validation accuracies), then the mean ± sd over seeds per λ, then the choice."""
-    head = "| defense | λ | seed | " + " | ".join(COLUMNS) + " |"
-    lines = [head, "|---" * (len(COLUMNS) + 3) + "|"]
-    for r in sorted(rows, key=lambda r: (r["defense"] != "normal", r["defense"], r["lam"], r["seed"])):
-        lines.append(f"| {r['defense']} | {r['lam']:g} | {r['seed']} | " + " | ".join(_cell(r[c]) for c in COLUMNS)
-                     + " |")
+    runs = sorted(rows, key=lambda r: (r["defense"] != "normal", r["defense"], r["lam"], r["seed"]))
+    lines = markdown_table(["defense", "λ", "seed", *COLUMNS],
+                           ([r["defense"], f"{r['lam']:g}", r["seed"], *(_cell(r[c]) for c in COLUMNS)] for r in runs))
     for defense in sorted({r["defense"] for r in rows} - {"normal"}):
         means = by_lambda(rows, defense)
-        lines += ["", f"Mean ± sd over seeds ({defense}):", "",
-                  "| λ | seeds | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
-        for m in means:
-            cells = " | ".join(f"{m[c]:.3f} ± {m[f'{c} sd']:.3f}" for c in COLUMNS)
-            lines.append(f"| {m['lam']:g} | {len(m['seeds'])} | {cells} |")
+        lines += ["", f"Mean ± sd over seeds ({defense}):", "", *markdown_table(
+            ["λ", "seeds", *COLUMNS],
+            ([f"{m['lam']:g}", len(m["seeds"]), *(f"{m[c]:.3f} ± {m[f'{c} sd']:.3f}" for c in COLUMNS)] for m in means))]
         if any(r["defense"] == "normal" for r in rows):
             lines += ["", f"Chosen λ ({defense}): {choose(rows, defense)['lam']:g}"]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from gradviz.evaluation.stats import wilson_interval
+from gradviz.evaluation.runs.stats import wilson_interval
 from gradviz.study.mixed_model import fit_mixed
 
 MIN_PILOT_PARTICIPANTS = 6

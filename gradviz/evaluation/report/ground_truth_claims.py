@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from gradviz.data.ground_truth import EVIDENCE_INSIDE_MASK, MASK_MEANING
-from gradviz.evaluation.interpretation import InterpretResult
-from gradviz.evaluation.interpretation_claims import paired_difference, verdict
+from gradviz.evaluation.report.interpretation_claims import paired_difference, verdict
+from gradviz.evaluation.report.tables import markdown_table
+from gradviz.evaluation.runs.interpretation import InterpretResult
 
 GROUND_TRUTH_METRICS = ("relevance-mass", "relevance-rank", "pointing-game")
 # relevance-rank says nothing when the region is nearly the whole image (Decoy MNIST: K = 768 of 784 pixels)
@@ -34,14 +35,13 @@ def score_table(result: InterpretResult, method: str) -> list[str]:
     """Markdown: per model, each ground-truth metric's mean with its 95% interval, and accuracy on the images."""
     metrics = _metrics(result)
     summary = result.summary[(result.summary.method == method) & result.summary.metric.isin(metrics)]
-    out = ["| model | accuracy on these images | " + " | ".join(f"{m} ↑" for m in metrics) + " |",
-           "|---|---|" + "---|" * len(metrics)]
-    for model, rows in summary.groupby("model", sort=False):
-        cells = rows.set_index("metric")
-        out.append(f"| {model} | {rows.clean_accuracy.iloc[0]:.1%} | " + " | ".join(
+    rows = []
+    for model, group in summary.groupby("model", sort=False):
+        cells = group.set_index("metric")
+        rows.append([model, f"{group.clean_accuracy.iloc[0]:.1%}", *(
             f"{cells.at[m, 'mean']:.3f} [{cells.at[m, 'ci_low']:.3f}, {cells.at[m, 'ci_high']:.3f}]"
-            for m in metrics) + " |")
-    return out
+            for m in metrics)])
+    return markdown_table(["model", "accuracy on these images", *(f"{m} ↑" for m in metrics)], rows)
 
 
 def comparison_table(result: InterpretResult, dataset: str, method: str) -> pd.DataFrame:
@@ -79,9 +79,10 @@ def ground_truth_section(result: InterpretResult) -> list[str]:
                   + ", ".join(f"{m} {v:.1%}" for m, v in prov["follows_swatch"].items()) + ".", ""]
     table = comparison_table(result, dataset, HEADLINE_METHOD)
     if not table.empty:
-        lines += ["| model | than | metric | looks more " + where + " by [95% CI] | verdict |", "|---|---|---|---|---|"]
-        lines += [f"| {r.model} | {r.baseline} | {r.metric} | {r.better_by:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] "
-                  f"| **{r.verdict}** |" for r in table.itertuples()]
+        lines += markdown_table(
+            ["model", "than", "metric", f"looks more {where} by [95% CI]", "verdict"],
+            ([r.model, r.baseline, r.metric, f"{r.better_by:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
+              f"**{r.verdict}**"] for r in table.itertuples()))
         lines.append("")
     votes = []
     for method in dict.fromkeys(result.summary.method):

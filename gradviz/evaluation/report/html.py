@@ -11,7 +11,7 @@ from gradviz.attacks.registry import attack_title
 from gradviz.attribution.measures import deletion_curves, gradient_norms
 from gradviz.data.datasets import load_dataset
 from gradviz.evaluation import figures
-from gradviz.evaluation.matrix import EvalResult
+from gradviz.evaluation.runs.matrix import EvalResult
 from gradviz.nets.store import load_model
 
 INTERPRETABILITY_IMAGES = 500

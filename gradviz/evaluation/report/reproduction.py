@@ -1,6 +1,6 @@
 """docs/REPRODUCTION.md from evaluation result folders: our numbers beside the paper's, and a verdict per claim.
 
-Rendering only: the numbers and verdicts come from gradviz.evaluation.claims.
+Rendering only: the numbers and verdicts come from gradviz.evaluation.report.claims.
 """
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from gradviz.attacks.registry import REGISTRY, attack_title
-from gradviz.evaluation.autoattack_report import autoattack_lines
-from gradviz.evaluation.claims import (
+from gradviz.evaluation.report.autoattack import autoattack_lines
+from gradviz.evaluation.report.claims import (
     ORDER,
     THRESHOLDS,
     Facts,
@@ -28,13 +28,14 @@ from gradviz.evaluation.claims import (
     transfer_verdicts,
     verdicts,
 )
-from gradviz.evaluation.ground_truth_claims import ground_truth_section
-from gradviz.evaluation.interpretation import read_interpretation
-from gradviz.evaluation.interpretation_claims import interpretation_section
-from gradviz.evaluation.matrix import EvalResult, read_results
-from gradviz.evaluation.paper import PAPER_CLEAN, PAPER_FGSM_FROM_NORMAL, PAPER_MEAN_TRANSFER, PAPER_WHITEBOX
-from gradviz.evaluation.paper_scale import paper_scale_lines
-from gradviz.evaluation.report import INTERPRETABILITY_IMAGES, read_gradient_summary
+from gradviz.evaluation.report.ground_truth_claims import ground_truth_section
+from gradviz.evaluation.report.html import INTERPRETABILITY_IMAGES, read_gradient_summary
+from gradviz.evaluation.report.interpretation_claims import interpretation_section
+from gradviz.evaluation.report.paper_scale import paper_scale_lines
+from gradviz.evaluation.report.tables import markdown_table, row
+from gradviz.evaluation.runs.interpretation import read_interpretation
+from gradviz.evaluation.runs.matrix import EvalResult, read_results
+from gradviz.evaluation.runs.paper import PAPER_CLEAN, PAPER_FGSM_FROM_NORMAL, PAPER_MEAN_TRANSFER, PAPER_WHITEBOX
 
 
 def _cell(row: pd.Series | None, paper: float | None = None) -> str:
@@ -51,40 +52,32 @@ def _section(facts: Facts, with_paper: bool) -> list[str]:
     def pp(table: dict, d: str, e: float) -> float | None:
         return table.get(d, {}).get(e) if with_paper else None
 
-    out += ["### Clean accuracy (first n test images)", "", "| model | ours | paper |", "|---|---|---|"]
-    for d in defenses:
-        r = accuracy_row(rows, names[d], names[d], rows.attack.iloc[0], 0.0)
-        out.append(f"| {names[d]} | {_cell(r)} | {PAPER_CLEAN.get(d, '–') if with_paper else '–'} |")
+    out += ["### Clean accuracy (first n test images)", "", *markdown_table(["model", "ours", "paper"], (
+        [names[d], _cell(accuracy_row(rows, names[d], names[d], rows.attack.iloc[0], 0.0)),
+         PAPER_CLEAN.get(d, "–") if with_paper else "–"] for d in defenses))]
     if "normal" in names and "fgsm" in set(rows.attack):
         out += ["", "### FGSM examples made on the normal model (ours [95% CI] (paper))", "",
-                "| evaluated on \\ ε | " + " | ".join(f"{e:g}" for e in eps_list) + " |",
-                "|---" * (len(eps_list) + 1) + "|"]
-        for d in defenses:
-            cells = [_cell(accuracy_row(rows, names["normal"], names[d], "fgsm", e), pp(PAPER_FGSM_FROM_NORMAL, d, e))
-                     for e in eps_list]
-            out.append(f"| {names[d]} | " + " | ".join(cells) + " |")
+                *markdown_table(["evaluated on \\ ε", *(f"{e:g}" for e in eps_list)], (
+                    [names[d], *(_cell(accuracy_row(rows, names["normal"], names[d], "fgsm", e),
+                                       pp(PAPER_FGSM_FROM_NORMAL, d, e)) for e in eps_list)] for d in defenses))]
     out += ["", "### White-box accuracy (ours [95% CI] (paper, FGSM only))", "",
-            "| model | attack | " + " | ".join(f"ε={e:g}" for e in eps_list) + " |",
-            "|---|---" + "|---" * len(eps_list) + "|"]
-    for d in defenses:
-        for attack in rows.attack.unique():
-            cells = [_cell(accuracy_row(rows, names[d], names[d], attack, e),
-                           pp(PAPER_WHITEBOX.get(attack, {}), d, e)) for e in eps_list]
-            out.append(f"| {names[d]} | {attack} | " + " | ".join(cells) + " |")
+            *markdown_table(["model", "attack", *(f"ε={e:g}" for e in eps_list)], (
+                [names[d], attack, *(_cell(accuracy_row(rows, names[d], names[d], attack, e),
+                                           pp(PAPER_WHITEBOX.get(attack, {}), d, e)) for e in eps_list)]
+                for d in defenses for attack in rows.attack.unique()))]
     if facts.transfer:
         out += ["", "### Mean FGSM transfer accuracy from the other non-distilled sources (ours (paper))", "",
-                "| model | " + " | ".join(f"ε={e:g}" for e in eps_list) + " |", "|---" * (len(eps_list) + 1) + "|"]
-        for d, values in facts.transfer.items():
-            cells = [f"{values[e]:.3f}" + (f" ({pp(PAPER_MEAN_TRANSFER, d, e):.3f})" if pp(PAPER_MEAN_TRANSFER, d, e)
-                                           else "") for e in eps_list]
-            out.append(f"| {names[d]} | " + " | ".join(cells) + " |")
+                *markdown_table(["model", *(f"ε={e:g}" for e in eps_list)], (
+                    [names[d], *(f"{values[e]:.3f}" + (f" ({pp(PAPER_MEAN_TRANSFER, d, e):.3f})"
+                                                       if pp(PAPER_MEAN_TRANSFER, d, e) else "") for e in eps_list)]
+                    for d, values in facts.transfer.items()))]
     if facts.masked:
-        out += ["", "### Gradient-masking check", "", "| model | flagged | reason |", "|---|---|---|"]
+        out += ["", "### Gradient-masking check", "", *markdown_table(["model", "flagged", "reason"], [])]
     return out
 
 
 def _masking_rows(result: EvalResult) -> list[str]:
-    return [f"| {m.model} | {'**yes**' if m.flagged else 'no'} | {m.reason} |" for _, m in result.masking.iterrows()]
+    return [row([m.model, "**yes**" if m.flagged else "no", m.reason]) for _, m in result.masking.iterrows()]
 
 
 def _verdict_lines(found: list[Verdict]) -> list[str]:
@@ -94,9 +87,8 @@ def _verdict_lines(found: list[Verdict]) -> list[str]:
 
 
 def _target_lines(targets: list[Target]) -> list[str]:
-    return ["| target | measured | met |", "|---|---|---|",
-            *[f"| {t.label} | {t.measured} | {'–' if t.met is None else 'yes' if t.met else '**no**'} |"
-              for t in targets]]
+    return markdown_table(["target", "measured", "met"], (
+        [t.label, t.measured, "–" if t.met is None else "yes" if t.met else "**no**"] for t in targets))
 
 
 def _interpretability(folder: Path, names: dict[str, str], masked: set[str]) -> list[str]:
@@ -110,13 +102,12 @@ def _interpretability(folder: Path, names: dict[str, str], masked: set[str]) -> 
            "the 0–30% most salient pixels of each image (by the model's own |∇ₓ CE|) are set to 0: lower means "
            "the map points at pixels the model really uses. A model whose gradients vanish has no ranking of "
            "pixels, so its score is not meaningful (marked †).", "",
-           "| model | median ‖∇ₓ log p(true)‖ | median ‖∇ₓ log p(target)‖ | median ‖∇ₓ Σ log p‖ | deletion score |",
-           "|---|---|---|---|---|"]
-    for n in [names[d] for d in ORDER if d in names]:
-        if n in norms.index and n in area.index:
-            out.append(f"| {n} | {norms.loc[n, 'log p(true)']:.2g} | {norms.loc[n, 'log p(target)']:.3g} | "
-                       f"{norms.loc[n, 'Σ log p']:.3g} | "
-                       f"{area[n]:.3f}{' †' if n in masked else ''} |")
+           *markdown_table(
+               ["model", "median ‖∇ₓ log p(true)‖", "median ‖∇ₓ log p(target)‖", "median ‖∇ₓ Σ log p‖",
+                "deletion score"],
+               ([n, f"{norms.loc[n, 'log p(true)']:.2g}", f"{norms.loc[n, 'log p(target)']:.3g}",
+                 f"{norms.loc[n, 'Σ log p']:.3g}", f"{area[n]:.3f}{' †' if n in masked else ''}"]
+                for n in [names[d] for d in ORDER if d in names] if n in norms.index and n in area.index))]
     if {"gradreg", "normal"} <= names.keys() and {names["gradreg"], names["normal"]} <= set(area.index):
         g, b = area[names["gradreg"]], area[names["normal"]]
         out += ["", f"**Claim 3 (more faithful saliency), measured by deletion: "
@@ -139,12 +130,10 @@ def l0_tables(result: EvalResult) -> list[str]:
                 f"Share of images each model (columns) {fooled}, for {attack_title(attack)} made on the row's model; "
                 "the diagonal is white-box. A model that needs more changed pixels is harder to push towards a "
                 "target.", "",
-                "| made on | pixels changed (mean) | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
-        for source in success.index:
-            cells = [f"**{success.loc[source, t]:.3f}**" if t == source else f"{success.loc[source, t]:.3f}"
-                     for t in names]
-            out.append(f"| {source} | {pixels[source]:.1f} | " + " | ".join(cells) + " |")
-        out.append("")
+                *markdown_table(["made on", "pixels changed (mean)", *names], (
+                    [source, f"{pixels[source]:.1f}", *(f"**{success.loc[source, t]:.3f}**" if t == source
+                                                        else f"{success.loc[source, t]:.3f}" for t in names)]
+                    for source in success.index)), ""]
     return out
 
 
@@ -167,26 +156,23 @@ def beyond_the_paper(main: EvalResult, extra: EvalResult) -> list[str]:
         title, n = attack_title(attack), int(extra.rows[extra.rows["attack"].eq(attack)].n.iloc[0])
         settings = REGISTRY[attack].settings(extra.provenance["config"].get("attack_params", {}).get(attack))
         eps_list = sorted(e for e in extra.rows[extra.rows["attack"].eq(attack)].eps.unique() if e > 0)
-        header = "| evaluated on \\ ε | " + " | ".join(f"{e:g}" for e in eps_list) + " |"
         out += [f"### {title} transfer (beyond the paper; {', '.join(f'{k} {v:g}' for k, v in settings.items())}, "
                 f"first {n:,} test images, {extra.provenance['device']}, {extra.provenance['seconds']:.0f} s)", "",
                 f"{REGISTRY[attack].reference}. The paper's transfer claim rests on single-step FGSM; {title} is the "
                 "standard stronger transfer attack. Cells: "
                 f"{title} accuracy [95% CI] / FGSM accuracy on the same images.", "",
-                f"#### Examples made on {names.get('normal', 'the normal model')}", "", header,
-                "|---" * (len(eps_list) + 1) + "|"]
-        for d in defenses if "normal" in names else []:
-            cells = [f"{_cell(accuracy_row(rows, names['normal'], names[d], attack, e))} / "
-                     f"{fmt(from_normal(facts, d, e))}" for e in eps_list]
-            out.append(f"| {names[d]} | " + " | ".join(cells) + " |")
+                f"#### Examples made on {names.get('normal', 'the normal model')}", "",
+                *markdown_table(["evaluated on \\ ε", *(f"{e:g}" for e in eps_list)], (
+                    [names[d], *(f"{_cell(accuracy_row(rows, names['normal'], names[d], attack, e))} / "
+                                 f"{fmt(from_normal(facts, d, e))}" for e in eps_list)]
+                    for d in (defenses if "normal" in names else [])))]
         means = {d: {e: mean_transfer(rows, names, d, attack, e) for e in eps_list} for d in defenses
                  if d != "distilled"}
         fgsm_means = {d: {e: mean_transfer(rows, names, d, "fgsm", e) for e in eps_list} for d in means}
         out += ["", "#### Mean transfer accuracy from the other non-distilled sources", "",
-                f"| model | {' | '.join(f'ε={e:g}' for e in eps_list)} |", "|---" * (len(eps_list) + 1) + "|"]
-        for d, values in means.items():
-            out.append(f"| {names[d]} | " + " | ".join(f"{values[e]:.3f} / {fgsm_means[d][e]:.3f}" for e in eps_list)
-                       + " |")
+                *markdown_table(["model", *(f"ε={e:g}" for e in eps_list)], (
+                    [names[d], *(f"{values[e]:.3f} / {fgsm_means[d][e]:.3f}" for e in eps_list)]
+                    for d, values in means.items()))]
         out += ["", *[f"- **{v.claim}: {v.verdict}** ({v.detail}" for v in transfer_verdicts(title, means, fgsm_means,
                                                                                            names)], ""]
     return out

@@ -25,9 +25,9 @@ from gradviz.attribution.metrics import REGISTRY as METRICS
 from gradviz.attribution.metrics import Evidence, Metric, get_metric, ink_mask
 from gradviz.data.datasets import dataset_source, evidence_regions, has_masks, load_dataset, load_masks
 from gradviz.data.ground_truth import EVIDENCE_INSIDE_MASK, MASK_MEANING
-from gradviz.evaluation.matrix import correct_counts, default_models
-from gradviz.evaluation.shortcuts import shortcut_share
-from gradviz.evaluation.stats import bootstrap_interval
+from gradviz.evaluation.runs.matrix import correct_counts, default_models
+from gradviz.evaluation.runs.shortcuts import shortcut_share
+from gradviz.evaluation.runs.stats import bootstrap_interval
 from gradviz.machine import run_stamp
 from gradviz.nets.architecture import channels_last, class_count, frozen
 from gradviz.nets.cards import require_dataset

@@ -12,7 +12,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from gradviz.attacks.registry import attack_title
-from gradviz.evaluation.paper import PAPER_CURVES_FROM_NORMAL
+from gradviz.evaluation.runs.paper import PAPER_CURVES_FROM_NORMAL
 
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
 

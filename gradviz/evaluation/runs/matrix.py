@@ -20,8 +20,8 @@ from gradviz import __version__
 from gradviz.attacks.linf import choose_targets
 from gradviz.attacks.registry import REGISTRY, Attack, attack_names, get_attack, pixels_changed
 from gradviz.data.datasets import dataset_source, load_dataset
-from gradviz.evaluation.masking import masking_verdict, vanishing_gradient_share
-from gradviz.evaluation.stats import wilson_interval
+from gradviz.evaluation.runs.masking import masking_verdict, vanishing_gradient_share
+from gradviz.evaluation.runs.stats import wilson_interval
 from gradviz.machine import run_stamp
 from gradviz.nets.architecture import channels_last
 from gradviz.nets.cards import list_models, require_dataset

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from gradviz.attacks.registry import REGISTRY, attack_title
-from gradviz.evaluation.matrix import EvalResult, read_results
+from gradviz.evaluation.report.tables import markdown_table, row
+from gradviz.evaluation.runs.matrix import EvalResult, read_results
 
 GRADIENT_ATTACKS = ("fgsm", "pgd", "mifgsm")  # the attacks whose numbers AutoAttack checks
 COLUMNS = (*GRADIENT_ATTACKS, "square", "autoattack")
@@ -53,7 +54,7 @@ def _row(result: EvalResult, model: str, eps: float, values: pd.Series, first: b
     clean = f" ({values['clean']:.3f} clean)" if pd.notna(values["clean"]) else ""
     label = f"{model}{clean}" if first else ""
     seconds = f"{_seconds(result, 'square', model)} / {_seconds(result, 'autoattack', model)}" if first else ""
-    return f"| {label} | {eps:g} | " + " | ".join(cells) + f" | {aa} | {gap} | {seconds} |"
+    return row([label, f"{eps:g}", *cells, aa, gap, seconds])
 
 
 def _findings(table: pd.DataFrame, masking: pd.DataFrame) -> list[str]:
@@ -90,7 +91,7 @@ def autoattack_section(result: EvalResult) -> list[str]:
              f"overstate the model). Square: {queries} queries. Times: Square / AutoAttack, all ε together, as "
              "measured when each block was computed, on the machine that computed it (a reused block keeps its "
              "first machine's time).", "",
-             "| model | ε | " + " | ".join(titles) + " | gap | time |", "|---" * (len(titles) + 4) + "|"]
+             *markdown_table(["model", "ε", *titles, "gap", "time"], [])]
     for model, block in table.groupby(level=0, sort=False):
         lines += [_row(result, model, eps, values, i == 0) for i, ((_, eps), values) in enumerate(block.iterrows())]
     return [*lines, "", *_progress(result, table), *_findings(table, result.masking), ""]

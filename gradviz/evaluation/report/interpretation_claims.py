@@ -7,8 +7,9 @@ import pandas as pd
 
 from gradviz.attribution.metrics import CATEGORIES
 from gradviz.attribution.metrics import REGISTRY as METRICS
-from gradviz.evaluation.interpretation import InterpretResult
-from gradviz.evaluation.stats import bootstrap_interval
+from gradviz.evaluation.report.tables import markdown_table
+from gradviz.evaluation.runs.interpretation import InterpretResult
+from gradviz.evaluation.runs.stats import bootstrap_interval
 
 # What each category says about the paper's claim that regularized input gradients are better explanations.
 CLAIM_PARTS = {
@@ -59,14 +60,10 @@ def claim_table(result: InterpretResult, model: str, baseline: str, method: str)
 
 
 def _markdown_table(table: pd.DataFrame, model: str, baseline: str) -> list[str]:
-    out = [f"| claim part | metric | {baseline} | {model} | {model} better by [95% CI] | verdict |",
-           "|---|---|---|---|---|---|"]
-    for category in CATEGORIES:
-        for r in table[table.category == category].to_dict("records"):
-            out.append(f"| {CLAIM_PARTS[category]} | {r['metric']} {r['direction']} | {r[baseline]:.3f} | "
-                       f"{r[model]:.3f} | {r['better_by']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | "
-                       f"**{r['verdict']}** |")
-    return out
+    rows = [[CLAIM_PARTS[category], f"{r['metric']} {r['direction']}", f"{r[baseline]:.3f}", f"{r[model]:.3f}",
+             f"{r['better_by']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]", f"**{r['verdict']}**"]
+            for category in CATEGORIES for r in table[table.category == category].to_dict("records")]
+    return markdown_table(["claim part", "metric", baseline, model, f"{model} better by [95% CI]", "verdict"], rows)
 
 
 def method_counts(result: InterpretResult, model: str, baseline: str) -> pd.DataFrame:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from gradviz.evaluation.claims import THRESHOLDS, accuracy_row
-from gradviz.evaluation.matrix import EvalResult, read_results
-from gradviz.evaluation.paper import PAPER_FGSM_FROM_NORMAL
-from gradviz.evaluation.report import read_gradient_summary
+from gradviz.evaluation.report.claims import THRESHOLDS, accuracy_row
+from gradviz.evaluation.report.html import read_gradient_summary
+from gradviz.evaluation.report.tables import markdown_table
+from gradviz.evaluation.runs.matrix import EvalResult, read_results
+from gradviz.evaluation.runs.paper import PAPER_FGSM_FROM_NORMAL
 
 HEADLINE_EPS = 0.4
 
@@ -59,11 +60,9 @@ def joins_zoo(result: EvalResult, pair: Pair = Pair()) -> tuple[bool, str]:
 
 def _transfer_table(result: EvalResult, models: list[str], source: str) -> list[str]:
     eps = sorted(e for e in result.rows[result.rows.attack.eq("fgsm")].eps.unique() if e > 0)
-    lines = [f"| evaluated on \\ ε (FGSM made on {source}) | " + " | ".join(f"{e:g}" for e in eps) + " |",
-             "|---" * (len(eps) + 1) + "|"]
-    for target in models:
-        lines.append(f"| {target} | " + " | ".join(_ci(accuracy_row(result.rows, source, target, "fgsm", e))
-                                                   for e in eps) + " |")
+    lines = markdown_table([f"evaluated on \\ ε (FGSM made on {source})", *(f"{e:g}" for e in eps)],
+                           ([target, *(_ci(accuracy_row(result.rows, source, target, "fgsm", e)) for e in eps)]
+                            for target in models))
     return [*lines, ""]
 
 
@@ -72,12 +71,9 @@ def _whitebox_table(result: EvalResult, models: list[str]) -> list[str]:
     eps = sorted(white.eps.unique())
     if not eps:
         return []
-    lines = ["| model | " + " | ".join(f"{a} ε={e:g}" for e in eps for a in ("FGSM", "PGD", "MI-FGSM")) + " |",
-             "|---" * (3 * len(eps) + 1) + "|"]
-    for m in models:
-        cells = [f"{r.accuracy:.3f}" if (r := accuracy_row(result.rows, m, m, a, e)) is not None else "–"
-                 for e in eps for a in ("fgsm", "pgd", "mifgsm")]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    rows = [[m, *(f"{r.accuracy:.3f}" if (r := accuracy_row(result.rows, m, m, a, e)) is not None else "–"
+                  for e in eps for a in ("fgsm", "pgd", "mifgsm"))] for m in models]
+    lines = markdown_table(["model", *(f"{a} ε={e:g}" for e in eps for a in ("FGSM", "PGD", "MI-FGSM"))], rows)
     return [f"White-box accuracy (first {int(white.n.iloc[0]):,} test images):", "", *lines, ""]
 
 
@@ -87,10 +83,9 @@ def _explanations(folder: Path, models: list[str]) -> list[str]:
         return []
     norms, area = summary
     kinds = list(norms.columns)
-    lines = ["| model | " + " | ".join(f"median ‖∇ₓ {k}‖" for k in kinds) + " | deletion area |",
-             "|---" * (len(kinds) + 2) + "|"]
-    lines += [f"| {m} | " + " | ".join(f"{norms.loc[m, k]:.3g}" for k in kinds) + f" | {area.get(m, float('nan')):.3f} |"
-              for m in models if m in norms.index]
+    lines = markdown_table(["model", *(f"median ‖∇ₓ {k}‖" for k in kinds), "deletion area"],
+                           ([m, *(f"{norms.loc[m, k]:.3g}" for k in kinds), f"{area.get(m, float('nan')):.3f}"]
+                            for m in models if m in norms.index))
     return ["Input gradients (smaller: flatter; deletion: accuracy as pixels are removed in order of |∇ₓ CE|, "
             "lower = the map finds the evidence):", "", *lines, ""]
 
@@ -113,10 +108,10 @@ def paper_scale_lines(folder: str | Path | None, pair: Pair = Pair()) -> list[st
              f"{prov['seconds']:,.0f} s)", "",
              f"The paper: Grad Reg (y) keeps {paper} of the normal model's FGSM at ε = {HEADLINE_EPS}, examples made on "
              "the same architecture. Ours, with 95% Wilson intervals:", "",
-             "| | FGSM from the same architecture | from the zoo's normal model | the source on its own examples |",
-             "|---|---|---|---|",
-             f"| {pair.gradreg} at ε = {HEADLINE_EPS} | **{_ci(same)}** ({pair.source}) | {_ci(zoo)} "
-             f"({pair.zoo_source}) | {_ci(own)} |", "",
+             *markdown_table(["", "FGSM from the same architecture", "from the zoo's normal model",
+                              "the source on its own examples"],
+                             [[f"{pair.gradreg} at ε = {HEADLINE_EPS}", f"**{_ci(same)}** ({pair.source})",
+                               f"{_ci(zoo)} ({pair.zoo_source})", _ci(own)]]), "",
              f"**Zoo decision: {'joins the zoo' if ok else 'stays out of the zoo'}** — {why}.", "",
              "### FGSM transfer from each source", "",
              *_transfer_table(result, models, pair.source),

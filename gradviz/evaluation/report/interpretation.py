@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from gradviz.attribution.metrics import REGISTRY as METRICS
-from gradviz.evaluation.interpretation import InterpretResult
-from gradviz.evaluation.interpretation_figures import category_radar, score_heatmap
+from gradviz.evaluation.figures.interpretation import category_radar, score_heatmap
+from gradviz.evaluation.runs.interpretation import InterpretResult
 from gradviz.nets.store import atomic_write
 
 

@@ -1,6 +1,6 @@
 """The paper's claims as typed facts: what an evaluation measured for each of them, and whether each held.
 
-Nothing here writes text for a reader beyond a verdict's short detail: gradviz.evaluation.reproduction renders
+Nothing here writes text for a reader beyond a verdict's short detail: gradviz.evaluation.report.reproduction renders
 these facts as docs/REPRODUCTION.md. Every threshold a verdict or target uses is named in `THRESHOLDS`.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from gradviz.attacks.registry import REGISTRY
-from gradviz.evaluation.matrix import EvalResult
+from gradviz.evaluation.runs.matrix import EvalResult
 
 ORDER = ["normal", "distilled", "advtrain", "gradreg-uniform", "gradreg", "gradreg+advtrain"]
 TRANSFER_SOURCES = ORDER[:5]  # the paper's summary averages over its five models' examples

@@ -1,0 +1,1 @@
+"""What the evaluation computes: the robustness matrix, interpretation runs, masking checks, statistics."""
