@@ -2,7 +2,7 @@
 
 Every metric of ours that Quantus also has is timed both ways (median of interleaved repeats); the ratio is
 Quantus's time over ours, so above 1 means ours is faster. Quantus gets the batch whole (batch_size = n) and a
-per-image normalisation, so both compute the same numbers (tests/test_metrics.py checks they agree).
+per-image normalisation, so both compute the same numbers (tests/attribution/test_metrics.py checks they agree).
 
     python -m benchmarks.metrics --n 200 --repeats 3
 """

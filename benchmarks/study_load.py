@@ -1,7 +1,7 @@
 """Many participants at once through the real server: Streamlit replicas (optionally behind Caddy) driven by
 concurrent headless-Chromium contexts, each from consent to the completion code.
 
-Used by tests/test_study_load.py (few participants, short think time) and, as a benchmark, from the command line:
+Used by tests/study/test_study_load.py (few participants, short think time) and, as a benchmark, from the command line:
 
     python -m benchmarks.study_load --participants 30                    # real Chromium pages
     python -m benchmarks.study_load --participants 30 --client protocol  # the server alone, no browsers

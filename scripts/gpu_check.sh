@@ -14,6 +14,6 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   [ "${args[$i]}" = "--device" ] && device=${args[$((i + 1))]:-cuda}
 done
 echo "== device tests on $device"
-GRADVIZ_TEST_DEVICE=$device PYTHONPATH=. $PY -m pytest -q -p no:cacheprovider tests/test_device.py
+GRADVIZ_TEST_DEVICE=$device PYTHONPATH=. $PY -m pytest -q -p no:cacheprovider tests/house/test_device.py
 echo "== timings on $device"
 PYTHONPATH=. $PY -m benchmarks.gpu_check "$@"

@@ -3,7 +3,7 @@
 #   bash scripts/test.sh            # what CI runs: every tier
 #   bash scripts/test.sh --fast     # the unit tier: no slow, browser, postgres, cluster or packaging tests, no
 #                                   # PostgreSQL server; installs only when .venv is missing
-# Any other arguments go to pytest (e.g. -k saliency, tests/test_attacks.py).
+# Any other arguments go to pytest (e.g. -k saliency, tests/attacks/test_attacks.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fast=false

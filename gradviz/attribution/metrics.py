@@ -4,7 +4,7 @@ Categories follow Quantus (Hedström et al., JMLR 2023): faithfulness, robustnes
 localisation. Each entry scores a whole batch and returns one number per image, so a summary can carry a
 bootstrap interval and a page can show the best- and worst-scored images. Scale-sensitive metrics see maps
 divided by their own largest |value| (gradient regularization shrinks gradients by design, and a metric
-should not reward that alone). Where Quantus has the same metric, `quantus` names it and tests/test_metrics.py
+should not reward that alone). Where Quantus has the same metric, `quantus` names it and tests/attribution/test_metrics.py
 checks that both give the same numbers; ours are batched torch, faster on our batches (benchmarks/metrics.py).
 """
 from __future__ import annotations

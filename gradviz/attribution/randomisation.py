@@ -4,7 +4,7 @@ A faithful explanation changes when the weights it explains are replaced by rand
 an edge detector. A layer is a convolution or linear layer together with the normalisation that follows it (as in
 Adebayo's figures; randomising a batch norm alone is a step of its own in Quantus, which doubles the cost for
 little), from the logits down. Each layer's reset is seeded by `seed + 1` like Quantus's, so on a network
-without normalisation layers both produce the same weights (tests/test_metrics.py).
+without normalisation layers both produce the same weights (tests/attribution/test_metrics.py).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ the committed zoo at lower precision, with the numbers that show the rounding ch
 
 The paper-scale pair (FC 1,024) is 12.8 MB in float32 each: too big for the zoo as it is. Stored in float16 it is
 half that; the cards record clean accuracy and the headline (FGSM from the source at ε = 0.4) before and after the
-rounding, and tests/test_zoo.py re-measures both from the committed files.
+rounding, and tests/nets/test_zoo.py re-measures both from the committed files.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ other raises. After the window the backward makes weight gradients, and skips on
 the step's own detached copy of the batch that nobody else holds. Nothing is global: the model's modules are
 plain `torch.nn` layers, read (never replaced) by `FastPenalty.forward`. It refuses any model with a module it
 does not know, and any device but the CPU (it has never been measured on a GPU). Values are PyTorch's own to
-float rounding (tests/test_fast_penalty.py, float64); benchmarks/train_step.py times it.
+float rounding (tests/training/test_fast_penalty.py, float64); benchmarks/train_step.py times it.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from gradviz.training.loop import train_model
 
 pytestmark = [pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from gradviz.experiments.plan import build_trials, card_mismatches, sweep_trials
 from gradviz.experiments.recipe import RecipeError, load_recipe, parse_recipe
 from gradviz.experiments.sweep import choose, to_markdown
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GOOD = """
 dataset = "mnist"
 [defaults]

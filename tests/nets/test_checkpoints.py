@@ -22,7 +22,7 @@ from gradviz.nets.checkpoints import (
 from gradviz.training.config import TrainConfig
 from gradviz.training.loop import TrainingCancelled, learning_rate, penalty_weight, train_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _weights_equal(a: dict, b: dict) -> bool:

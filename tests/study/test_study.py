@@ -19,7 +19,7 @@ from gradviz.study.analysis import agreement, analyse, cluster_bootstrap, paired
 from gradviz.study.db import make_engine, responses
 from gradviz.study.design import latin_assignment, make_trials
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = ["sqlite", "postgresql"]
 
 

@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = [pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_gpu_check_dry_run_passes_on_the_cpu_and_writes_its_table(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXTRA_MODULES = ["streamlit", "streamlit_drawable_canvas", "ray", "sqlalchemy", "psycopg", "statsmodels",
                  "krippendorff", "psutil", "pyarrow"]
 BLOCKER = f'''"""Makes the extras' packages absent in this virtualenv (they are visible through tested-deps.pth)."""

@@ -21,7 +21,7 @@ from gradviz.training.loop import TrainingCancelled, train_model, training_split
 
 pytestmark = [pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RECIPE = """
 dataset = "mnist"
 eval_n = 50

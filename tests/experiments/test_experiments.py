@@ -14,7 +14,7 @@ from gradviz.nets.cards import list_models
 
 pytestmark = [pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def results(tmp_path, monkeypatch) -> Path:
     """A results folder with a finished sweep (reference + λ = 1 × two seeds) and one interrupted run."""

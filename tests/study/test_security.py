@@ -20,7 +20,7 @@ from gradviz.nets.store import load_model, save_model
 from gradviz.paths import UnsafeNameError, path_inside, safe_name
 from gradviz.study import auth
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TRAVERSALS = ["../evil", "..", "a/b", "/etc/passwd", ".hidden", "x" * 65, "", "ok\nname", "nul\x00"]
 
 
@@ -611,7 +611,7 @@ def test_every_protected_line_of_the_threat_model_names_a_test_that_exists():
     protected = model[model.index("| Protected"):model.index("**Not protected")]
     rows = [r for r in protected.splitlines() if r.startswith("| ") and not r.startswith(("| Protected", "| ---"))]
     tests = set(re.findall(r"^def (test_\w+)", Path(__file__).read_text(), re.M))
-    tests |= {f"{p.stem}::{t}" for p in ROOT.glob("tests/test_*.py")
+    tests |= {f"{p.stem}::{t}" for p in ROOT.glob("tests/**/test_*.py")
               for t in re.findall(r"^def (test_\w+)", p.read_text(), re.M)}
     assert len(rows) >= 15
     for row in rows:

@@ -21,7 +21,7 @@ from gradviz.evaluation.runs.interpretation import (
 from gradviz.evaluation.runs.stats import bootstrap_interval
 from gradviz.paths import user_results_dir
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(models=["mnist-normal", "mnist-gradreg"], methods=["gradient-logp", "guided-backprop"],
              metrics=["deletion", "sparseness", "max-sensitivity"], n=12, batch_size=5, device="cpu",
              metric_params={"max-sensitivity": {"samples": 2}})

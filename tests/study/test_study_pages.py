@@ -10,7 +10,7 @@ from gradviz.study import sessions
 from gradviz.study.auth import hash_password
 from gradviz.study.db import set_setting
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from gradviz.experiments.trials import LocalReporter, execute_trial, read_json, 
 from gradviz.nets.store import sha256_file
 from gradviz.training.loop import TrainingCancelled, train_model, training_split
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # 400 digits (100 held out), batch 30: 10 steps an epoch, 12 epochs = 120 steps, a checkpoint every epoch.
 TINY = """
 dataset = "mnist"

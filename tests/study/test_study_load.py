@@ -37,7 +37,7 @@ from benchmarks.study_load import (
 )
 from gradviz.study.db import make_engine, set_setting
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
                                     reason="Debian's chromium is not installed (CI installs it)")
 
