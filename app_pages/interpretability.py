@@ -10,7 +10,7 @@ from app_pages.common import DEVICE, job_status, models_named, pick_dataset, sub
 from gradviz.attribution.methods import DEFAULT_METHODS, get_method
 from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.attribution.metrics import REGISTRY as METRICS
-from gradviz.data.datasets import CLASS_NAMES, load_dataset
+from gradviz.data.datasets import CLASS_NAMES, DatasetNotFound, load_dataset
 from gradviz.evaluation.figures.interpretation import category_radar, score_heatmap
 from gradviz.evaluation.runs.interpretation import (
     InterpretConfig,
@@ -95,22 +95,32 @@ if best.empty:
     st.info("This folder keeps no per-image scores for that cell.")
     st.stop()
 settings = prov.get("methods", {}).get(cell_method, {}).get("settings", {})
-x_all, y_all = load_dataset(dataset, "test", prov["config"].get("data_dir"))
-net = models_named([cell_model], dataset).get(cell_model)
-names = CLASS_NAMES[dataset]
-for title, rows in (("Best", best), ("Worst", worst)):
-    st.markdown(f"**{title}** scores")
-    cols = st.columns(len(rows))
-    index = torch.tensor(rows["image"].tolist(), dtype=torch.long)
-    images, labels = x_all[index].to(DEVICE), y_all[index].to(DEVICE)
-    maps = get_method(cell_method).attribute(net, images, labels, None, **settings).abs().cpu().numpy() \
-        if net is not None else None
-    for col, k, score, i in zip(cols, rows["image"], rows["score"], range(len(rows))):
-        col.image(images[i, 0].cpu().numpy(), caption=f"#{k} {names[int(labels[i])]} · {score:.3f}", clamp=True,
-                  width=84)
-        if maps is not None:
-            m = maps[i] / maps[i].max() if maps[i].max() > 0 else maps[i]
-            col.image(np.clip(m, 0, 1), caption="|map|", clamp=True, width=84)
+
+
+def drill_down(x_all: torch.Tensor, y_all: torch.Tensor) -> None:
+    """The best and worst images of the chosen cell, each with its map."""
+    net = models_named([cell_model], dataset).get(cell_model)
+    names = CLASS_NAMES[dataset]
+    for title, rows in (("Best", best), ("Worst", worst)):
+        st.markdown(f"**{title}** scores")
+        cols = st.columns(len(rows))
+        index = torch.tensor(rows["image"].tolist(), dtype=torch.long)
+        images, labels = x_all[index].to(DEVICE), y_all[index].to(DEVICE)
+        maps = get_method(cell_method).attribute(net, images, labels, None, **settings).abs().cpu().numpy() \
+            if net is not None else None
+        for col, k, score, i in zip(cols, rows["image"], rows["score"], range(len(rows))):
+            col.image(images[i, 0].cpu().numpy(), caption=f"#{k} {names[int(labels[i])]} · {score:.3f}", clamp=True,
+                      width=84)
+            if maps is not None:
+                m = maps[i] / maps[i].max() if maps[i].max() > 0 else maps[i]
+                col.image(np.clip(m, 0, 1), caption="|map|", clamp=True, width=84)
+
+
+try:  # an expected condition on a machine with the committed samples only: say so, keep the rest of the page
+    drill_down(*load_dataset(dataset, "test", prov["config"].get("data_dir")))
+except DatasetNotFound as missing:
+    st.warning(f"The drill-down shows images from the full {dataset} test set, which this machine does not have: "
+               f"{missing}")
 with st.expander("Summary table"):
     st.dataframe(summary, hide_index=True, width="stretch")
     st.download_button("Download summary.csv", summary.to_csv(index=False), "summary.csv", "text/csv",

