@@ -30,10 +30,15 @@ def user_zoo(saved_pair):
 def test_models_page_lists_the_zoo_and_user_models(user_zoo):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert not at.exception
-    names = {n for df in at.dataframe for n in df.value["name"]}
+    names = {n for df in at.dataframe for n in df.value["model"]}
     assert set(user_zoo) <= names
     assert {"mnist-normal", "mnist-gradreg", "fashion-mnist-normal"} <= names
     assert any("trained by you" in c.value for c in at.caption)
+    for frame in at.dataframe:  # readable headers, blanks rather than "None", the provenance columns on demand
+        assert list(frame.value.columns)[:4] == ["model", "origin", "defense", "λ"] and "lam" not in frame.value
+        assert not frame.value.isna().any().any() and "None" not in frame.value.astype(str).values
+    at.toggle(key="model_details").set_value(True).run()
+    assert "data" in at.dataframe[0].value.columns and not at.exception
 
 
 def test_saliency_page_controls_change_the_maps(user_zoo):
