@@ -19,13 +19,13 @@ from app_pages.common import (
 from gradviz.attacks.grids import attack_path
 from gradviz.attacks.registry import REGISTRY, get_attack, pixels_changed
 from gradviz.attribution.methods import explain, normalise
-from gradviz.data.datasets import CLASS_NAMES
+from gradviz.data.datasets import class_names
 from gradviz.data.images import to_png16
 from gradviz.evaluation import figures
 
 st.title("Attack lab")
 dataset = pick_dataset()
-names = CLASS_NAMES[dataset]
+names = class_names(dataset)
 cards = cards_of(dataset)
 left, right = st.columns([1, 2])
 with left:
@@ -62,8 +62,8 @@ provenance = {**entry.describe(eps, params), "true_class": label, "target_class"
 st.caption(f"{caption} · generated on **{DEVICE}** in {elapsed * 1000:.0f} ms · "
            f"‖δ‖∞ = {provenance['linf']:.3f}, ‖δ‖₂ = {provenance['l2']:.2f}, "
            f"{provenance['pixels_changed']} pixels changed")
-st.plotly_chart(figures.image_figure([x[0, 0].cpu().numpy(), adv[0, 0].cpu().numpy(),
-                                      (adv - x)[0, 0].cpu().numpy()],
+st.plotly_chart(figures.image_figure([figures.display(x), figures.display(adv),
+                                      figures.display(adv - x)],
                                      ["original", "adversarial", "perturbation"], signed_last=True),
                 width="stretch", key="images")
 
@@ -88,7 +88,7 @@ if entry.iterates is not None and eps:
     path, _ = attack_path(source_model, x, aim, entry, eps, **params)
     steps = len(path) - 1
     shown = sorted({round(i * steps / min(steps, 7)) for i in range(min(steps, 7) + 1)})
-    st.plotly_chart(figures.image_figure([path[i][0, 0].cpu().numpy() for i in shown],
+    st.plotly_chart(figures.image_figure([figures.display(path[i]) for i in shown],
                                          [f"iteration {i}" for i in shown]), width="stretch", key="path_images")
     followed = label if target is None else target
     with torch.no_grad():
@@ -99,7 +99,7 @@ if entry.iterates is not None and eps:
 
 st.subheader("Saliency of the adversarial image (∇ₓ Σ log p, one shared scale)")
 maps, scales = normalise([v["map"] for v in views.values()], shared=True, signed=True)
-st.plotly_chart(figures.saliency_grid(adv[0, 0].cpu().numpy(), maps, list(views), True, scales), width="stretch",
+st.plotly_chart(figures.saliency_grid(figures.display(adv), maps, list(views), True, scales), width="stretch",
                 key="adv_saliency")
 
 record = {**provenance, "dataset": dataset, "source_model": source, "source_sha256": cards[source]["sha256"],

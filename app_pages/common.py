@@ -11,7 +11,7 @@ from PIL import Image
 from gradviz import list_models, load_model
 from gradviz.attacks.registry import Attack
 from gradviz.attribution.sanity import SanityResult, cascading_check
-from gradviz.data.datasets import CLASS_NAMES, DATASETS, has_masks, load_sample, load_sample_masks
+from gradviz.data.datasets import class_names, dataset_names, has_masks, input_shape, load_sample, load_sample_masks
 from gradviz.data.images import ImageError, prepare_digit
 from gradviz.jobs import JobHandle, JobRunner
 from gradviz.nets.architecture import channels_last, frozen
@@ -98,7 +98,7 @@ def models_named(names: list[str], dataset: str) -> dict[str, torch.nn.Module]:
 
 
 def pick_dataset() -> str:
-    return st.sidebar.selectbox("Dataset", DATASETS, key="dataset", persist_state="session")
+    return st.sidebar.selectbox("Dataset", dataset_names(), key="dataset", persist_state="session")
 
 
 def pick_models(dataset: str, label: str = "Models to compare", key: str = "models",
@@ -122,7 +122,7 @@ def pick_models(dataset: str, label: str = "Models to compare", key: str = "mode
 
 def _from_sample(dataset: str) -> tuple[torch.Tensor, int, str]:
     x, y = sample(dataset)
-    names = CLASS_NAMES[dataset]
+    names = class_names(dataset)
     cls = st.selectbox("Class", ["any", *names], key=f"class_{dataset}", persist_state="session")
     index = np.arange(len(y)) if cls == "any" else np.flatnonzero(y == names.index(cls))
     i = st.slider("Image", 0, len(index) - 1, key=f"index_{dataset}_{cls}", persist_state="session")
@@ -182,12 +182,13 @@ def _drawn() -> bytes | None:
 
 def pick_image(dataset: str) -> tuple[torch.Tensor, int, str]:
     """An image [1, 1, H, W] on the app's device, its label (asked for when unknown) and a caption. A dataset with
-    ground truth offers only its test sample: an upload has no swatch or signal block to check against."""
+    ground truth offers only its test sample: an upload has no swatch or signal block to check against; nor does a
+    dataset of other images than 28×28 grey digits, which the upload's digit preprocessing makes."""
     st.session_state.pop("sample_index", None)
-    sources = SOURCES[:1] if has_masks(dataset) else SOURCES
+    sources = SOURCES[:1] if has_masks(dataset) or input_shape(dataset) != (1, 28, 28) else SOURCES
     key = "image_source" if len(sources) > 1 else "image_source_sample"
     source = st.radio("Image source", sources, horizontal=True, key=key, persist_state="session")
-    names = CLASS_NAMES[dataset]
+    names = class_names(dataset)
     if source == "Test sample":
         x, label, caption = _from_sample(dataset)
         return x.to(DEVICE), label, caption

@@ -21,8 +21,8 @@ from gradviz.attacks.grids import (
     target_grid,
 )
 from gradviz.attacks.registry import REGISTRY, attack_title, get_attack
-from gradviz.data.datasets import CLASS_NAMES
-from gradviz.data.images import to_png16
+from gradviz.data.datasets import class_names
+from gradviz.data.images import to_png
 from gradviz.evaluation import figures
 from gradviz.nets.catalog import default_models
 
@@ -34,7 +34,7 @@ st.caption("Each row is a test digit of one class, each column the class it is p
            "gradient-regularized model the images turn into recognisable targets; against a normal one into noise; "
            "a distilled model's barely move (its gradients vanish).")
 dataset = pick_dataset()
-names = CLASS_NAMES[dataset]
+names = class_names(dataset)
 cards = cards_of(dataset)
 if not cards:
     st.warning(f"No models for {dataset}. Train one on the Train page or with `python -m gradviz train`.")
@@ -97,7 +97,7 @@ def compute_grid(names: list[str], indices: tuple[int, ...] | None) -> tuple[Tar
     """One batched computation per model, every iteration kept, with a progress bar while it runs."""
     x, y = (torch.from_numpy(a) for a in sample(dataset))
     if indices is None:
-        x, y = first_of_each_class(x, y, classes=len(CLASS_NAMES[dataset]))
+        x, y = first_of_each_class(x, y, classes=len(class_names(dataset)))
     else:
         x, y = x[list(indices)], y[list(indices)]
     bar = LiveProgress(f"{entry.label}: every row on every model", upper_bound=not entry.eps_bounded)
@@ -176,7 +176,7 @@ record = provenance(grid, export, iteration, cards, dataset,
                     "first of each class" if indices is None else f"test sample images {list(indices)}")
 stem = f"{export}-{attack}-grid-it{record['iteration']}"
 e1, e2 = st.columns(2)
-e1.download_button("Download grid PNG (16-bit, lossless)", to_png16(mosaic(grid.cells(export, iteration))),
+e1.download_button("Download grid PNG (grey: 16-bit, lossless; colour: 8-bit RGB)", to_png(mosaic(grid.cells(export, iteration))),
                    f"{stem}.png", "image/png", on_click="ignore", key="grid_png")
 e2.download_button("Download provenance JSON", json.dumps(record, indent=2), f"{stem}.json", "application/json",
                    on_click="ignore", key="grid_json")

@@ -10,7 +10,7 @@ from app_pages.common import DEVICE, job_status, models_named, pick_dataset, sub
 from gradviz.attribution.methods import DEFAULT_METHODS, get_method
 from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.attribution.metrics import REGISTRY as METRICS
-from gradviz.data.datasets import CLASS_NAMES, DatasetNotFound, load_dataset
+from gradviz.data.datasets import DatasetNotFound, class_names, load_dataset
 from gradviz.evaluation.figures.interpretation import category_radar, score_heatmap
 from gradviz.evaluation.runs.interpretation import (
     InterpretConfig,
@@ -100,7 +100,7 @@ settings = prov.get("methods", {}).get(cell_method, {}).get("settings", {})
 def drill_down(x_all: torch.Tensor, y_all: torch.Tensor) -> None:
     """The best and worst images of the chosen cell, each with its map."""
     net = models_named([cell_model], dataset).get(cell_model)
-    names = CLASS_NAMES[dataset]
+    names = class_names(dataset)
     for title, rows in (("Best", best), ("Worst", worst)):
         st.markdown(f"**{title}** scores")
         cols = st.columns(len(rows))

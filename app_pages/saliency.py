@@ -18,7 +18,7 @@ from app_pages.common import (
 from gradviz.attribution.measures import gradient_norms, mask_share, zero_share
 from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.attribution.methods import explain, normalise
-from gradviz.data.datasets import CLASS_NAMES, has_masks
+from gradviz.data.datasets import class_names, has_masks
 from gradviz.data.ground_truth import MASK_MEANING, swatch_class
 from gradviz.evaluation import figures
 
@@ -29,7 +29,7 @@ st.caption("Input gradients are what the paper regularizes. On one shared scale 
            "gradient values, so models can be compared in magnitude as well as in shape; scaled each on its own "
            "(as captum shows them) the magnitude is normalized away.")
 dataset = pick_dataset()
-names = CLASS_NAMES[dataset]
+names = class_names(dataset)
 left, right = st.columns([1, 2])
 with left:
     x, label, caption = pick_image(dataset)
@@ -76,7 +76,7 @@ with right:
 models = models_named(chosen, dataset)
 views = explain(models, x, label, method, cls, **settings)
 maps, scales = normalise([v["map"] for v in views.values()], shared=shared, signed=signed)
-st.plotly_chart(figures.saliency_grid(x[0, 0].cpu().numpy(), maps, list(views), signed, scales, overlay, truth),
+st.plotly_chart(figures.saliency_grid(figures.display(x), maps, list(views), signed, scales, overlay, truth),
                 width="stretch", key="grid")
 st.caption(f"{caption}; {entry.label}; "
            + ("one shared scale: equal colours mean equal gradient values across models."

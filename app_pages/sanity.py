@@ -6,7 +6,7 @@ from app_pages.common import cards_of, pick_dataset, sample, sanity_check
 from gradviz.attribution.methods import DEFAULT_METHODS
 from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.attribution.sanity import FAIL_SIMILARITY
-from gradviz.data.datasets import CLASS_NAMES
+from gradviz.data.datasets import class_names
 from gradviz.evaluation.figures.interpretation import sanity_curves, sanity_maps
 
 st.title("Sanity checks")
@@ -45,6 +45,6 @@ st.caption(f"Rank correlation of |map| with the trained model's, mean over {n} i
 
 _, ys = sample(dataset)
 index = st.slider("Image", 0, n - 1, 0, key="sanity_image", persist_state="session")
-st.subheader(f"Test sample #{index} ({CLASS_NAMES[dataset][int(ys[index])]}), |map| each on its own scale")
+st.subheader(f"Test sample #{index} ({class_names(dataset)[int(ys[index])]}), |map| each on its own scale")
 st.plotly_chart(sanity_maps({m: r.maps[:, index] for m, r in results.items()}, layers), width="stretch",
                 key="sanity_maps")

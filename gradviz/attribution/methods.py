@@ -21,6 +21,30 @@ from gradviz.params import Param, checked_settings
 Explain = Callable[..., torch.Tensor]  # (model, x, label, cls, seed, **settings) -> attributions [N, 1, H, W]
 
 
+# How a colour image's per-channel maps become the one map a page shows and a metric scores. The default keeps,
+# at each pixel, the channel with the largest |attribution|, with its sign: a grey image's map is unchanged, and
+# a colour edge that only one channel carries is not diluted by the two that do not (as a sum or mean would be).
+CHANNEL_REDUCTIONS = {
+    "max-abs": "the channel with the largest |value| at each pixel, signed (default)",
+    "sum": "the sum over channels (Captum's visualisation default)",
+    "mean": "the mean over channels",
+}
+DEFAULT_REDUCTION = "max-abs"
+
+
+def reduce_channels(maps: torch.Tensor, how: str = DEFAULT_REDUCTION) -> torch.Tensor:
+    """[N, C, H, W] → [N, H, W] by `how` (CHANNEL_REDUCTIONS); one channel is returned as it is."""
+    if how not in CHANNEL_REDUCTIONS:
+        raise ValueError(f"unknown channel reduction {how!r}; use {', '.join(CHANNEL_REDUCTIONS)}")
+    if maps.shape[1] == 1:
+        return maps[:, 0]
+    if how == "sum":
+        return maps.sum(1)
+    if how == "mean":
+        return maps.mean(1)
+    return maps.gather(1, maps.abs().argmax(1, keepdim=True))[:, 0]
+
+
 @dataclass(frozen=True)
 class SaliencyMethod:
     """One saliency method. `takes_class`: it explains a chosen class (otherwise the true label's loss or all
@@ -37,14 +61,20 @@ class SaliencyMethod:
         return checked_settings(self.name, self.params, given)
 
     def attribute(self, model: nn.Module, x: torch.Tensor, label: torch.Tensor, cls: torch.Tensor | None = None,
-                  seed: int = 0, **params) -> torch.Tensor:
+                  seed: int = 0, channels: str = DEFAULT_REDUCTION, **params) -> torch.Tensor:
         """Signed attributions [N, H, W] of a batch; `label` is the true class, `cls` the class to explain
-        (defaults to the label; ignored by methods that do not take a class)."""
+        (defaults to the label; ignored by methods that do not take a class). A colour image's three maps become
+        one by `channels` (CHANNEL_REDUCTIONS)."""
+        return reduce_channels(self.attribute_channels(model, x, label, cls, seed, **params), channels)
+
+    def attribute_channels(self, model: nn.Module, x: torch.Tensor, label: torch.Tensor,
+                           cls: torch.Tensor | None = None, seed: int = 0, **params) -> torch.Tensor:
+        """Signed attributions [N, C, H, W], one map per input channel (the per-channel view of a colour image)."""
         settings = self.settings(params)
         cls = label if cls is None else cls
         with _locks[id(model)] if self.hooks_model else nullcontext():
             out = self.explain(model, x.detach().clone(), label, cls, seed, **settings)
-        return out.detach()[:, 0]
+        return out.detach()
 
 
 def _gradient_logsum(model, x, label, cls, seed):

@@ -27,7 +27,7 @@ Explainer = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torc
 
 @dataclass
 class Evidence:
-    """One batch to score: images [N, 1, H, W], labels [N], the model's signed maps [N, H, W], how to make
+    """One batch to score: images [N, C, H, W], labels [N], the model's signed maps [N, H, W], how to make
     more maps (for perturbed images, damaged models, other classes) and where the object is (mask [N, H, W]).
 
     Maps of noisy copies of the images are kept, so the two robustness metrics share one set of draws (the
@@ -97,9 +97,16 @@ def unit_max(maps: torch.Tensor) -> torch.Tensor:
     return torch.where(scale > 0, maps / scale.clamp_min(torch.finfo(maps.dtype).tiny), maps)
 
 
+def channel_index(index: torch.Tensor, channels: int, pixels: int) -> torch.Tensor:
+    """Pixel indices [N, k] into an [H·W] map as indices into the flattened [C·H·W] image: every channel of each
+    pixel, so a colour pixel is removed or inserted whole, as its one map value scores it."""
+    return torch.cat([index + c * pixels for c in range(channels)], 1) if channels > 1 else index
+
+
 def ink_mask(x: torch.Tensor, threshold: float = 0.25) -> torch.Tensor:
-    """Where the object is when no annotation exists: pixels brighter than `threshold` (the digit's ink)."""
-    return x[:, 0] > threshold
+    """Where the object is when no annotation exists: pixels brighter than `threshold` (the digit's ink; a colour
+    image by its channels' mean)."""
+    return x.mean(1) > threshold
 
 
 @torch.no_grad()
@@ -121,14 +128,15 @@ def perturbation_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, order
     """Probability of the true class as pixels are deleted (set to 0, black) in `order`, or inserted into a black
     image; returns the fractions changed [steps + 1] and the curves [N, steps + 1], starting at none changed."""
     flat = x.flatten(1)
+    pixels = order.shape[1]
     current = torch.zeros_like(flat) if insert else flat.clone()
-    bounds = torch.linspace(0, flat.shape[1], steps + 1).round().long().tolist()
+    bounds = torch.linspace(0, pixels, steps + 1).round().long().tolist()
     curve = [class_probability(model, current.view_as(x), y)]
     for start, stop in zip(bounds, bounds[1:]):
-        index = order[:, start:stop]
+        index = channel_index(order[:, start:stop], x.shape[1], pixels)
         current.scatter_(1, index, flat.gather(1, index) if insert else torch.zeros_like(index, dtype=flat.dtype))
         curve.append(class_probability(model, current.view_as(x), y))
-    return torch.tensor(bounds, dtype=x.dtype) / flat.shape[1], torch.stack(curve, 1)
+    return torch.tensor(bounds, dtype=x.dtype) / pixels, torch.stack(curve, 1)
 
 
 def area_under(fractions: torch.Tensor, curve: torch.Tensor) -> np.ndarray:
@@ -152,7 +160,7 @@ def road_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, order: tor
     out = []
     for p in percentages:
         removed = torch.zeros_like(x, dtype=torch.bool).flatten(1)
-        removed.scatter_(1, order[:, :int(n_pixels * p / 100)], True)
+        removed.scatter_(1, channel_index(order[:, :int(n_pixels * p / 100)], x.shape[1], n_pixels), True)
         filled = linear_imputation(x, removed.view_as(x), noise, generator)
         out.append((model(filled).argmax(1) == y).to(x.dtype))
     return torch.stack(out, 1)
@@ -280,7 +288,7 @@ def pointing_game(maps: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
 
 def alignment(x: torch.Tensor, maps: torch.Tensor) -> np.ndarray:
     """Etmann et al. (ICML 2019): |⟨x, a⟩| / (‖x‖ ‖a‖), how much the map looks like the image itself."""
-    xs, a = x.flatten(1).double(), maps.flatten(1).double()
+    xs, a = x.mean(1).flatten(1).double(), maps.flatten(1).double()  # a colour image by its channels' mean
     denominator = xs.norm(dim=1) * a.norm(dim=1)
     return torch.where(denominator > 0, (xs * a).sum(1).abs() / denominator.clamp_min(1e-300), torch.nan).cpu().numpy()
 

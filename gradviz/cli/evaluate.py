@@ -6,13 +6,13 @@ from pathlib import Path
 
 from gradviz.attacks.registry import attack_names, parse_attack_params
 from gradviz.cli.common import PARAM_HELP, Help, iterative_attacks
-from gradviz.data.datasets import DATASETS
+from gradviz.data.datasets import dataset_names
 
 
 def add_parser(sub) -> None:
     e = sub.add_parser("evaluate", help="source×target robustness matrix, CSV + JSON + HTML report",
                        formatter_class=Help)
-    e.add_argument("--dataset", choices=DATASETS, default="mnist")
+    e.add_argument("--dataset", choices=dataset_names(), default="mnist")
     e.add_argument("--models", default="", help="comma-separated model names (default: the dataset's zoo)")
     e.add_argument("--attacks", default="fgsm,tgsm", help=f"any of {','.join(attack_names())}")
     e.add_argument("--param", action="append", metavar="ATTACK.SETTING=VALUE", help=PARAM_HELP)

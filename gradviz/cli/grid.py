@@ -6,13 +6,13 @@ from pathlib import Path
 
 from gradviz.attacks.registry import attack_names, parse_attack_params
 from gradviz.cli.common import Help, models_of
-from gradviz.data.datasets import DATASETS
+from gradviz.data.datasets import dataset_names
 
 
 def add_parser(sub) -> None:
     g = sub.add_parser("grid", help="the paper's target grids: every class pushed towards every class, as PNG + JSON",
                        formatter_class=Help)
-    g.add_argument("--dataset", choices=DATASETS, default="mnist")
+    g.add_argument("--dataset", choices=dataset_names(), default="mnist")
     g.add_argument("--models", default="mnist-normal,mnist-distilled,mnist-gradreg")
     g.add_argument("--attack", choices=attack_names(), default="itgsm",
                    help="targeted attacks make 10 columns (one per target), untargeted ones a single column")
@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from gradviz.attacks.grids import first_of_each_class, mosaic, provenance, target_grid
     from gradviz.data.datasets import load_dataset, num_classes
-    from gradviz.data.images import to_png16
+    from gradviz.data.images import to_png
 
     models, cards = models_of(args)
     device = args.device or "cpu"
@@ -49,7 +49,7 @@ def run(args) -> int:
     for name in models:
         record = provenance(grid, name, args.iteration, cards, args.dataset, rows)
         stem = out / f"{name}-{args.attack}-it{record['iteration']}"
-        stem.with_suffix(".png").write_bytes(to_png16(mosaic(grid.cells(name, args.iteration))))
+        stem.with_suffix(".png").write_bytes(to_png(mosaic(grid.cells(name, args.iteration))))
         stem.with_suffix(".json").write_text(json.dumps(record, indent=2))
         share = grid.success_share(grid.predicted[name][record["iteration"]])
         what = "predicts the target in" if grid.targeted else "is fooled in"

@@ -8,7 +8,7 @@ from pathlib import Path
 from gradviz.attribution.methods import DEFAULT_METHODS
 from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.attribution.metrics import REGISTRY as METRICS
-from gradviz.data.datasets import DATASETS
+from gradviz.data.datasets import dataset_names
 from gradviz.params import parse_settings
 
 
@@ -23,7 +23,7 @@ def _names(text: str, known: dict, what: str) -> list[str]:
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("interpret", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        help="explanation quality: models × saliency methods × metrics, CSV + JSON + HTML report")
-    p.add_argument("--dataset", choices=DATASETS, default="mnist")
+    p.add_argument("--dataset", choices=dataset_names(), default="mnist")
     p.add_argument("--models", default="", help="comma-separated model names (default: the dataset's zoo)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"any of {','.join(METHODS)}")
     p.add_argument("--metrics", default="all", help=f"'all' or any of {','.join(METRICS)}")

@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # What each optional package belongs to: `pip install gradviz` is the core; a command that needs more names the
 # extra to install instead of a traceback.
-EXTRAS = {"streamlit": "app", "streamlit_drawable_canvas": "app", "sqlalchemy": "study", "psycopg": "study",
+EXTRAS = {"onnx": "models", "onnx2torch": "models", "onnxruntime": "models", "torchvision": "models", "timm": "models",
+          "streamlit": "app", "streamlit_drawable_canvas": "app", "sqlalchemy": "study", "psycopg": "study",
           "statsmodels": "study", "krippendorff": "study", "pyarrow": "study", "ray": "ray", "psutil": "ray"}
 
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 from gradviz.attribution.methods import REGISTRY as SALIENCY_METHODS
 from gradviz.cli.common import Help, models_of
-from gradviz.data.datasets import DATASETS
+from gradviz.data.datasets import dataset_names
 from gradviz.params import parse_settings
 
 
 def add_parser(sub) -> None:
     sal = sub.add_parser("saliency", help="saliency maps of one test image through several models, as PNG + JSON",
                          formatter_class=Help)
-    sal.add_argument("--dataset", choices=DATASETS, default="mnist")
+    sal.add_argument("--dataset", choices=dataset_names(), default="mnist")
     sal.add_argument("--models", default="mnist-normal,mnist-gradreg")
     sal.add_argument("--method", choices=list(SALIENCY_METHODS), default="gradient-logsum",
                      help="; ".join(f"{m.name}: {m.label}" for m in SALIENCY_METHODS.values()))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gradviz.attacks.registry import attack_names, parse_attack_params
 from gradviz.cli.common import Help
-from gradviz.data.datasets import DATASETS
+from gradviz.data.datasets import dataset_names
 
 
 def add_parser(sub) -> None:
@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
                         help="human study: build stimuli, status, export, power analysis, pre-register, hash a password")
     st.add_argument("action", choices=("build", "status", "export", "power", "preregister", "hash-password"))
     st.add_argument("--db-url", default=None, help="database URL (default: GRADVIZ_DB_URL or a local SQLite file)")
-    st.add_argument("--dataset", choices=DATASETS, default="mnist")
+    st.add_argument("--dataset", choices=dataset_names(), default="mnist")
     st.add_argument("--models", default="", help="source models (default: zoo normal,distilled,advtrain,gradreg)")
     st.add_argument("--attacks", default="itgsm,tgsm", help=f"any of {','.join(attack_names())}")
     st.add_argument("--param", action="append", metavar="ATTACK.SETTING=VALUE",

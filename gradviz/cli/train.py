@@ -5,7 +5,7 @@ import sys
 from dataclasses import fields
 
 from gradviz.cli.common import Help
-from gradviz.data.datasets import DATASETS
+from gradviz.data.datasets import dataset_names
 from gradviz.nets.architecture import LAYER_STYLES, ZOO_WIDTH
 from gradviz.nets.cards import free_user_name
 from gradviz.training.defenses import DEFENSE_SPECS, DEFENSES, SETTINGS
@@ -13,7 +13,7 @@ from gradviz.training.defenses import DEFENSE_SPECS, DEFENSES, SETTINGS
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train one model of any defense", formatter_class=Help)
-    p.add_argument("--dataset", choices=DATASETS, default="mnist")
+    p.add_argument("--dataset", choices=dataset_names(), default="mnist")
     p.add_argument("--defense", choices=DEFENSES, default="normal")
     _add_defense_settings(p)
     p.add_argument("--lam-ref", type=float, default=None,
@@ -31,6 +31,11 @@ def add_parser(sub) -> None:
     p.add_argument("--layers", choices=LAYER_STYLES, default="zoo",
                    help="zoo: the committed zoo's layers; reference: the authors' code exactly (no bias before "
                         "batch norm, no γ, ε 1e-3, Xavier init)")
+    p.add_argument("--model", default=None,
+                   help="another architecture: package.module:Callable (built afresh, e.g. torchvision.models:resnet18) "
+                        "or a registered model's name (fine-tuned from its weights; gradviz models add)")
+    p.add_argument("--model-kwargs", type=_json_object, default={},
+                   help='keyword arguments for --model package.module:Callable, as JSON: \'{"num_classes": 10}\'')
     p.add_argument("--augment", action="store_true", help="random ±2 pixel shifts")
     p.add_argument("--name", default=None, help="model name (default: dataset-defense[-lamX])")
     p.add_argument("--out", default=None, help="output folder (default: the user model folder)")
@@ -42,6 +47,19 @@ def add_parser(sub) -> None:
                    help="the penalty's hand-written CPU fast path (same values to float rounding, ~1.5x faster on "
                         "PaperCNN); a model with a layer it does not know trains with plain autograd, said once")
     _add_checkpointing(p)
+
+
+def _json_object(text: str) -> dict:
+    import argparse
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("a JSON object of keyword arguments, e.g. '{\"num_classes\": 10}'")
+    return value
 
 
 def _add_defense_settings(p) -> None:

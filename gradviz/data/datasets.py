@@ -20,9 +20,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradviz.data.classes import CLASS_NAMES, DATASETS, image_shape, num_classes  # noqa: F401  (re-exported)
+from gradviz.data.classes import (  # noqa: F401  (re-exported)
+    UnknownDataset,
+    channels,
+    class_names,
+    dataset_names,
+    image_shape,
+    input_shape,
+    num_classes,
+)
 from gradviz.data.ground_truth import BASE, GENERATORS, evidence_region, split_sha256
 from gradviz.data.idx import read_bytes, read_images_labels
+from gradviz.data.registered import registered_card, verified_arrays_path
 from gradviz.paths import SAMPLES_DIR, cache_dir
 
 DATA_RANGE = (0.0, 1.0)  # pixel values after to_tensors; attacks clamp their images to it
@@ -67,8 +76,9 @@ class DatasetIntegrityError(ValueError):
 
 @dataclass(frozen=True)
 class ArraySplit:
-    """Both splits of a dataset as uint8 images [N, H, W] and int64 labels, where they came from, the sha256 of
-    each file's contents (and of each generated split), and for a ground-truth dataset its masks [N, H, W]."""
+    """Both splits of a dataset as uint8 images [N, H, W] (grey) or [N, H, W, 3] (colour) and int64 labels, where
+    they came from, the sha256 of each file's contents (and of each generated split), and for a ground-truth
+    dataset its masks [N, H, W]."""
 
     train_x: np.ndarray
     train_y: np.ndarray
@@ -157,11 +167,21 @@ def _generate(name: str, data_dir: str | None, verify: bool) -> ArraySplit:
                       sha256=hashes, train_mask=train[2], test_mask=test[2])
 
 
-@lru_cache(maxsize=8)
 def load_arrays(name: str, data_dir: str | None = None, verify: bool = True) -> ArraySplit:
-    """Both splits of `name` as uint8 arrays; `verify=False` reads a folder of other IDX files (tests, variants)."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    """Both splits of `name` as uint8 arrays; `verify=False` reads a folder of other IDX files (tests, variants).
+    A registered dataset's file is hashed on every call and read (or served from the cache) only when the hash
+    is the one its card recorded."""
+    if name not in dataset_names():
+        class_names(name)  # raises UnknownDataset listing the known ones
+    card = registered_card(name)
+    if card is not None:
+        path, card = verified_arrays_path(name)
+        return _registered(str(path), card["sha256"], card["source"])
+    return _builtin(name, data_dir, verify)
+
+
+@lru_cache(maxsize=8)
+def _builtin(name: str, data_dir: str | None, verify: bool) -> ArraySplit:
     if name in GENERATORS:
         return _generate(name, data_dir, verify)
     directory = _find_idx_dir(name, data_dir)
@@ -172,9 +192,24 @@ def load_arrays(name: str, data_dir: str | None = None, verify: bool = True) -> 
     return _read_idx_dir(directory, verify_files(name, directory), source=_describe(name, directory))
 
 
+load_arrays.cache_clear = _builtin.cache_clear  # what tests clear between data folders
+
+
+@lru_cache(maxsize=4)
+def _registered(path: str, sha256: str, source: str) -> ArraySplit:
+    """A dataset the user registered (gradviz data add), whose arrays' sha256 was just checked against its card."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return ArraySplit(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                      source=f"registered dataset {Path(path).parent.name}: {source}, sha256 verified",
+                      sha256={"arrays.npz": sha256}, train_mask=arrays.get("masks_train"),
+                      test_mask=arrays.get("masks_test"))
+
+
 def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 [N, H, W] -> float [N, 1, H, W] in [0, 1]; labels -> long [N]."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0).unsqueeze(1)
+    """uint8 [N, H, W] (grey) or [N, H, W, C] (colour) -> float [N, C, H, W] in [0, 1]; labels -> long [N]."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2).contiguous()
     return x, torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
 
@@ -191,8 +226,9 @@ def _split(split: str) -> str:
 
 
 def has_masks(name: str) -> bool:
-    """Whether `name` comes with ground-truth masks (the generated datasets do)."""
-    return name in GENERATORS
+    """Whether `name` comes with ground-truth masks (the generated datasets do, and registered ones given them)."""
+    card = registered_card(name)
+    return bool(card.get("has_masks")) if card is not None else name in GENERATORS
 
 
 def load_masks(name: str, split: str, data_dir: str | None = None) -> torch.Tensor | None:
@@ -270,7 +306,7 @@ def write_sample(name: str, n: int = 100, directory: Path = SAMPLES_DIR) -> Path
     if arrays.test_mask is not None:
         index = np.arange(n)
     else:
-        classes = len(CLASS_NAMES[name])
+        classes = num_classes(name)
         index = np.concatenate([np.flatnonzero(arrays.test_y == c)[:n // classes] for c in range(classes)])
     extra = {"mask": arrays.test_mask[index]} if arrays.test_mask is not None else {}
     path = directory / f"{name}.npz"

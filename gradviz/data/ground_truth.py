@@ -87,7 +87,7 @@ BASE = {name: "mnist" for name in GENERATORS}  # the official dataset each is ge
 def evidence_region(name: str, mask: np.ndarray) -> np.ndarray:
     """Where a model right for the right reasons finds its evidence: Block MNIST's signal block, everything but
     Decoy MNIST's swatch. The localisation metrics score attribution against it."""
-    return mask if EVIDENCE_INSIDE_MASK[name] else ~mask
+    return mask if EVIDENCE_INSIDE_MASK.get(name, False) else ~mask  # a registered dataset's masks mark what not to use
 
 
 def swatch_codes(images: np.ndarray, masks: np.ndarray) -> np.ndarray:

@@ -28,7 +28,8 @@ def _too_large(size: str) -> ImageError:
     return ImageError(f"The image is too large: {size}; the limit is {MAX_PIXELS:,} pixels. Crop or shrink it first.")
 
 
-def _open(data: bytes) -> Image.Image:
+def open_image(data: bytes) -> Image.Image:
+    """Decode bytes through the allow-listed formats within the size limits, or ImageError saying why."""
     if not data:
         raise ImageError("The file is empty.")
     if len(data) > MAX_BYTES:
@@ -92,7 +93,7 @@ def _centre_digit(grey: np.ndarray) -> np.ndarray:
 
 def prepare_digit(data: bytes) -> tuple[torch.Tensor, list[tuple[str, np.ndarray]]]:
     """Bytes of an uploaded image -> tensor [1, 1, 28, 28] in [0, 1], plus the preprocessing steps."""
-    image = _open(data)
+    image = open_image(data)
     image = ImageOps.exif_transpose(image) if image.mode not in ("I;16", "I;16B", "I;16L", "I", "F") else image
     image.thumbnail((1024, 1024))  # bound the work on huge photos
     grey = to_grey(image)
@@ -112,6 +113,17 @@ def to_png16(x: torch.Tensor | np.ndarray) -> bytes:
     arr = np.rint(arr.reshape(arr.shape[-2:]).clip(0, 1) * 65535).astype(np.uint16)
     buffer = io.BytesIO()
     Image.fromarray(arr).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def to_png(x: np.ndarray) -> bytes:
+    """An image in [0, 1] as a PNG: [H, W] as 16-bit grey (to_png16, lossless to 1/65535), [H, W, 3] as 8-bit RGB
+    (what PNG readers take for colour)."""
+    arr = np.asarray(x)
+    if arr.ndim == 2 or (arr.ndim == 4 and arr.shape[1] == 1):
+        return to_png16(arr)
+    buffer = io.BytesIO()
+    Image.fromarray(np.rint(arr.clip(0, 1) * 255).astype(np.uint8), "RGB").save(buffer, "PNG")
     return buffer.getvalue()
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -107,10 +108,14 @@ class PaperCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-def build_model(architecture: dict) -> PaperCNN:
+def build_model(architecture: dict, folder: Path | None = None) -> nn.Module:
     """Instantiate the network a model card describes (cards from before layer styles are "zoo", from before
-    image shapes 28×28)."""
+    image shapes 28×28); an "external" one (gradviz.nets.external) reads its file, if any, from `folder`."""
     name = architecture.get("name", "PaperCNN")
+    if name == "external":
+        from gradviz.nets.external import build_external
+
+        return build_external(architecture, folder)
     if name != "PaperCNN":
         raise ValueError(f"unknown architecture {name!r}")
     return PaperCNN(width=int(architecture["width"]), num_classes=int(architecture.get("num_classes", 10)),
@@ -118,8 +123,10 @@ def build_model(architecture: dict) -> PaperCNN:
                     image_shape=tuple(architecture.get("image_shape", DIGIT_SHAPE)))
 
 
-def describe(model: PaperCNN) -> dict:
+def describe(model: nn.Module) -> dict:
     """The architecture section of a model card."""
+    if hasattr(model, "architecture"):  # a model from outside (gradviz.nets.external.Framed)
+        return {**model.architecture, "parameters": sum(p.numel() for p in model.parameters())}
     return {
         "name": "PaperCNN",
         "width": model.width,

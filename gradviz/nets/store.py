@@ -161,7 +161,7 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(f"{weights}: not a valid safetensors file ({exc})") from exc
-    model = build_model(card["architecture"])
+    model = build_model(card["architecture"], Path(card["card_path"]).parent)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if expected != found:

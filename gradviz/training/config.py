@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
-from gradviz.data.datasets import DATASETS, has_masks
+from gradviz.data.datasets import dataset_names, has_masks
 from gradviz.nets.architecture import LAYER_STYLES, ZOO_WIDTH
+from gradviz.nets.external import check_import_path
 from gradviz.paths import safe_name
 from gradviz.training.defenses import KEEP, SETTINGS, LossSettings, defense_spec, unused_settings
 
@@ -44,10 +45,16 @@ class TrainConfig:
     train_subset: int | None = None
     holdout: int = 0
     fast_penalty: bool = False  # opt in to gradviz.training.fast_penalty (CPU, known layers only; else plain autograd)
+    model: str | None = None  # None: our PaperCNN; "package.module:Callable" (fresh) or a registered model (its weights)
+    model_kwargs: dict = field(default_factory=dict)  # keyword arguments for an import-path `model`
 
     def validate(self) -> None:
         if self.name is not None:
             safe_name(self.name, "model name")
+        if self.model is not None:
+            check_import_path(self.model) if ":" in self.model else safe_name(self.model, "model")
+        if self.model_kwargs and (self.model is None or ":" not in self.model):
+            raise ValueError("--model-kwargs goes with --model package.module:Callable")
         spec = defense_spec(self.defense)
         if spec.penalised is not None and self.lam <= 0:
             raise ValueError(f"defense {self.defense!r} needs --lam > 0")
@@ -63,7 +70,7 @@ class TrainConfig:
             raise ValueError(f"--holdout {self.holdout} leaves nothing of --train-subset {self.train_subset} to train on")
         if spec.masked and not has_masks(self.dataset):
             raise ValueError(f"defense {self.defense!r} needs a dataset with annotation masks "
-                             f"({', '.join(d for d in DATASETS if has_masks(d))}), not {self.dataset!r}")
+                             f"({', '.join(d for d in dataset_names() if has_masks(d))}), not {self.dataset!r}")
         if spec.masked and self.augment:
             raise ValueError(f"defense {self.defense!r} cannot use --augment: its masks would not follow the shifts")
         if self.layers not in LAYER_STYLES:
@@ -93,7 +100,7 @@ class TrainConfig:
         return settings
 
     def default_name(self) -> str:
-        parts = [self.dataset, self.defense.replace("+", "-")]
+        parts = [self.dataset, *([model_label(self.model)] if self.model else []), self.defense.replace("+", "-")]
         if defense_spec(self.defense).penalised is not None:
             parts.append(f"lam{self.lam:g}")
         return "-".join(parts)
@@ -104,6 +111,12 @@ class TrainConfig:
             defense="normal" if teacher_phase else self.defense, lam=self.lam, eps=self.eps,
             temperature=self.temperature if "temperature" in spec.settings else 1.0, penalty=self.penalty,
         )
+
+
+def model_label(model: str) -> str:
+    """A short name for a run's `model` in default names: the callable's (resnet18) or the registered model's."""
+    label = model.rpartition(":")[2].rpartition(".")[2].lower()
+    return label if model.partition(":")[2] != "create_model" else "timm"
 
 
 def comparable_settings(recorded: dict) -> dict:

@@ -21,6 +21,7 @@ from gradviz.data.datasets import (
     dataset_hashes,
     dataset_source,
     image_shape,
+    input_shape,
     load_dataset,
     load_masks,
     num_classes,
@@ -30,6 +31,7 @@ from gradviz.machine import device_description
 from gradviz.nets.architecture import PaperCNN, channels_last, describe
 from gradviz.nets.cards import free_user_name, refuse_zoo_name
 from gradviz.nets.checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from gradviz.nets.external import frame, import_base
 from gradviz.nets.store import load_model, save_model
 from gradviz.paths import user_model_dir
 from gradviz.progress import progress_bar
@@ -228,16 +230,31 @@ def _versions() -> dict:
 
 
 
-def _new_model(config: TrainConfig) -> PaperCNN:
+def _new_model(config: TrainConfig) -> nn.Module:
     """A fresh model, channels-last on CPU, where every defense's step runs faster in that layout: the exact
     gradreg step too, since the fast path keeps it through both derivatives (gradviz.training.fast_penalty;
-    benchmarks/train_step.py measures each)."""
-    model = PaperCNN(width=config.width, layers=config.layers, image_shape=image_shape(config.dataset),
-                     num_classes=num_classes(config.dataset)).to(config.device)
+    benchmarks/train_step.py measures each). `config.model` names another architecture (gradviz.nets.external)."""
+    if config.model is None:
+        model = PaperCNN(width=config.width, layers=config.layers, image_shape=image_shape(config.dataset),
+                         num_classes=num_classes(config.dataset))
+    else:
+        model = _outside_model(config)
+    model = model.to(config.device).train()
     return model if config.device != "cpu" else channels_last(model)
 
 
-def _warm_start(model: PaperCNN, config: TrainConfig) -> dict | None:
+def _outside_model(config: TrainConfig) -> nn.Module:
+    """A model by import path, built afresh (seeded) for the dataset, or a registered model with its weights."""
+    if ":" in config.model:
+        return frame(import_base(config.model, config.model_kwargs), input_shape(config.dataset),
+                     num_classes(config.dataset), config.dataset)
+    model, card = load_model(config.model)
+    if card["dataset"] != config.dataset:
+        raise ValueError(f"--model {config.model} is registered for {card['dataset']}, not {config.dataset}")
+    return model
+
+
+def _warm_start(model: nn.Module, config: TrainConfig) -> dict | None:
     """Copy the weights of `config.init_from` into `model`; returns what the card records about it."""
     if not config.init_from:
         return None
@@ -308,7 +325,7 @@ def train_model(config: TrainConfig, train_data: tuple[torch.Tensor, ...] | None
     return model.eval(), card
 
 
-def _card(config: TrainConfig, model: PaperCNN, final: dict, seconds: float, test_acc: float,
+def _card(config: TrainConfig, model: nn.Module, final: dict, seconds: float, test_acc: float,
           n_test: int, n_train: int) -> dict:
     return {
         **config.card_settings(),

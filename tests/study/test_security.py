@@ -347,7 +347,7 @@ LONG = "a" * 10_000
 
 def _validators():
     """(what, accepts(value) -> bool, a valid value): every check of a name, id, token or code in the project."""
-    from gradviz.data.classes import DATASETS
+    from gradviz.data.classes import dataset_names
     from gradviz.names import whole_match
     from gradviz.study import sessions
 
@@ -375,7 +375,7 @@ def _validators():
         ("model name", plain_name("model name"), "mnist-gradreg"),
         ("recipe entry name", plain_name("entry name"), "gradreg-lam0.01"),
         ("recovery code", lambda v: v.strip() == v and auth.recovery_matches(v, configured), code),
-        ("dataset name", lambda v: v in DATASETS, "mnist"),
+        ("dataset name", lambda v: v in dataset_names(), "mnist"),
     ]
 
 

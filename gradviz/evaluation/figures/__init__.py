@@ -165,6 +165,22 @@ def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
     return cols.min() - 0.5, rows.min() - 0.5, cols.max() + 0.5, rows.max() + 0.5
 
 
+def display(x) -> np.ndarray:
+    """One image as a figure shows it: [H, W] grey or [H, W, 3] colour in [0, 1], from a tensor or array
+    [1, C, H, W] or [C, H, W]."""
+    arr = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    arr = arr[0] if arr.ndim == 4 else arr
+    return arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
+
+
+def _image_trace(image: np.ndarray, hover: bool = True):
+    """A grey image as a grey heatmap (its values on hover), a colour one as an RGB image."""
+    if image.ndim == 3:
+        return go.Image(z=np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8), hoverinfo="skip" if not hover else None)
+    return go.Heatmap(z=image, colorscale="gray", showscale=False, zmin=0, zmax=1,
+                      **({"hovertemplate": "pixel %{y},%{x}: %{z:.2f}<extra></extra>"} if hover else {"hoverinfo": "skip"}))
+
+
 def saliency_grid(image: np.ndarray, maps: list[np.ndarray], titles: list[str], signed: bool,
                   scales: list[float], overlay: bool = False, outline: np.ndarray | None = None) -> go.Figure:
     """The input image then one saliency map per model, side by side, each titled with its scale; `outline`
@@ -173,12 +189,10 @@ def saliency_grid(image: np.ndarray, maps: list[np.ndarray], titles: list[str], 
     fig = make_subplots(rows=1, cols=n, subplot_titles=["input", *[f"{wrap_label(t)}<br><sup>full colour = {s:.2g}"
                                                                    "</sup>" for t, s in zip(titles, scales)]],
                         horizontal_spacing=0.015)
-    fig.add_trace(go.Heatmap(z=image, colorscale="gray", showscale=False, zmin=0, zmax=1,
-                             hovertemplate="pixel %{y},%{x}: %{z:.2f}<extra></extra>"), row=1, col=1)
+    fig.add_trace(_image_trace(image), row=1, col=1)
     for i, m in enumerate(maps, start=2):
         if overlay:
-            fig.add_trace(go.Heatmap(z=image, colorscale="gray", showscale=False, zmin=0, zmax=1, hoverinfo="skip"),
-                          row=1, col=i)
+            fig.add_trace(_image_trace(image, hover=False), row=1, col=i)
         fig.add_trace(go.Heatmap(z=m, coloraxis="coloraxis", opacity=0.65 if overlay else 1.0,
                                  hovertemplate="pixel %{y},%{x}: %{z:.3f}<extra></extra>"), row=1, col=i)
     if outline is not None and outline.any():
@@ -202,10 +216,16 @@ def probability_bars(probs: dict[str, np.ndarray], class_names: list[str]) -> go
 
 
 def image_figure(images: list[np.ndarray], titles: list[str], signed_last: bool = False) -> go.Figure:
-    """A row of grey images (the last one signed, e.g. a perturbation, when asked)."""
+    """A row of images, grey or colour (the last one signed, e.g. a perturbation, when asked: a colour one is shown
+    by its channel of largest |value| at each pixel)."""
     fig = make_subplots(rows=1, cols=len(images), subplot_titles=titles, horizontal_spacing=0.02)
     for i, img in enumerate(images, start=1):
         signed = signed_last and i == len(images)
+        if not signed and img.ndim == 3:
+            fig.add_trace(_image_trace(img), row=1, col=i)
+            continue
+        if img.ndim == 3:
+            img = np.take_along_axis(img, np.abs(img).argmax(2)[..., None], 2)[..., 0]
         bound = float(abs(img).max()) or 1.0
         fig.add_trace(go.Heatmap(z=img, colorscale=DIVERGING if signed else "gray", showscale=signed,
                                  zmin=-bound if signed else 0, zmax=bound if signed else 1,
