@@ -176,7 +176,8 @@ record = provenance(grid, export, iteration, cards, dataset,
                     "first of each class" if indices is None else f"test sample images {list(indices)}")
 stem = f"{export}-{attack}-grid-it{record['iteration']}"
 e1, e2 = st.columns(2)
-e1.download_button("Download grid PNG (grey: 16-bit, lossless; colour: 8-bit RGB)", to_png(mosaic(grid.cells(export, iteration))),
+e1.download_button("Download grid PNG (grey: 16-bit, lossless; colour: 8-bit RGB)",
+                   to_png(mosaic(grid.cells(export, iteration))),
                    f"{stem}.png", "image/png", on_click="ignore", key="grid_png")
 e2.download_button("Download provenance JSON", json.dumps(record, indent=2), f"{stem}.json", "application/json",
                    on_click="ignore", key="grid_json")

@@ -16,7 +16,7 @@ from gradviz.study.db import NotReady, StudyLocked, get_setting, set_setting
 from gradviz.study.export import study_archive
 from gradviz.study.mixed_model import MixedResult
 from gradviz.study.power import run_power_analysis
-from gradviz.study.stimuli import STUDY_DATASETS, StimulusConfig, build_stimuli
+from gradviz.study.stimuli import StimulusConfig, build_stimuli, study_datasets
 from gradviz.study.stimulus_sets import (
     activate_set,
     ensure_can_switch_to,
@@ -93,7 +93,7 @@ tab_progress, tab_analysis, tab_design, tab_stimuli, tab_settings = st.tabs(
 with tab_stimuli:
     st.write(f"Active stimulus set: **{active or 'none'}** ({len(sets)} built)")
     with st.form("build"):
-        dataset = st.selectbox("Dataset", STUDY_DATASETS)
+        dataset = st.selectbox("Dataset", study_datasets())
         attacks = st.multiselect("Attacks", list(REGISTRY), default=["itgsm", "tgsm"],
                                  format_func=lambda a: REGISTRY[a].label,
                                  help="Each attack × ε × source model is one condition; pixel-budget attacks "

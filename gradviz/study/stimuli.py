@@ -14,8 +14,9 @@ import torch
 from skimage.metrics import structural_similarity
 
 from gradviz.attacks.registry import get_attack, pixels_changed
-from gradviz.data.datasets import load_dataset
-from gradviz.data.images import to_png16
+from gradviz.data.classes import BUILTIN_DATASETS
+from gradviz.data.datasets import dataset_names, load_dataset, num_classes
+from gradviz.data.images import to_png, to_png16
 from gradviz.nets.cards import list_models
 from gradviz.nets.store import load_model
 
@@ -24,7 +25,12 @@ DEFAULT_DEFENSES = ("normal", "distilled", "advtrain", "gradreg")
 STIMULUS_PARAMS = {"itgsm": {"steps": 20, "step_scale": 0.125}}
 
 
-STUDY_DATASETS = ("mnist", "fashion-mnist")  # what people rate; the ground-truth datasets are for auditing models
+BUILTIN_STUDY_DATASETS = ("mnist", "fashion-mnist")  # the ground-truth datasets are for auditing models
+
+
+def study_datasets() -> tuple[str, ...]:
+    """What people can rate: MNIST, Fashion-MNIST and every registered dataset (grey or colour)."""
+    return BUILTIN_STUDY_DATASETS + tuple(d for d in dataset_names() if d not in BUILTIN_DATASETS)
 
 
 @dataclass
@@ -60,32 +66,42 @@ class StimulusConfig:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _sample_items(y: torch.Tensor, per_class: int, rng: np.random.Generator, exclude: set[int]) -> list[int]:
+def _sample_items(y: torch.Tensor, per_class: int, rng: np.random.Generator, exclude: set[int],
+                  classes: int) -> list[int]:
     chosen = []
-    for c in range(10):
+    for c in range(classes):
         pool = [i for i in np.flatnonzero(y.numpy() == c) if int(i) not in exclude]
         chosen += [int(i) for i in rng.choice(pool, size=per_class, replace=False)]
     return chosen
 
 
 def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(structural_similarity(a.reshape(28, 28).cpu().numpy(), b.reshape(28, 28).cpu().numpy(),
-                                       data_range=1.0))
+    """SSIM of two images [C, H, W] (a colour image's channels averaged, as skimage does with channel_axis)."""
+    a, b = a.cpu().numpy(), b.cpu().numpy()
+    if a.shape[0] == 1:
+        return float(structural_similarity(a[0], b[0], data_range=1.0))
+    return float(structural_similarity(a, b, data_range=1.0, channel_axis=0))
+
+
+def _png(image: torch.Tensor) -> bytes:
+    """A stimulus [C, H, W] as a PNG: grey 16-bit (value / 65535), colour 8-bit RGB (value / 255)."""
+    return to_png(image.cpu().numpy().transpose(1, 2, 0)) if image.shape[0] == 3 else to_png16(image)
 
 
 def build_stimuli(config: StimulusConfig) -> list[dict]:
     """Rows for the stimuli table: one per (item, condition) plus the attention-check items."""
-    if config.dataset not in STUDY_DATASETS:
-        raise ValueError(f"the study shows {' or '.join(STUDY_DATASETS)} images, not {config.dataset!r}")
+    if config.dataset not in study_datasets():
+        raise ValueError(f"the study shows {', '.join(study_datasets())} images, not {config.dataset!r}")
+    classes = num_classes(config.dataset)
     names = config.model_names()
     models = {n: load_model(n) for n in names}
     x, y = load_dataset(config.dataset, "test")
     rng = np.random.default_rng(config.seed)
     set_id = config.set_id()
-    items = _sample_items(y, config.items_per_class, rng, exclude=set())
+    items = _sample_items(y, config.items_per_class, rng, exclude=set(), classes=classes)
     rows = []
     xi, yi = x[items], y[items]
-    ti = (yi + 1) % 10
+    ti = (yi + 1) % classes
     conditions = config.conditions()
     for name, (model, card) in models.items():
         for attack, eps, params in conditions:
@@ -102,13 +118,13 @@ def build_stimuli(config: StimulusConfig) -> list[dict]:
                               **entry.describe(eps, params, config.seed), "true_class": int(yi[k]),
                               "target_class": target, "pixels_changed": int(changed[k]),
                               "predictions": {n: p[k] for n, p in preds.items()},
-                              "png": "16-bit grey, value / 65535"}
+                              "png": "16-bit grey, value / 65535" if xi.shape[1] == 1 else "8-bit RGB, value / 255"}
                 rows.append({"stimulus_id": f"{set_id}-{index}-{hashlib.sha1(condition.encode()).hexdigest()[:8]}",
                              "set_id": set_id, "item_id": f"{index}>{int(ti[k])}", "condition": condition,
                              "kind": "adversarial", "source_model": name, "source_sha256": card["sha256"],
                              "attack": attack, "eps": eps, "true_class": int(yi[k]),
                              "target_class": target, "l2": float((adv[k] - xi[k]).norm()),
-                             "ssim": _ssim(adv[k], xi[k]), "png": to_png16(adv[k]),
+                             "ssim": _ssim(adv[k], xi[k]), "png": _png(adv[k]),
                              "provenance": json.dumps(provenance)})
     rows += _attention_items(config, models, x, y, rng, set(items), set_id)
     return rows
@@ -133,5 +149,5 @@ def _attention_items(config, models, x, y, rng, exclude, set_id) -> list[dict]:
         rows.append({"stimulus_id": f"{set_id}-attention-{index}", "set_id": set_id, "item_id": f"attention-{index}",
                      "condition": "attention", "kind": "attention", "source_model": None, "source_sha256": None,
                      "attack": None, "eps": 0.0, "true_class": int(y[index]), "target_class": None, "l2": 0.0,
-                     "ssim": 1.0, "png": to_png16(x[index]), "provenance": json.dumps(provenance)})
+                     "ssim": 1.0, "png": _png(x[index]), "provenance": json.dumps(provenance)})
     return rows
