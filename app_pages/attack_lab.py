@@ -20,7 +20,7 @@ from gradviz.attacks.grids import attack_path
 from gradviz.attacks.registry import REGISTRY, get_attack, pixels_changed
 from gradviz.attribution.methods import explain, normalise
 from gradviz.data.datasets import class_names
-from gradviz.data.images import to_png16
+from gradviz.data.images import to_png
 from gradviz.evaluation import figures
 
 st.title("Attack lab")
@@ -107,7 +107,8 @@ record = {**provenance, "dataset": dataset, "source_model": source, "source_sha2
           "predictions": {r["model"]: r["adversarial prediction"] for r in rows}}
 stem = f"{source}-{attack}" + (f"-eps{eps:g}" if eps is not None else "") + "".join(f"-{k}{v:g}" for k, v in params.items())
 c1, c2 = st.columns(2)
-c1.download_button("Download adversarial PNG (lossless)", to_png16(adv), f"{stem}.png", "image/png",
+c1.download_button("Download adversarial PNG (grey: 16-bit, lossless; colour: 8-bit RGB)", to_png(adv),
+                   f"{stem}.png", "image/png",
                    on_click="ignore", key="png")
 c2.download_button("Download provenance JSON", json.dumps(record, indent=2), f"{stem}.json", "application/json",
                    on_click="ignore", key="json")

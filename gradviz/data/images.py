@@ -116,12 +116,15 @@ def to_png16(x: torch.Tensor | np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def to_png(x: np.ndarray) -> bytes:
-    """An image in [0, 1] as a PNG: [H, W] as 16-bit grey (to_png16, lossless to 1/65535), [H, W, 3] as 8-bit RGB
-    (what PNG readers take for colour)."""
-    arr = np.asarray(x)
-    if arr.ndim == 2 or (arr.ndim == 4 and arr.shape[1] == 1):
+def to_png(x: torch.Tensor | np.ndarray) -> bytes:
+    """An image in [0, 1] as a PNG: grey ([H, W] or [1, 1, H, W]) as 16-bit (to_png16, lossless to 1/65535),
+    colour ([H, W, 3], or [1, 3, H, W] / [3, H, W] channels first) as 8-bit RGB, what PNG readers take for colour."""
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    arr = arr[0] if arr.ndim == 4 else arr
+    if arr.ndim == 2 or arr.shape[0] == 1:
         return to_png16(arr)
+    if arr.shape[0] == 3:
+        arr = arr.transpose(1, 2, 0)
     buffer = io.BytesIO()
     Image.fromarray(np.rint(arr.clip(0, 1) * 255).astype(np.uint8), "RGB").save(buffer, "PNG")
     return buffer.getvalue()
