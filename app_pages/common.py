@@ -193,7 +193,7 @@ def pick_image(dataset: str) -> tuple[torch.Tensor, int, str]:
         x, label, caption = _from_sample(dataset)
         return x.to(DEVICE), label, caption
     if source == "Upload":
-        file = st.file_uploader("PNG, JPEG, GIF, WebP, BMP or TIFF", key="upload",
+        file = st.file_uploader("PNG, JPEG, GIF, WebP, BMP or TIFF", key="upload", max_upload_size=10,
                                 type=["png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"])
         x = _from_bytes(file.getvalue() if file is not None else None, "uploaded_digit")
     else:

@@ -21,7 +21,7 @@ for k in $(seq "$N"); do
   port=$((8500 + k))
   GRADVIZ_MODE=study .venv/bin/python -m streamlit run app.py --server.headless true --server.address 127.0.0.1 \
     --server.port "$port" --server.fileWatcherType none --browser.gatherUsageStats false \
-    --server.allowedHosts "${GRADVIZ_SITE:-localhost}" &
+    --server.allowedHosts "${GRADVIZ_SITE:-localhost}" --server.maxUploadSize 10 &
   pids+=($!)
   replicas="$replicas 127.0.0.1:$port"
 done
