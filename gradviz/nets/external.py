@@ -136,7 +136,7 @@ def onnx_module(path: Path) -> nn.Module:
     except Exception as exc:
         raise ExternalModelError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {exc})") from None
     try:
-        return convert(graph)
+        return convert(_fold_constant_identities(graph))
     except NotImplementedError as exc:
         found = re.search(r"operation_type='(\w+)'", str(exc))
         op = found.group(1) if found else str(exc)
@@ -145,6 +145,20 @@ def onnx_module(path: Path) -> nn.Module:
     except Exception as exc:  # the converter's own failure on an operator it claims (e.g. a missing attribute)
         raise ExternalModelError(f"{path}: {ONNX_CONVERTER} could not convert the graph "
                                  f"({type(exc).__name__}: {exc})") from None
+
+
+def _fold_constant_identities(graph):
+    """The graph with every Identity of a stored tensor replaced by a copy of that tensor under the Identity's
+    output name: torch's exporter writes them for shared weights, and the converter cannot follow them."""
+    from onnx import numpy_helper
+
+    stored = {t.name: t for t in graph.graph.initializer}
+    folded = [node for node in graph.graph.node if node.op_type == "Identity" and node.input[0] in stored]
+    for node in folded:
+        graph.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(stored[node.input[0]]),
+                                                               node.output[0]))
+        graph.graph.node.remove(node)
+    return graph
 
 
 def build_external(architecture: dict, folder: Path | None = None) -> Framed:

@@ -1,10 +1,10 @@
 """Every image page on a registered colour dataset and models from outside (a small network by import path,
 trained normal and gradreg): colour images, the dataset's own class names, no digit uploads."""
 import pytest
-from colour_data import write_colour_folder
 from page_helpers import page
 
 from gradviz.data.adding import add_dataset
+from gradviz.data.colour_digits import write_colour_folder
 from gradviz.data.datasets import load_arrays
 from gradviz.training.config import TrainConfig
 from gradviz.training.loop import train_and_save

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from colour_data import write_colour_folder
 from PIL import Image
 
 from gradviz.cli.main import main
 from gradviz.data.adding import DatasetInputError, add_dataset
+from gradviz.data.colour_digits import write_colour_folder
 from gradviz.data.datasets import (
     channels,
     class_names,

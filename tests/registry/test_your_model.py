@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from colour_data import write_colour_folder
 from safetensors.torch import save_file
 from torch import nn
 
 from gradviz.cli.main import main
 from gradviz.data.adding import add_dataset
+from gradviz.data.colour_digits import write_colour_folder
 from gradviz.data.datasets import load_arrays
 from gradviz.nets.external import ExternalModelError, onnx_module
 from gradviz.nets.store import load_model
