@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from gradviz.attacks.linf import single_step_sweep
-from gradviz.data.datasets import image_shape, load_dataset, num_classes
+from gradviz.data.datasets import channels, image_shape, load_dataset, num_classes
 from gradviz.nets.checkpoints import CheckpointError, model_from_checkpoint, read_metadata
 from gradviz.nets.store import atomic_write, load_model, round_to_stored, save_model
 from gradviz.training.config import TrainConfig, run_steps, steps_per_epoch, total_steps
@@ -50,8 +50,8 @@ class Trial:
     stored_dtype: str = "float32"  # the precision the finished model is saved at
 
     def config(self, device: str = "cpu") -> TrainConfig:
-        """The run's config; recipes train our own PaperCNN, so they opt in to the penalty's fast path (which
-        refuses, and falls back to plain autograd, off the CPU)."""
+        """The run's config; recipes opt in to the penalty's fast path, which takes our own PaperCNN on the CPU and
+        refuses anything else (a `model` from outside, a GPU), said once, for plain autograd."""
         return TrainConfig(**self.settings, name=self.name, device=device, fast_penalty=True)
 
     def to_dict(self) -> dict:
@@ -169,7 +169,8 @@ class Monitor:
             try:
                 step = int(read_metadata(ckpt)["step"])
                 if step != self.source_step:
-                    self._make(model_from_checkpoint(ckpt, image_shape(self.dataset), num_classes(self.dataset)),
+                    self._make(model_from_checkpoint(ckpt, image_shape(self.dataset), num_classes(self.dataset),
+                                                     channels(self.dataset)),
                                step)
             except (CheckpointError, OSError, KeyError, ValueError):
                 return  # the source is mid-write or gone: keep the examples made last time

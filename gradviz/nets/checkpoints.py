@@ -111,15 +111,28 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def model_from_checkpoint(path: str | Path, image_shape: tuple[int, int] = DIGIT_SHAPE,
-                          num_classes: int = 10) -> nn.Module:
+                          num_classes: int = 10, channels: int = 1) -> nn.Module:
     """The model of an unfinished run as it stands at its checkpoint (a distillation's student), in eval mode;
-    `image_shape` and `num_classes` are its dataset's (gradviz.data.classes)."""
+    `image_shape`, `num_classes` and `channels` are its dataset's (gradviz.data.classes). A run of a model from
+    outside (`model` in its settings) is rebuilt the way training built it (gradviz.nets.external)."""
     ckpt = load_checkpoint(path)
     config = ckpt.config
-    model = PaperCNN(width=config.get("width", ZOO_WIDTH), layers=config.get("layers", "zoo"),
-                     image_shape=image_shape, num_classes=num_classes)
+    if config.get("model"):
+        model = _outside(config, (channels, *image_shape), num_classes)
+    else:
+        model = PaperCNN(width=config.get("width", ZOO_WIDTH), layers=config.get("layers", "zoo"),
+                         image_shape=image_shape, num_classes=num_classes)
     model.load_state_dict(ckpt.model)
     return model.eval()
+
+
+def _outside(config: dict, shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    from gradviz.nets.external import frame, import_base
+    from gradviz.nets.store import load_model
+
+    if ":" in config["model"]:
+        return frame(import_base(config["model"], config.get("model_kwargs")), shape, num_classes, config["dataset"])
+    return load_model(config["model"])[0]
 
 
 def list_checkpoints(directory: str | Path) -> list[dict]:

@@ -185,3 +185,23 @@ def test_a_trained_outside_model_saves_and_loads_again(colour, user_models):
     model, loaded = load_model("tiny-gradreg")
     assert json.loads(path.read_text())["architecture"] == loaded["architecture"]
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_a_checkpoint_of_an_outside_model_rebuilds_and_a_recipe_may_name_one(colour, tmp_path):
+    from gradviz.experiments.recipe import load_recipe
+    from gradviz.nets.checkpoints import model_from_checkpoint
+
+    config = TrainConfig(dataset=colour, defense="gradreg", lam=1.0, steps=2, batch_size=16, device="cpu",
+                         model="external_models:TinyNet")
+    from gradviz.nets.checkpoints import load_checkpoint
+
+    train_model(config, progress=False, checkpoint=tmp_path / "run.ckpt", checkpoint_every=1)
+    rebuilt = model_from_checkpoint(tmp_path / "run.ckpt", (32, 32), 10, channels=3)
+    saved = load_checkpoint(tmp_path / "run.ckpt").model
+    assert all(torch.equal(v, saved[k]) for k, v in rebuilt.state_dict().items())
+    assert rebuilt(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    recipe_file = tmp_path / "r.toml"
+    recipe_file.write_text(f'dataset = "{colour}"\n[models.tiny]\ndefense = "gradreg"\nlam = 1.0\n'
+                           'model = "external_models:TinyNet"\nsteps = 2\n')
+    recipe = load_recipe(recipe_file)
+    assert recipe.models["tiny"].config.model == "external_models:TinyNet"
