@@ -15,7 +15,9 @@ from gradviz.data.datasets import class_names, dataset_names, has_masks, input_s
 from gradviz.data.images import ImageError, prepare_digit
 from gradviz.jobs import JobHandle, JobRunner
 from gradviz.nets.architecture import channels_last, frozen
+from gradviz.nets.cards import ModelFileError
 from gradviz.nets.catalog import default_models
+from gradviz.nets.external import ExternalModelError
 from gradviz.params import Param
 from gradviz.progress import Estimate
 from gradviz.study.auth import session_expired
@@ -93,8 +95,17 @@ def cards_of(dataset: str) -> dict[str, dict]:
 
 
 def models_named(names: list[str], dataset: str) -> dict[str, torch.nn.Module]:
-    cards = cards_of(dataset)
-    return {n: cached_model(cards[n]["card_path"], cards[n]["sha256"])[0] for n in names if n in cards}
+    """The named models of `dataset`; one that cannot be built (a changed file, a model from outside whose module
+    no longer imports) is left out with its reason shown, and the page stops only when none is left."""
+    cards, models = cards_of(dataset), {}
+    for name in (n for n in names if n in cards):
+        try:
+            models[name] = cached_model(cards[name]["card_path"], cards[name]["sha256"])[0]
+        except (ModelFileError, ExternalModelError) as exc:
+            st.error(f"**{name}** cannot be loaded: {exc}", icon=":material/error:")
+    if names and not models:
+        st.stop()
+    return models
 
 
 def pick_dataset() -> str:

@@ -25,8 +25,8 @@ def add_parser(sub) -> None:
     for action, text in (("info", "where each dataset comes from (the default)"), ("download", "fetch MNIST"),
                          ("sample", "the first --n test images as assets/samples/NAME.npz")):
         a = actions.add_parser(action, help=text)
-        if action != "download":
-            a.add_argument("dataset", nargs="?", choices=dataset_names(), default=None)
+        a.add_argument("dataset", nargs="?", choices=("mnist",) if action == "download" else dataset_names(),
+                       default=None)
         a.add_argument("--data-dir", default=None)
         if action == "sample":
             a.add_argument("--n", type=int, default=100, help="how many test images")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -273,4 +274,59 @@ def test_decoy_mnist_clever_hans_demo_in_a_browser(server, browser):
     if os.environ.get("GRADVIZ_SCREENSHOTS"):
         page.wait_for_timeout(1500)
         page.screenshot(path=str(Path(os.environ["GRADVIZ_SCREENSHOTS"]) / "decoy-mnist.png"), full_page=True)
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def outside_server(tmp_path_factory, study_url):
+    """A server whose home holds a registered colour dataset and two models from outside: the README's worked
+    example when GRADVIZ_WORKED_HOME names its home (the screenshot), else small ones trained here."""
+    home = os.environ.get("GRADVIZ_WORKED_HOME")
+    if home is None:
+        home = tmp_path_factory.mktemp("outside-home")
+        subprocess.run([sys.executable, "-c", OUTSIDE_MODELS, str(home)], check=True, timeout=600,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    env = server_env(Path(home), study_url)
+    for key in ("GRADVIZ_USER_DATASETS", "GRADVIZ_CHECKPOINTS"):
+        env.pop(key, None)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)  # the small models' module, tests/external_models
+    proc, url = start_server(env)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+OUTSIDE_MODELS = """
+import os, sys
+from pathlib import Path
+home = Path(sys.argv[1])
+os.environ.update(GRADVIZ_HOME=str(home), GRADVIZ_USER_MODELS=str(home / "models"),
+                  GRADVIZ_USER_DATASETS=str(home / "datasets"))
+from gradviz.data.adding import add_dataset
+from gradviz.data.colour_digits import write_colour_digits
+from gradviz.training.config import TrainConfig
+from gradviz.training.loop import train_and_save
+add_dataset("colour-digits", write_colour_digits(home / "folder", train=300, test=100))
+for defense, lam in (("normal", 0.0), ("gradreg", 1.0)):
+    train_and_save(TrainConfig(dataset="colour-digits", defense=defense, lam=lam, steps=5, batch_size=32,
+                               device="cpu", model="external_models:TinyNet", name=f"tiny-{defense}"), progress=False)
+"""
+
+
+def test_a_colour_dataset_and_outside_models_on_the_saliency_page(outside_server, browser):
+    """Pick the registered colour dataset in the sidebar: its models, its class names, a colour input image and
+    the maps on one shared scale, with no error."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{outside_server}/saliency", wait_until="domcontentloaded")
+    wait_for_app(page)
+    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
+    page.get_by_role("option", name="colour-digits").click()
+    wait_for_app(page)
+    page.get_by_text("digit-").first.wait_for(timeout=60_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.get_by_text("Traceback").count() == 0
+    if os.environ.get("GRADVIZ_SCREENSHOTS"):
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(Path(os.environ["GRADVIZ_SCREENSHOTS"]) / "your-model.png"), full_page=True)
     page.close()

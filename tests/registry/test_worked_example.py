@@ -38,7 +38,7 @@ def worked(tmp_path_factory):
     resnet = ["--dataset", "colour-digits", "--model", "torchvision.models:resnet18", "--model-kwargs",
               '{"num_classes": 10}', "--steps", "10", "--batch-size", "32"]
     cli("train", *resnet, "--defense", "normal", "--name", PAIR[0])
-    cli("train", *resnet, "--defense", "gradreg", "--lam", "10", "--name", PAIR[1])
+    cli("train", *resnet, "--defense", "gradreg", "--lam", "1", "--lam-warmup", "0.2", "--name", PAIR[1])
     cli("evaluate", "--dataset", "colour-digits", "--models", ",".join(PAIR), "--attacks", "fgsm", "--n", "32",
         "--eps", "0.1,0.3", "--out", str(work / "evaluation"))
     cli("interpret", "--dataset", "colour-digits", "--models", ",".join(PAIR), "--methods", "gradient-logp",
