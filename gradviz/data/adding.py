@@ -30,6 +30,7 @@ SPLITS = ("train", "test")
 MAX_IMAGES = 500_000
 MAX_SIDE = 1024  # a side longer than this is refused: saliency and attacks of such images do not fit the tool
 MAX_ARRAY_BYTES = 8 << 30
+FOLDER_ORDER_SEED = 0  # an image folder's images are stored in this seeded order, not the folders' class order
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 CLASS_NAME_RULE = "1 to 64 letters, digits, spaces or . , ' ( ) _ -, starting with a letter or a digit"
 _CLASS_NAME = re.compile(r"\w[\w .,'()-]{0,63}")
@@ -129,9 +130,13 @@ def read_image_folder(root: Path, size: tuple[int, int] | None = None, channels:
         out[split][1].append(label)
         if progress is not None:
             progress(k + 1, len(files))
-    return {"x_train": np.stack(out["train"][0]), "y_train": np.array(out["train"][1], dtype=np.int64),
-            "x_test": np.stack(out["test"][0]), "y_test": np.array(out["test"][1], dtype=np.int64),
-            "class_names": names, "source": f"image folder {root} ({len(files):,} files)"}
+    arrays = {"class_names": names, "source": f"image folder {root} ({len(files):,} files, shuffled, seed "
+                                              f"{FOLDER_ORDER_SEED})"}
+    for split in SPLITS:  # folder order is class order; shuffled, "the first n test images" span every class
+        order = np.random.default_rng(FOLDER_ORDER_SEED).permutation(len(out[split][1]))
+        arrays[f"x_{split}"] = np.stack(out[split][0])[order]
+        arrays[f"y_{split}"] = np.array(out[split][1], dtype=np.int64)[order]
+    return arrays
 
 
 # -- .npz files ---------------------------------------------------------------------------------------------------

@@ -27,10 +27,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gradviz.study.db import login_throttle, trusted_clients
+from gradviz.study.db import insert_ignore, inserted, login_throttle, trusted_clients
 
 FREE_TRIES = 5
 BACKOFF_BASE = 2.0
@@ -152,12 +152,14 @@ def _recently_trusted(engine: Engine, client: str, now: float) -> bool:
 
 
 def _remember_success(engine: Engine, client: str, now: float) -> None:
-    """Reset the client's count and trust it for TRUST_PERIOD (one row per client, rewritten)."""
+    """Reset the client's count and trust it for TRUST_PERIOD (one row per client: inserted if new, else its time
+    moved on, so two logins at once from one client never race on the key)."""
     with engine.begin() as conn:
         conn.execute(update(login_throttle).where(login_throttle.c.client == client)
                      .values(failures=0, blocked_until=0.0))
-        conn.execute(delete(trusted_clients).where(trusted_clients.c.client == client))
-        conn.execute(insert(trusted_clients).values(client=client, last_success=now))
+        if not inserted(conn.execute(insert_ignore(trusted_clients, conn, ["client"]).values(client=client,
+                                                                                             last_success=now))):
+            conn.execute(update(trusted_clients).where(trusted_clients.c.client == client).values(last_success=now))
 
 
 def _refund_step(row, now: float) -> dict:

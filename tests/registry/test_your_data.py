@@ -138,3 +138,9 @@ def test_the_cli_registers_and_lists_a_dataset(folder, capsys):
     assert "registered dataset colour" in capsys.readouterr().out
     assert main(["data", "add", "colour", str(folder)]) == 2
     assert "registered already" in capsys.readouterr().err
+
+
+def test_an_image_folder_is_stored_shuffled_so_the_first_test_images_span_the_classes(folder):
+    add_dataset("colour", folder)
+    _, y = load_dataset("colour", "test")
+    assert len(set(y[:30].tolist())) >= 8  # in folder order the first 30 would be one or two classes
