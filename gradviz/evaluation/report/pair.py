@@ -78,7 +78,12 @@ def pair_report(evaluation: str | Path, normal: str, regularized: str,
     attack = "fgsm" if "fgsm" in set(rows.attack) else str(rows.attack.iloc[0])
     table, verdict = robustness_lines(rows, normal, regularized, attack)
     n = int(rows.n.max())
-    clean = [[m, _cell(accuracy_row(rows, m, m, attack, 0.0))] for m in (normal, regularized)]
+    clean_rows = [accuracy_row(rows, m, m, attack, 0.0) for m in (normal, regularized)]
+    clean = [[m, _cell(r)] for m, r in zip((normal, regularized), clean_rows)]
+    if all(r is not None for r in clean_rows):
+        change = clean_rows[1].accuracy - clean_rows[0].accuracy
+        verdict += f", at a clean-accuracy change of {change:+.3f} ({clean_rows[0].accuracy:.3f} → " \
+                   f"{clean_rows[1].accuracy:.3f})"
     lines = [f"# Does input-gradient regularization help {regularized}?", "",
              f"Against {normal}, on the first {n} test images of {result.provenance['config']['dataset']} "
              f"({result.provenance.get('device', 'device not recorded')}). Accuracies carry 95% Wilson intervals; "
