@@ -16,8 +16,8 @@ from app_pages.common import (
     sanity_check,
 )
 from gradviz.attribution.measures import gradient_norms, mask_share, zero_share
+from gradviz.attribution.methods import CHANNEL_REDUCTIONS, DEFAULT_REDUCTION, explain, normalise
 from gradviz.attribution.methods import REGISTRY as METHODS
-from gradviz.attribution.methods import explain, normalise
 from gradviz.data.datasets import class_names, has_masks
 from gradviz.data.ground_truth import MASK_MEANING, swatch_class
 from gradviz.evaluation import figures
@@ -52,6 +52,12 @@ with right:
                            key="explain")
     settings = entry.settings({p.name: param_widget(p, f"saliency_{method}_{p.name}", p.default)
                                for p in entry.params})
+    reduction, per_channel = DEFAULT_REDUCTION, False
+    if x.shape[1] > 1:
+        reduction = st.selectbox("Colour channels → one map", list(CHANNEL_REDUCTIONS), key="channels",
+                                 format_func=lambda r: f"{r}: {CHANNEL_REDUCTIONS[r]}", persist_state="session")
+        per_channel = st.toggle("Per channel (R, G, B)", value=False, key="per_channel", persist_state="session",
+                                help="One map per colour channel and model, on the same scale as the others.")
     cards = cards_of(dataset)
     checks = {n: sanity_check(dataset, n, cards[n]["sha256"], method) for n in chosen}
     failed = {n: r for n, r in checks.items() if r.fails}
@@ -74,9 +80,15 @@ with right:
             truth = None
 
 models = models_named(chosen, dataset)
-views = explain(models, x, label, method, cls, **settings)
-maps, scales = normalise([v["map"] for v in views.values()], shared=shared, signed=signed)
-st.plotly_chart(figures.saliency_grid(figures.display(x), maps, list(views), signed, scales, overlay, truth),
+views = explain(models, x, label, method, cls, channels=reduction, **settings)
+if per_channel:
+    panels = {f"{n} · {c}": m for n, model in models.items() for c, m in zip("RGB", entry.attribute_channels(
+        model, x, torch.tensor([label], device=x.device), torch.tensor([cls], device=x.device), **settings)[0]
+        .cpu().numpy())}
+else:
+    panels = {n: v["map"] for n, v in views.items()}
+maps, scales = normalise(list(panels.values()), shared=shared, signed=signed)
+st.plotly_chart(figures.saliency_grid(figures.display(x), maps, list(panels), signed, scales, overlay, truth),
                 width="stretch", key="grid")
 st.caption(f"{caption}; {entry.label}; "
            + ("one shared scale: equal colours mean equal gradient values across models."

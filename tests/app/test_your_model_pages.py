@@ -1,5 +1,7 @@
 """Every image page on a registered colour dataset and models from outside (a small network by import path,
 trained normal and gradreg): colour images, the dataset's own class names, no digit uploads."""
+import json
+
 import pytest
 from page_helpers import page
 
@@ -36,6 +38,11 @@ def test_saliency_shows_colour_images_and_the_datasets_classes(colour_pair):
     grid = at.get("plotly_chart")[0].proto.spec.replace(" ", "")
     assert '"type":"image"' in grid and grid.count('"type":"heatmap"') >= 2  # the colour input, then the maps
     assert not at.error, [e.value for e in at.error]
+    at.selectbox(key="channels").set_value("sum").run()
+    at.toggle(key="per_channel").set_value(True).run()
+    assert not at.exception, at.exception
+    titles = [a["text"] for a in json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["annotations"]]
+    assert any("tiny-normal · R" in t for t in titles) and any("tiny-gradreg · B" in t for t in titles)
 
 
 @pytest.mark.slow
