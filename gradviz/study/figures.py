@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from gradviz.evaluation.figures import PALETTE, house_style
+from gradviz.evaluation.figures import PALETTE, house_style, model_colours
 
 
 def _error_y(centre: pd.Series | list, low: pd.Series | list, high: pd.Series | list) -> dict:
@@ -23,7 +23,8 @@ def interval_bars(table: pd.DataFrame, title: str) -> go.Figure:
 
 def ratings_by_size(ratings: pd.DataFrame) -> go.Figure:
     """Each rating against its stimulus's L2 perturbation, coloured by source model."""
-    fig = px.strip(ratings, x="l2", y="rating", color="source_model", color_discrete_sequence=PALETTE)
+    colours = model_colours([str(m) for m in dict.fromkeys(ratings["source_model"].dropna())])
+    fig = px.strip(ratings, x="l2", y="rating", color="source_model", color_discrete_map=colours)
     fig.update_xaxes(title_text="L2 size of the perturbation")
     return house_style(fig, 320, "Ratings against perturbation size")
 

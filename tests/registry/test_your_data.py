@@ -144,3 +144,13 @@ def test_an_image_folder_is_stored_shuffled_so_the_first_test_images_span_the_cl
     add_dataset("colour", folder)
     _, y = load_dataset("colour", "test")
     assert len(set(y[:30].tolist())) >= 8  # in folder order the first 30 would be one or two classes
+
+
+@pytest.mark.parametrize("command", [["data", "add", "--help"], ["models", "add", "--help"]])
+def test_the_add_commands_explain_themselves(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(command)
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert ("train/<class>" in text and "--resize" in text) if command[0] == "data" else \
+        ("--import package.module:Callable" in text and "never in the browser" in text and "--onnx" in text)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import math
 
@@ -21,8 +22,41 @@ LEGEND_ABOVE = dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="botto
 LEGEND_RIGHT = dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top", title_text="")
 
 
+# A model's colour follows its defense, read from its name (the zoo's names, and any user name ending in one), so
+# mnist-gradreg is the same vermillion on every figure of every page and report; longer names match first.
+DEFENSE_COLOURS = {"gradreg-advtrain": PALETTE[5], "gradreg-uniform": PALETTE[4], "gradreg": PALETTE[1],
+                   "advtrain": PALETTE[2], "distilled": PALETTE[3], "normal": PALETTE[0], "rrr": PALETTE[6]}
+
+
+def _preferred(name: str) -> tuple[str | None, bool]:
+    """The colour of the defense `name` contains, and whether its name ends with it (the zoo's dataset-defense)."""
+    parts = name.split("-")
+    for defense, colour in DEFENSE_COLOURS.items():
+        words = defense.split("-")
+        at = [k for k in range(len(parts)) if parts[k:k + len(words)] == words]
+        if at:
+            return colour, at[-1] + len(words) == len(parts)
+    return None, False
+
+
+def model_colours(names: list[str]) -> dict[str, str]:
+    """One colour per model, the same whatever order a figure lists them in: its defense's colour
+    (DEFENSE_COLOURS) unless a model earlier by name took it, else the first free one after a start given by the
+    name's hash. So two figures of one page (the same models) agree, and the zoo's defenses keep theirs."""
+    chosen: dict[str, str] = {}
+    for name in sorted(set(names), key=lambda n: (_preferred(n)[0] is None, not _preferred(n)[1], len(n), n)):
+        wanted = _preferred(name)[0]
+        if wanted is not None and wanted not in chosen.values():
+            chosen[name] = wanted
+            continue
+        start = int(hashlib.sha1(name.encode()).hexdigest(), 16) % len(PALETTE)
+        ring = PALETTE[start:] + PALETTE[:start]
+        chosen[name] = next((c for c in ring if c not in chosen.values()), ring[0])
+    return {n: chosen[n] for n in names}
+
+
 def _colours(names: list[str]) -> dict[str, str]:
-    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+    return model_colours(names)
 
 
 def wrap_label(text: str, width: int = 16) -> str:

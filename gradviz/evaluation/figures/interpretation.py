@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gradviz.attribution.metrics import CATEGORIES, REGISTRY
-from gradviz.evaluation.figures import PALETTE, house_style, wrap_label
+from gradviz.evaluation.figures import PALETTE, house_style, model_colours, wrap_label
 
 
 def goodness(summary: pd.DataFrame) -> pd.Series:
@@ -59,10 +59,11 @@ def category_radar(summary: pd.DataFrame, method: str) -> go.Figure:
     frame = frame[frame["method"] == method]
     categories = [c for c in CATEGORIES if c in set(frame["category"])]
     fig = go.Figure()
-    for i, (model, block) in enumerate(frame.groupby("model", sort=False)):
+    colours = model_colours(list(dict.fromkeys(frame["model"])))
+    for model, block in frame.groupby("model", sort=False):
         values = [float(block[block["category"] == c]["goodness"].mean()) for c in categories]
         fig.add_trace(go.Scatterpolar(r=[*values, values[0]], theta=[*categories, categories[0]], name=model,
-                                      line=dict(color=PALETTE[i % len(PALETTE)])))
+                                      line=dict(color=colours[model])))
     fig.update_layout(polar=dict(radialaxis=dict(range=[0, 1])))
     return house_style(fig, 420, f"Categories, {method} (1 = best in the table)", "right")
 
