@@ -170,6 +170,8 @@ def _from_bytes(data: bytes | None, key: str) -> torch.Tensor | None:
         st.error(st.session_state[f"{key}_error"])
         return None
     if key in st.session_state:
+        steps = [name for name, _ in st.session_state[f"{key}_steps"]]
+        st.caption(f"Made into a digit as MNIST's are: {' → '.join(steps)} (each step under Preprocessing).")
         with st.expander("Preprocessing", expanded=False):
             _preview(st.session_state[f"{key}_steps"])
         return st.session_state[key]
@@ -212,8 +214,11 @@ def pick_image(dataset: str) -> tuple[torch.Tensor, int, str]:
     if x is None:
         st.info("Upload an image or draw a digit to continue.")
         st.stop()
-    label = st.selectbox("True class of this image", range(len(names)), format_func=lambda c: names[c],
-                         key=f"label_{source}", persist_state="session")
+    label = st.selectbox("True class of this image", range(len(names)), format_func=lambda c: names[c], index=None,
+                         placeholder="Which class is it?", key=f"label_{source}", persist_state="session")
+    if label is None:  # never assumed: the gradient of the true class's loss needs the true class
+        st.info("Choose the image's true class to see its maps and attacks.")
+        st.stop()
     return x.to(DEVICE), int(label), f"{source.lower()} (labelled {names[int(label)]})"
 
 

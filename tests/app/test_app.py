@@ -65,7 +65,12 @@ def test_saliency_page_with_an_upload_and_a_bad_upload(user_zoo):
     image.save(buffer, "PNG")
     at.file_uploader(key="upload").upload("one.png", buffer.getvalue(), "image/png").run()
     assert not at.exception and not at.error
-    assert any("upload" in c.value for c in at.caption)
+    assert any("Made into a digit as MNIST's are: grey → inverted → 28×28" in c.value for c in at.caption)
+    assert any("Choose the image's true class" in i.value for i in at.info)  # never assumed to be 0
+    assert not at.get("plotly_chart")
+    at.selectbox(key="label_Upload").set_value(1).run()
+    assert not at.exception and not at.error
+    assert any("upload (labelled 1)" in c.value for c in at.caption)
     at.file_uploader(key="upload").upload("bad.png", b"definitely not an image", "image/png").run()
     assert not at.exception
     assert any("not an image" in e.value for e in at.error)
