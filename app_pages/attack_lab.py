@@ -33,7 +33,9 @@ with left:
 with right:
     chosen = pick_models(dataset, label="Models that see the adversarial image")
     normal = next((i for i, c in enumerate(cards.values()) if c["defense"] == "normal"), 0)
-    source = st.selectbox("Source model (the attack uses its gradient)", list(cards), index=normal,
+    source = st.selectbox("Source model (the attack is made on it)", list(cards), index=normal,
+                          help="Gradient attacks follow its input gradient; a black-box attack (Square) reads only "
+                               "its outputs.",
                           key=f"source_{dataset}", persist_state="session")
     attack = st.radio("Attack", list(REGISTRY), format_func=lambda a: REGISTRY[a].label, horizontal=True,
                       key="attack", persist_state="session")
