@@ -12,6 +12,7 @@ from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.attribution.metrics import REGISTRY as METRICS
 from gradviz.data.datasets import DatasetNotFound, class_names, load_dataset
 from gradviz.evaluation.figures.interpretation import category_radar, score_heatmap
+from gradviz.evaluation.report.interpretation_claims import answer, method_counts
 from gradviz.evaluation.runs.interpretation import (
     InterpretConfig,
     extremes,
@@ -69,6 +70,19 @@ summary, prov = result.summary, result.provenance
 st.caption(f"{prov['config']['n']} test images · {summary.model.nunique()} models · {summary.method.nunique()} "
            f"methods · {summary.metric.nunique()} metrics · {prov['device']} · {prov['seconds']:.0f} s · "
            f"finished {prov['finished']}")
+
+models = list(dict.fromkeys(summary.model))
+if len(models) >= 2:
+    regularized = next((m for m in models if m.endswith("-gradreg")), models[-1])
+    normal = next((m for m in models if m.endswith("-normal") and m != regularized), models[0])
+    a, b = st.columns(2)
+    model = a.selectbox("Are the maps of", models, index=models.index(regularized), key=f"interp_model_{choice}")
+    others = [m for m in models if m != model]
+    baseline = b.selectbox("better than those of", others, index=others.index(normal) if normal in others else 0,
+                           key=f"interp_baseline_{choice}")
+    st.markdown(f"**Answer.** {answer(result, model, baseline)}")
+    with st.expander("Per method"):
+        st.dataframe(method_counts(result, model, baseline), hide_index=True)
 
 categories = list(dict.fromkeys(summary["category"]))
 shown = st.multiselect("Categories", categories, default=categories, key="interp_categories")

@@ -145,6 +145,8 @@ def test_interpretability_page_reads_results_drills_down_and_starts_a_run(user_m
     assert "mnist-interpret-test (yours)" in at.selectbox(key="interp_results_mnist").options
     at.selectbox(key="interp_results_mnist").set_value("mnist-interpret-test (yours)").run()
     assert not at.exception
+    answer = next(m.value for m in at.markdown if m.value.startswith("**Answer.**"))
+    assert "mnist-gradreg's maps are better than mnist-normal's on" in answer and "paired 95% intervals" in answer
     at.selectbox(key="drill_metric").set_value("sparseness").run()
     at.selectbox(key="drill_model").set_value("mnist-gradreg").run()
     assert not at.exception

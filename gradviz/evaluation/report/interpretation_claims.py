@@ -98,3 +98,19 @@ def interpretation_section(result: InterpretResult, regularized: str, baselines:
                   "open the claim): " + "; ".join(f"{r.method} {r.supports}/{r.contradicts}/{r.inconclusive}"
                                                   for r in counts.itertuples()) + ".", ""]
     return lines
+
+
+def answer(result: InterpretResult, model: str, baseline: str, method: str = "gradient-logp") -> str:
+    """The page's one-sentence answer: on how many metrics `model`'s maps are better or worse than `baseline`'s
+    (paired 95% intervals apart from zero), for the paper's own map and over every method scored."""
+    counts = method_counts(result, model, baseline)
+    total = counts[["supports", "contradicts", "inconclusive"]].sum()
+    own = counts[counts.method == method]
+    lead = ""
+    if not own.empty:
+        row = own.iloc[0]
+        lead = (f"With the input gradient ({method}), {model}'s maps are better than {baseline}'s on "
+                f"**{row.supports}** of {row.supports + row.contradicts + row.inconclusive} metrics and worse on "
+                f"**{row.contradicts}**; ")
+    return (lead + f"over all {len(counts)} methods: better on {total.supports}, worse on {total.contradicts}, "
+            f"open on {total.inconclusive} (paired 95% intervals).")
