@@ -6,6 +6,7 @@ import streamlit as st
 from app_pages.common import DEVICE, job_status, pick_dataset, submit_job
 from gradviz.attacks.registry import REGISTRY, attack_title
 from gradviz.evaluation import figures
+from gradviz.evaluation.report.claims import facts_of, verdicts
 from gradviz.evaluation.runs.matrix import (
     EvalConfig,
     default_models,
@@ -60,6 +61,12 @@ rows = result.rows
 prov = result.provenance
 st.caption(f"{prov['config']['n']} test images · {len(prov['models'])} models · device {prov['device']} · "
            f"{prov['seconds']:.0f} s · finished {prov['finished']}")
+claims = verdicts(facts_of(result), result) if not rows.empty else []
+if claims:
+    st.markdown("**Which of the paper's claims held here.** " + " ".join(
+        f"{c.claim}: **{c.verdict}**." for c in claims))
+    with st.expander("The numbers behind each verdict"):
+        st.markdown("\n".join(f"- **{c.claim}: {c.verdict}** ({c.detail}" for c in claims))
 for attack, block in result.l0.groupby("attack", sort=False):
     st.subheader(f"{attack_title(attack)} ({block.budget.iloc[0]}, first {int(block.n.iloc[0])} images)")
     st.markdown("Success rate: rows made on, columns evaluated on (white-box on the diagonal)")

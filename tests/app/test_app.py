@@ -134,6 +134,8 @@ def test_robustness_page_shows_a_result_folder(user_zoo):
     assert "mnist-test (yours)" in options
     at.selectbox(key="results_mnist").set_value("mnist-test (yours)").run()
     assert not at.exception
+    answer = next(m.value for m in at.markdown if m.value.startswith("**Which of the paper's claims held here.**"))
+    assert "Claim 1 (transfer robustness), gradreg vs normal: **" in answer
     at.radio(key="rob_attack").set_value("tgsm").run()
     assert not at.exception and len(at.dataframe) >= 1
     masking = at.table[0].value  # a table, so the whole reason is shown
