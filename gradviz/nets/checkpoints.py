@@ -118,21 +118,15 @@ def model_from_checkpoint(path: str | Path, image_shape: tuple[int, int] = DIGIT
     ckpt = load_checkpoint(path)
     config = ckpt.config
     if config.get("model"):
-        model = _outside(config, (channels, *image_shape), num_classes)
+        from gradviz.nets.external import outside_model
+
+        model = outside_model(config["model"], config.get("model_kwargs"), config["dataset"],
+                              (channels, *image_shape), num_classes)
     else:
         model = PaperCNN(width=config.get("width", ZOO_WIDTH), layers=config.get("layers", "zoo"),
                          image_shape=image_shape, num_classes=num_classes)
     model.load_state_dict(ckpt.model)
     return model.eval()
-
-
-def _outside(config: dict, shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    from gradviz.nets.external import frame, import_base
-    from gradviz.nets.store import load_model
-
-    if ":" in config["model"]:
-        return frame(import_base(config["model"], config.get("model_kwargs")), shape, num_classes, config["dataset"])
-    return load_model(config["model"])[0]
 
 
 def list_checkpoints(directory: str | Path) -> list[dict]:

@@ -13,7 +13,6 @@ program but unpickles no Python objects; an ONNX file holds no code at all, only
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import re
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from gradviz.names import whole_match
+from gradviz.nets.store import load_model, sha256_file
 
 SOURCES = ("import", "torchscript", "onnx")
 IMPORT_PATH_RULE = "package.module:Callable, e.g. torchvision.models:resnet18"
@@ -86,7 +86,7 @@ def source_hashes(target: str) -> dict[str, str]:
         files.add(inspect.getsourcefile(obj))
     except TypeError:  # a builtin or C extension: no source file
         pass
-    return {str(Path(f).resolve()): hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files if f}
+    return {str(Path(f).resolve()): sha256_file(Path(f)) for f in files if f}
 
 
 def _build_import(architecture: dict) -> nn.Module:
@@ -99,7 +99,7 @@ def _build_import(architecture: dict) -> nn.Module:
     if not isinstance(net, nn.Module):
         raise ExternalModelError(f"{architecture['target']} returned a {type(net).__name__}, not a torch nn.Module")
     for path, digest in architecture.get("sources", {}).items():
-        found = hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else "missing"
+        found = sha256_file(Path(path)) if Path(path).is_file() else "missing"
         if found != digest:
             warnings.warn(f"{path} changed since the model was registered (sha256 {found[:12]} ≠ {digest[:12]}): "
                           "the same weights may now mean a different network", stacklevel=3)
@@ -112,8 +112,7 @@ def _build_file(architecture: dict, folder: Path | None) -> nn.Module:
     path = folder / Path(architecture["file"]).name
     if not path.is_file():
         raise ExternalModelError(f"{path}: the {architecture['source']} file of this model is missing")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != architecture["file_sha256"]:
+    if sha256_file(path) != architecture["file_sha256"]:
         raise ExternalModelError(f"{path}: sha256 differs from its card (changed or damaged); register it again")
     return torchscript_module(path) if architecture["source"] == "torchscript" else onnx_module(path)
 
@@ -236,3 +235,15 @@ def import_base(target: str, kwargs: dict | None = None) -> dict:
     not import is named here, before anything else)."""
     return {"source": "import", "target": check_import_path(target), "kwargs": dict(kwargs or {}),
             "sources": source_hashes(target)}
+
+
+def outside_model(model: str, kwargs: dict | None, dataset: str, shape: tuple[int, int, int],
+                  num_classes: int) -> nn.Module:
+    """A training run's `model`: an import path built afresh (seeded by the caller) and framed for `dataset`'s
+    images of `shape`, or a registered model with its weights (registered for that dataset)."""
+    if ":" in model:
+        return frame(import_base(model, kwargs), shape, num_classes, dataset)
+    net, card = load_model(model)
+    if card["dataset"] != dataset:
+        raise ValueError(f"--model {model} is registered for {card['dataset']}, not {dataset}")
+    return net

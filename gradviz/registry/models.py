@@ -9,7 +9,6 @@ first operator whose output differs is named.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -37,7 +36,7 @@ from gradviz.nets.external import (
     import_base,
     onnx_module,
 )
-from gradviz.nets.store import save_model
+from gradviz.nets.store import save_model, sha256_file
 from gradviz.paths import path_inside, safe_name, user_model_dir
 
 FILE_SUFFIX = {"torchscript": ".torchscript", "onnx": ".onnx"}
@@ -66,15 +65,11 @@ class ModelSpec:
         return given[0]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _base(spec: ModelSpec, source: str, staged: Path | None) -> dict:
     """How to build the net again: an import path with its sources' hashes, or the staged file's name and hash."""
     if source == "import":
         return import_base(spec.import_path, spec.kwargs)
-    base = {"source": source, "file": staged.name, "file_sha256": _sha256(staged)}
+    base = {"source": source, "file": staged.name, "file_sha256": sha256_file(staged)}
     if source == "onnx":
         base["converter"] = f"{ONNX_CONVERTER} {version(ONNX_CONVERTER)}"
     return base

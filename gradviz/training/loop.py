@@ -31,7 +31,7 @@ from gradviz.machine import device_description
 from gradviz.nets.architecture import PaperCNN, channels_last, describe
 from gradviz.nets.cards import free_user_name, refuse_zoo_name
 from gradviz.nets.checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from gradviz.nets.external import frame, import_base
+from gradviz.nets.external import outside_model
 from gradviz.nets.store import load_model, save_model
 from gradviz.paths import user_model_dir
 from gradviz.progress import progress_bar
@@ -238,20 +238,10 @@ def _new_model(config: TrainConfig) -> nn.Module:
         model = PaperCNN(width=config.width, layers=config.layers, image_shape=image_shape(config.dataset),
                          num_classes=num_classes(config.dataset))
     else:
-        model = _outside_model(config)
+        model = outside_model(config.model, config.model_kwargs, config.dataset, input_shape(config.dataset),
+                              num_classes(config.dataset))
     model = model.to(config.device).train()
     return model if config.device != "cpu" else channels_last(model)
-
-
-def _outside_model(config: TrainConfig) -> nn.Module:
-    """A model by import path, built afresh (seeded) for the dataset, or a registered model with its weights."""
-    if ":" in config.model:
-        return frame(import_base(config.model, config.model_kwargs), input_shape(config.dataset),
-                     num_classes(config.dataset), config.dataset)
-    model, card = load_model(config.model)
-    if card["dataset"] != config.dataset:
-        raise ValueError(f"--model {config.model} is registered for {card['dataset']}, not {config.dataset}")
-    return model
 
 
 def _warm_start(model: nn.Module, config: TrainConfig) -> dict | None:

@@ -258,15 +258,21 @@ def test_the_lab_is_not_trapped_in_the_study_and_a_closed_study_says_so_before_c
         engine.dispose()
 
 
-def test_decoy_mnist_clever_hans_demo_in_a_browser(server, browser):
-    """Pick Decoy MNIST in the sidebar, press the one-click comparison, and see the three models side by side
-    with the swatch outlined and the table of who reads it."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+def saliency_on(browser, server: str, dataset: str, height: int = 1000):
+    """A new page on Saliency with `dataset` picked in the sidebar, the app settled."""
+    page = browser.new_page(viewport={"width": 1400, "height": height})
     page.goto(f"{server}/saliency", wait_until="domcontentloaded")
     wait_for_app(page)
     page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
-    page.get_by_role("option", name="decoy-mnist").click()
+    page.get_by_role("option", name=dataset).click()
     wait_for_app(page)
+    return page
+
+
+def test_decoy_mnist_clever_hans_demo_in_a_browser(server, browser):
+    """Pick Decoy MNIST in the sidebar, press the one-click comparison, and see the three models side by side
+    with the swatch outlined and the table of who reads it."""
+    page = saliency_on(browser, server, "decoy-mnist", height=1100)
     page.get_by_role("button", name="Clever Hans: normal vs RRR vs Grad Reg (y)").click()
     wait_for_app(page)
     page.get_by_text("The swatch's grey codes class").first.wait_for(timeout=60_000)
@@ -316,12 +322,7 @@ for defense, lam in (("normal", 0.0), ("gradreg", 1.0)):
 def test_a_colour_dataset_and_outside_models_on_the_saliency_page(outside_server, browser):
     """Pick the registered colour dataset in the sidebar: its models, its class names, a colour input image and
     the maps on one shared scale, with no error."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{outside_server}/saliency", wait_until="domcontentloaded")
-    wait_for_app(page)
-    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
-    page.get_by_role("option", name="colour-digits").click()
-    wait_for_app(page)
+    page = saliency_on(browser, outside_server, "colour-digits")
     page.get_by_text("digit-").first.wait_for(timeout=60_000)
     page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
     assert page.locator("[data-testid='stException']").count() == 0
