@@ -31,7 +31,8 @@ class Evidence:
     more maps (for perturbed images, damaged models, other classes) and where the object is (mask [N, H, W]).
 
     Maps of noisy copies of the images are kept, so the two robustness metrics share one set of draws (the
-    re-explanations are most of their cost)."""
+    re-explanations are most of their cost), and so are the maps of randomised models, so the two randomisation
+    tests make their common step (the top layer alone) once."""
 
     model: nn.Module
     x: torch.Tensor
@@ -42,6 +43,7 @@ class Evidence:
     seed: int = 0
     num_classes: int = 10
     _noisy: dict = field(default_factory=dict, repr=False)
+    _randomised: dict = field(default_factory=dict, repr=False)  # maps of damaged models, by their random layers
 
     def generator(self, purpose: str) -> torch.Generator:
         """A generator seeded by the batch's seed and what it is for: a metric's draws do not depend on which
@@ -234,7 +236,7 @@ def randomisation_similarities(e: Evidence, order: str, use_ssim: bool) -> tuple
     kind = "ssim" if use_ssim else "spearman"
     base = unit_max(e.maps).abs()
     layers, rows = [], []
-    for layer, maps in randomised_maps(e.explain, e.model, e.x, e.y, order, e.seed):
+    for layer, maps in randomised_maps(e.explain, e.model, e.x, e.y, order, e.seed, e._randomised):
         layers.append(layer)
         rows.append(similarity(base, unit_max(maps).abs(), kind))
     return layers, np.stack(rows)

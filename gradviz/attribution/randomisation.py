@@ -59,9 +59,20 @@ def randomised_models(model: nn.Module, order: str = "cascading", seed: int = 0)
         yield name, damaged
 
 
+def randomised_layers(model: nn.Module, order: str = "cascading") -> list[tuple[str, ...]]:
+    """Per step of `randomised_models`, the layers that are random in it. The first step of both orders is the same
+    model (the top layer alone), which is how a caller can make its maps once for both."""
+    names = randomisable_layers(model)
+    return [tuple(names[:i + 1]) if order == "cascading" else (name,) for i, name in enumerate(names)]
+
+
 def randomised_maps(explain, model: nn.Module, x: torch.Tensor, y: torch.Tensor, order: str = "cascading",
-                    seed: int = 0) -> Iterator[tuple[str, torch.Tensor]]:
+                    seed: int = 0, made: dict | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """(layer, maps [N, H, W]) of the true class for each randomisation step, top layer first; `explain` is
-    `(model, x, y, cls) -> maps`."""
-    for layer, damaged in randomised_models(model, order, seed):
-        yield layer, explain(damaged, x, y, y)
+    `(model, x, y, cls) -> maps`. `made` (keyed by the random layers) keeps maps for the next call on the same
+    images and seed, so the cascading and the independent test share their common step."""
+    made = {} if made is None else made
+    for (layer, damaged), random in zip(randomised_models(model, order, seed), randomised_layers(model, order)):
+        if random not in made:
+            made[random] = explain(damaged, x, y, y)
+        yield layer, made[random]

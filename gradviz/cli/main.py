@@ -8,10 +8,12 @@ import sys
 
 from gradviz.cli import data, evaluate, grid, interpret, models, reproduce, saliency, study, train, zoo
 from gradviz.data.datasets import DatasetNotFound
+from gradviz.machine import keep_freed_memory
 from gradviz.nets.cards import ModelFileError
 
 SUBCOMMANDS = {"train": train, "zoo": zoo, "evaluate": evaluate, "interpret": interpret, "reproduce": reproduce,
                "study": study, "grid": grid, "saliency": saliency, "models": models, "data": data}
+BATCH_COMMANDS = {"train", "evaluate", "interpret", "grid"}  # long CPU loops over batches of one shape
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +44,8 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in BATCH_COMMANDS:
+        keep_freed_memory()
     try:
         return SUBCOMMANDS[args.command].run(args)
     except (ValueError, DatasetNotFound, ModelFileError) as exc:  # CheckpointError, DatasetIntegrityError too

@@ -189,6 +189,27 @@ def test_parameter_randomisation_equals_quantus_mprt(mnist_test, order, quantus_
     assert np.allclose((similarities.sum(0) + 1) / (len(layers) + 1), theirs, atol=1e-5)
 
 
+def test_both_randomisation_orders_make_their_common_step_once_with_the_same_scores(mnist_test):
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    x, y = mnist_test[0][:N], mnist_test[1][:N]
+    calls = []
+
+    def counting(m, xs, ys, cls):
+        calls.append(m)
+        return explain_logp(m, xs, ys, cls)
+
+    def evidence():
+        return Evidence(model, x, y, explain_logp(model, x, y, y), counting, ink_mask(x), seed=7)
+
+    shared = evidence()
+    both = [randomisation_similarities(shared, order, use_ssim=False)[1] for order in ("cascading", "independent")]
+    assert len(calls) == 2 * 3 - 1  # three layers each, the top layer alone once
+    alone = [randomisation_similarities(evidence(), order, use_ssim=False)[1] for order in ("cascading", "independent")]
+    assert all(np.array_equal(a, b) for a, b in zip(both, alone))
+    assert np.array_equal(both[0][0], both[1][0]) and not np.array_equal(both[0][1], both[1][1])
+
+
 def test_layers_join_a_batch_norm_to_the_layer_before_and_leave_the_model_alone(setup):
     model = setup[0]
     groups = layer_groups(model)
