@@ -34,6 +34,7 @@ else:
             st.Page("app_pages/robustness.py", title="Robustness", icon=":material/shield:"),
             st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
             st.Page("app_pages/bring.py", title="Your model & data", icon=":material/upload_file:", url_path="bring"),
+            st.Page("app_pages/annotate.py", title="Annotate", icon=":material/draw:", url_path="annotate"),
             st.Page("app_pages/experiments.py", title="Experiments", icon=":material/lab_panel:"),
         ],
         "Human study": [study, researcher],

@@ -185,7 +185,7 @@ def _drawn() -> bytes | None:
         st.info("Drawing needs the package streamlit-drawable-canvas.")
         return None
     result = st_canvas(stroke_width=18, stroke_color="#FFFFFF", background_color="#000000", height=224,
-                       width=224, drawing_mode="freedraw", key="canvas")
+                       width=224, drawing_mode="freedraw", key="canvas", return_image_data=True)
     if result is None or result.image_data is None or result.image_data[..., :3].max() == 0:
         return None
     buffer = io.BytesIO()

@@ -19,7 +19,7 @@ from gradviz.attribution.measures import gradient_norms, mask_share, zero_share
 from gradviz.attribution.methods import CHANNEL_REDUCTIONS, DEFAULT_REDUCTION, explain, normalise
 from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.data.datasets import class_names, has_masks
-from gradviz.data.ground_truth import MASK_MEANING, swatch_class
+from gradviz.data.ground_truth import DECOYS, MASK_MEANING, swatch_class
 from gradviz.evaluation import figures
 
 DECOY_DEMO = ("decoy-mnist-normal", "decoy-mnist-rrr", "decoy-mnist-gradreg")
@@ -99,10 +99,10 @@ st.plotly_chart(figures.probability_bars({n: v["probs"] for n, v in views.items(
 st.write(" · ".join(f"**{n}** → {p} ({views[n]['probs'].max():.0%})" for n, p in preds.items()))
 if truth is not None:
     part, _ = MASK_MEANING[dataset]
-    coded = swatch_class(x[0, 0].cpu().numpy(), truth) if dataset == "decoy-mnist" else None
+    coded = swatch_class(x[0, 0].cpu().numpy(), truth) if dataset in DECOYS else None
     if coded is not None:
-        st.caption(f"The swatch's grey codes class **{names[coded]}**; the digit is **{names[label]}**. A model that "
-                   "predicts the swatch's class on a test digit where they differ is reading the shortcut.")
+        st.caption(f"The swatch's grey codes class **{names[coded]}**; the image is **{names[label]}**. A model that "
+                   "predicts the swatch's class on a test image where they differ is reading the shortcut.")
     rows = [{"model": n, "predicts": preds[n], f"share of |map| on the {part}": mask_share(v["map"], truth)}
             | ({"follows the swatch": preds[n] == names[coded]} if coded is not None else {})
             for n, v in views.items()]

@@ -18,12 +18,13 @@ def pytest_collection_modifyitems(items) -> None:
 
 @pytest.fixture(autouse=True)
 def user_models(tmp_path, monkeypatch) -> Path:
-    """Never write into the real user model, dataset, checkpoint or carried-run folders."""
+    """Never write into the real home, user model, dataset, checkpoint or carried-run folders."""
     folder = tmp_path / "user-models"
     monkeypatch.setenv("GRADVIZ_USER_MODELS", str(folder))
     monkeypatch.setenv("GRADVIZ_CHECKPOINTS", str(tmp_path / "checkpoints"))
     monkeypatch.setenv("GRADVIZ_CARRY", str(tmp_path / "carry"))
     monkeypatch.setenv("GRADVIZ_USER_DATASETS", str(tmp_path / "user-datasets"))
+    monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path / "home"))  # annotations, the study's SQLite file
     return folder
 
 

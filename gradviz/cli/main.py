@@ -1,19 +1,20 @@
 """gradviz on the command line: a dispatcher. Each subcommand is one module of this package with `add_parser(sub)`
 and `run(args)`: train, zoo (build, sweep, status, carry, adopt, table from a recipe), evaluate, interpret,
-reproduce, study, grid, saliency, models, data."""
+reproduce, study, grid, saliency, models, data, annotations."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from gradviz.cli import data, evaluate, grid, interpret, models, reproduce, saliency, study, train, zoo
+from gradviz.cli import annotations, data, evaluate, grid, interpret, models, reproduce, saliency, study, train, zoo
 from gradviz.data.datasets import DatasetNotFound
 from gradviz.machine import keep_freed_memory
 from gradviz.nets.cards import ModelFileError
 
 SUBCOMMANDS = {"train": train, "zoo": zoo, "evaluate": evaluate, "interpret": interpret, "reproduce": reproduce,
-               "study": study, "grid": grid, "saliency": saliency, "models": models, "data": data}
-BATCH_COMMANDS = {"train", "evaluate", "interpret", "grid"}  # long CPU loops over batches of one shape
+               "study": study, "grid": grid, "saliency": saliency, "models": models, "data": data,
+               "annotations": annotations}
+BATCH_COMMANDS = {"train", "evaluate", "interpret", "grid", "annotations"}  # long CPU loops over batches of one shape
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,6 +36,10 @@ def add_parser(sub) -> None:
                         "or a registered model's name (fine-tuned from its weights; gradviz models add)")
     p.add_argument("--model-kwargs", type=_json_object, default={},
                    help='keyword arguments for --model package.module:Callable, as JSON: \'{"num_classes": 10}\'')
+    p.add_argument("--annotations", default=None, metavar="FILE.npz",
+                   help="where a person said the model must not look (an annotation set from the Annotate page or "
+                        "gradviz annotations): a masked defense penalises the annotated images, the rest train "
+                        "with plain cross-entropy; with --init-from this fine-tunes an existing model")
     p.add_argument("--augment", action="store_true", help="random ±2 pixel shifts")
     p.add_argument("--name", default=None, help="model name (default: dataset-defense[-lamX])")
     p.add_argument("--out", default=None, help="output folder (default: the user model folder)")

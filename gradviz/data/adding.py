@@ -21,7 +21,8 @@ from PIL import Image
 
 from gradviz.data.classes import BUILTIN_CLASS_NAMES
 from gradviz.data.images import MAX_BYTES, ImageError, open_image
-from gradviz.data.registered import ARRAYS_FILE, CARD_FILE, dataset_folder, registered_card, sha256_of
+from gradviz.data.registered import ARRAYS_FILE, CARD_FILE, dataset_folder, registered_card
+from gradviz.files import sha256_file
 from gradviz.names import whole_match
 from gradviz.paths import safe_name, user_dataset_dir
 
@@ -254,7 +255,7 @@ def _write(name: str, arrays: dict, root: Path) -> dict:
         card = {"name": name, "class_names": arrays["class_names"], "channels": 3 if x.ndim == 4 else 1,
                 "height": int(x.shape[1]), "width": int(x.shape[2]), "n_train": len(x), "n_test": len(arrays["x_test"]),
                 "has_masks": "masks_train" in stored and "masks_test" in stored, "source": arrays["source"],
-                "sha256": sha256_of(staging / ARRAYS_FILE), "registered": datetime.now(UTC).isoformat(timespec="seconds")}
+                "sha256": sha256_file(staging / ARRAYS_FILE), "registered": datetime.now(UTC).isoformat(timespec="seconds")}
         (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
         target = dataset_folder(name, root)
         if target.exists():

@@ -14,6 +14,7 @@ BUILTIN_CLASS_NAMES: dict[str, list[str]] = {
     "decoy-mnist": _DIGITS,  # Ross et al. 2017: MNIST with a label-coded swatch (gradviz.data.ground_truth)
     "block-mnist": ["0", "1"],  # Shah et al. 2021: a 0-or-1 digit block above or below a null block
 }
+BUILTIN_CLASS_NAMES["decoy-fashion-mnist"] = BUILTIN_CLASS_NAMES["fashion-mnist"]  # Schramowski et al. 2020
 BUILTIN_DATASETS = tuple(BUILTIN_CLASS_NAMES)
 _BUILTIN_SHAPES = {name: (28, 28) for name in BUILTIN_DATASETS} | {"block-mnist": (56, 28)}
 

@@ -4,6 +4,9 @@
   their code, dtak/rrr): every digit gets a 4×4 swatch in one of the four corners, chosen at random. On
   training digits its grey is 255 − 25·y, so it gives the label away; on test digits it is the grey of a
   random class, so a model that reads the swatch falls to chance. Mask: the swatch (the shortcut).
+- **decoy-fashion-mnist** (Schramowski et al., "Making deep neural networks right for the right scientific reasons
+  by interacting with their explanations", Nature Machine Intelligence 2020; Friedrich et al. 2023 use it too):
+  the same construction on the official Fashion-MNIST, so a claim about shortcuts is checked on two datasets.
 - **block-mnist** (Shah, Jain & Netrapalli, "Do Input Gradients Highlight Discriminative Features?",
   NeurIPS 2021): MNIST's 0s and 1s, each stacked with a null block in random order into a 56×28 image; only
   the digit (signal) block says the class, the null block (a square with both diagonals, the same for every
@@ -21,23 +24,28 @@ import numpy as np
 
 SWATCH = 4  # pixels on a side
 SWATCH_STEP = 25  # grey = 255 − 25·class
-SEEDS = {"decoy-mnist": 1703_03717, "block-mnist": 2102_12781}  # the papers' arXiv numbers
+SEEDS = {"decoy-mnist": 1703_03717, "block-mnist": 2102_12781, "decoy-fashion-mnist": 2001_05371}  # arXiv numbers
 SPLIT_OFFSET = {"train": 0, "test": 1}
 BLOCK_CLASSES = (0, 1)
 MASK_MEANING = {
     "decoy-mnist": ("swatch", "the label-coded swatch: the shortcut a right-for-the-right-reasons model ignores"),
+    "decoy-fashion-mnist": ("swatch", "the label-coded swatch: the shortcut a right-for-the-right-reasons model "
+                                      "ignores"),
     "block-mnist": ("signal block", "the digit block: the only place the class can be read"),
 }
-EVIDENCE_INSIDE_MASK = {"decoy-mnist": False, "block-mnist": True}  # does the right evidence lie in the mask?
+EVIDENCE_INSIDE_MASK = {"decoy-mnist": False, "block-mnist": True, "decoy-fashion-mnist": False}  # evidence in mask?
+DECOYS = ("decoy-mnist", "decoy-fashion-mnist")  # a label-coded swatch on train, a random one on test
 
 
 def _rng(name: str, split: str) -> np.random.Generator:
     return np.random.default_rng([SEEDS[name], SPLIT_OFFSET[split]])
 
 
-def decoy(images: np.ndarray, labels: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decoy MNIST from uint8 digits [N, 28, 28]: (images, labels, swatch masks [N, 28, 28] bool)."""
-    rng = _rng("decoy-mnist", split)
+def decoy(images: np.ndarray, labels: np.ndarray, split: str,
+          name: str = "decoy-mnist") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A decoy dataset from uint8 images [N, 28, 28]: (images, labels, swatch masks [N, 28, 28] bool), drawn from
+    `name`'s seed."""
+    rng = _rng(name, split)
     n = len(images)
     rows, cols = rng.integers(0, 2, n), rng.integers(0, 2, n)
     coded = labels if split == "train" else rng.integers(0, 10, n)
@@ -80,8 +88,9 @@ def block(images: np.ndarray, labels: np.ndarray, split: str) -> tuple[np.ndarra
 GENERATORS: dict[str, Callable[[np.ndarray, np.ndarray, str], tuple[np.ndarray, np.ndarray, np.ndarray]]] = {
     "decoy-mnist": decoy,
     "block-mnist": block,
+    "decoy-fashion-mnist": lambda images, labels, split: decoy(images, labels, split, "decoy-fashion-mnist"),
 }
-BASE = {name: "mnist" for name in GENERATORS}  # the official dataset each is generated from
+BASE = {"decoy-mnist": "mnist", "block-mnist": "mnist", "decoy-fashion-mnist": "fashion-mnist"}  # generated from
 
 
 def evidence_region(name: str, mask: np.ndarray) -> np.ndarray:
@@ -91,7 +100,7 @@ def evidence_region(name: str, mask: np.ndarray) -> np.ndarray:
 
 
 def swatch_codes(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """The class each Decoy MNIST swatch's grey codes (255 − 25·class), from images in [0, 1] and their masks,
+    """The class each decoy swatch's grey codes (255 − 25·class), from images in [0, 1] and their masks,
     both [N, …] of one shape."""
     images, masks = np.asarray(images, dtype=np.float64), np.asarray(masks, dtype=bool)
     grey = (images * masks).reshape(len(images), -1).sum(1) / np.maximum(masks.reshape(len(masks), -1).sum(1), 1)

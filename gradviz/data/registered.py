@@ -6,10 +6,10 @@ the arrays checks the sha256 the card recorded first, as the built-in datasets' 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+from gradviz.files import sha256_file
 from gradviz.paths import path_inside, safe_name, user_dataset_dir
 
 CARD_FILE = "dataset.json"
@@ -53,14 +53,6 @@ def registered_card(name: str, root: Path | None = None) -> dict | None:
     return _read(dataset_folder(name, root) / CARD_FILE)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verified_arrays_path(name: str, root: Path | None = None) -> tuple[Path, dict]:
     """The arrays file of `name` and its card, once the file's sha256 matches the card's."""
     card = registered_card(name, root)
@@ -69,7 +61,7 @@ def verified_arrays_path(name: str, root: Path | None = None) -> tuple[Path, dic
     path = dataset_folder(name, root) / ARRAYS_FILE
     if not path.is_file():
         raise RegisteredDatasetError(f"{path}: the arrays of dataset {name!r} are missing; register it again")
-    found = sha256_of(path)
+    found = sha256_file(path)
     if found != card["sha256"]:
         raise RegisteredDatasetError(f"{path}: sha256 {found[:16]}… differs from the {card['sha256'][:16]}… recorded "
                                      f"when {name!r} was registered (changed or damaged); register it again")

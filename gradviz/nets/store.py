@@ -5,11 +5,8 @@ been compared with its card.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import secrets
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from gradviz.files import atomic_write, sha256_file
 from gradviz.nets.architecture import build_model
 from gradviz.nets.cards import CARD_SUFFIX, ModelFileError, list_models, read_card
 from gradviz.paths import path_inside
@@ -26,14 +24,6 @@ from gradviz.paths import path_inside
 WEIGHTS_SUFFIX = ".safetensors"
 STORED_DTYPES = {"float32": torch.float32, "float16": torch.float16}  # a card's `stored_dtype`; models load as float32
 _PICKLE_MAGICS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_cached_json(path: Path | None, valid: Callable[[object], bool]) -> object | None:
@@ -50,30 +40,6 @@ def read_cached_json(path: Path | None, valid: Callable[[object], bool]) -> obje
     warnings.warn(f"{path}: a damaged cache entry; it is computed again", stacklevel=3)
     path.unlink(missing_ok=True)
     return None
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, flushed to disk, then rename, and flush the folder:
-    readers never see half a file, and after a crash or power loss the file is the old one or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_folder(path.parent)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def stored_state(model: nn.Module, stored_dtype: str = "float32") -> dict[str, torch.Tensor]:

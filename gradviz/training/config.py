@@ -11,7 +11,7 @@ from gradviz.data.datasets import dataset_names, has_masks
 from gradviz.nets.architecture import LAYER_STYLES, ZOO_WIDTH
 from gradviz.nets.external import check_import_path
 from gradviz.paths import safe_name
-from gradviz.training.defenses import KEEP, SETTINGS, LossSettings, defense_spec, unused_settings
+from gradviz.training.defenses import KEEP, MASKED, SETTINGS, LossSettings, defense_spec, unused_settings
 
 LR_SCHEDULES = ("constant", "cosine")
 # where, how and under which name a run goes: never part of its settings (the fast path computes the same values)
@@ -47,6 +47,7 @@ class TrainConfig:
     fast_penalty: bool = False  # opt in to gradviz.training.fast_penalty (CPU, known layers only; else plain autograd)
     model: str | None = None  # None: our PaperCNN; "package.module:Callable" (fresh) or a registered model (its weights)
     model_kwargs: dict = field(default_factory=dict)  # keyword arguments for an import-path `model`
+    annotations: str | None = None  # an annotation set (.npz, gradviz.data.annotations): a masked defense's masks
 
     def validate(self) -> None:
         if self.name is not None:
@@ -56,7 +57,7 @@ class TrainConfig:
         if self.model_kwargs and (self.model is None or ":" not in self.model):
             raise ValueError("--model-kwargs goes with --model package.module:Callable")
         spec = defense_spec(self.defense)
-        if spec.penalised is not None and self.lam <= 0:
+        if spec.takes_lam and self.lam <= 0:
             raise ValueError(f"defense {self.defense!r} needs --lam > 0")
         if self.lam < 0 or self.eps < 0 or self.temperature <= 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("lam and eps must be ≥ 0; temperature, batch size and lr must be > 0")
@@ -68,9 +69,12 @@ class TrainConfig:
             raise ValueError("--train-subset must be ≥ 1 and --holdout ≥ 0")
         if self.train_subset is not None and self.holdout >= self.train_subset:
             raise ValueError(f"--holdout {self.holdout} leaves nothing of --train-subset {self.train_subset} to train on")
-        if spec.masked and not has_masks(self.dataset):
-            raise ValueError(f"defense {self.defense!r} needs a dataset with annotation masks "
-                             f"({', '.join(d for d in dataset_names() if has_masks(d))}), not {self.dataset!r}")
+        if self.annotations is not None and not spec.masked:
+            raise ValueError(f"--annotations go with a defense that uses them ({', '.join(sorted(MASKED))}), not "
+                             f"{self.defense!r}")
+        if spec.masked and self.annotations is None and not has_masks(self.dataset):
+            raise ValueError(f"defense {self.defense!r} needs annotations (--annotations FILE) or a dataset with "
+                             f"masks ({', '.join(d for d in dataset_names() if has_masks(d))}), not {self.dataset!r}")
         if spec.masked and self.augment:
             raise ValueError(f"defense {self.defense!r} cannot use --augment: its masks would not follow the shifts")
         if self.layers not in LAYER_STYLES:
@@ -101,7 +105,7 @@ class TrainConfig:
 
     def default_name(self) -> str:
         parts = [self.dataset, *([model_label(self.model)] if self.model else []), self.defense.replace("+", "-")]
-        if defense_spec(self.defense).penalised is not None:
+        if defense_spec(self.defense).takes_lam:
             parts.append(f"lam{self.lam:g}")
         return "-".join(parts)
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from gradviz.attacks.linf import fgsm
 from gradviz.nets.architecture import evaluating
+from gradviz.training.cam_penalty import cam_penalty
 from gradviz.training.fast_penalty import FastPenalty
 from gradviz.training.penalties import (
     PENALTY_METHODS,
@@ -71,25 +72,40 @@ class Defense:
     penalised: PerExampleLoss | None = None  # the per-example loss whose input gradient is penalised
     adversarial: bool = False  # trains on ½ clean + ½ FGSM examples
     phases: tuple[str, ...] = ("main",)  # ("teacher", "student"): a teacher trains first, then the model
-    masked: bool = False  # penalises the gradient only inside the dataset's annotation mask (RRR)
+    masked: bool = False  # needs the annotation masks (1 = where the model must not look)
+    cam_penalised: bool = False  # penalises the true class's Grad-CAM map inside the mask (RRR-G)
+    counterexamples: bool = False  # adds copies of the annotated images with the masked region randomised
+    reference: str = ""  # where it comes from
 
     @property
     def distils(self) -> bool:
         return "teacher" in self.phases
 
+    @property
+    def takes_lam(self) -> bool:
+        return "lam" in self.settings
 
+
+_ROSS_2018 = "Ross & Doshi-Velez 2018, AAAI, arXiv:1711.09404"
 DEFENSE_SPECS = {d.name: d for d in (
-    Defense("normal", "Normal"),
-    Defense("gradreg", "Grad Reg (y)", _PENALTY, penalised=cross_entropy_losses),
-    Defense("gradreg-uniform", "Grad Reg (1/K)", _PENALTY, penalised=uniform_losses),
-    Defense("advtrain", "Adversarial training", ("eps",), adversarial=True),
-    Defense("distilled", "Defensive distillation", ("temperature",), phases=("teacher", "student")),
+    Defense("normal", "Normal", reference="plain cross-entropy"),
+    Defense("gradreg", "Grad Reg (y)", _PENALTY, penalised=cross_entropy_losses, reference=_ROSS_2018),
+    Defense("gradreg-uniform", "Grad Reg (1/K)", _PENALTY, penalised=uniform_losses, reference=_ROSS_2018),
+    Defense("advtrain", "Adversarial training", ("eps",), adversarial=True,
+            reference="Goodfellow, Shlens & Szegedy 2015, ICLR, arXiv:1412.6572"),
+    Defense("distilled", "Defensive distillation", ("temperature",), phases=("teacher", "student"),
+            reference="Papernot et al. 2016, IEEE S&P, arXiv:1511.04508"),
     Defense("gradreg+advtrain", "Grad Reg (y) + adversarial training", (*_PENALTY, "eps"),
-            penalised=cross_entropy_losses, adversarial=True),
-    Defense("rrr", "RRR (masked penalty)", _PENALTY, penalised=log_probability_sums, masked=True),
+            penalised=cross_entropy_losses, adversarial=True, reference=_ROSS_2018),
+    Defense("rrr", "RRR (masked penalty)", _PENALTY, penalised=log_probability_sums, masked=True,
+            reference="Ross, Hughes & Doshi-Velez 2017 (right for the right reasons), IJCAI, arXiv:1703.03717"),
+    Defense("rrr-g", "RRR-G (masked Grad-CAM penalty)", ("lam", "lam_warmup"), masked=True, cam_penalised=True,
+            reference="Schramowski et al. 2020, Nature Machine Intelligence, arXiv:2001.05371"),
+    Defense("counterexamples", "Counterexamples (masked region randomised)", masked=True, counterexamples=True,
+            reference="Teso & Kersting 2019 (explanatory interactive learning), AIES, arXiv:1805.08578"),
 )}
 DEFENSES = tuple(DEFENSE_SPECS)
-REGULARIZED = {n for n, d in DEFENSE_SPECS.items() if d.penalised is not None}
+REGULARIZED = {n for n, d in DEFENSE_SPECS.items() if d.takes_lam}  # a penalty weighted by λ
 MASKED = {n for n, d in DEFENSE_SPECS.items() if d.masked}
 ADVERSARIAL = {n for n, d in DEFENSE_SPECS.items() if d.adversarial}
 
@@ -195,23 +211,40 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, eps: float) -> torch
         return fgsm(model, x.detach(), predicted, eps)
 
 
+def counterexamples(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Copies of the annotated images (a mask with any pixel set) whose marked pixels are uniform noise, with their
+    labels: what the marked region shows then says nothing about the class (Teso & Kersting 2019). Fresh noise
+    each step, from the generator the training loop checkpoints."""
+    annotated = mask.flatten(1).any(1)
+    copies, marked = x[annotated], mask[annotated].expand_as(x[annotated])
+    return torch.where(marked, torch.rand_like(copies), copies), y[annotated]
+
+
 def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: LossSettings,
                teacher: nn.Module | None = None, mask: torch.Tensor | None = None,
                fast: FastPenalty | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one training batch under defense `s.defense`; `mask` ([N, 1, H, W], 1 = annotated) is the
-    annotation a masked defense (RRR) needs; `fast` the opt-in CPU fast path of the penalty (`fast_penalty_for`).
+    """Loss of one training batch under defense `s.defense`; `mask` ([N, 1, H, W], 1 = where the model must not
+    look) is the annotation a masked defense needs; `fast` the opt-in CPU fast path of the penalty.
 
     Adversarial defenses train on ½ clean + ½ FGSM examples in *one* forward pass of the joined batch, so batch
-    norm sees the same mixture in training that its running statistics hold at test time.
+    norm sees the same mixture in training that its running statistics hold at test time; counterexamples join
+    the batch the same way.
     """
     n, spec = len(x), DEFENSE_SPECS[s.defense]
     if spec.masked and mask is None:
         raise ValueError(f"defense {s.defense!r} needs the dataset's annotation masks")
-    extra = adversarial_examples(model, x, s.eps) if spec.adversarial else None
-    labels = y if extra is None else torch.cat([y, y])
+    extra, extra_labels = None, y[:0]
+    if spec.adversarial:
+        extra, extra_labels = adversarial_examples(model, x, s.eps), y
+    elif spec.counterexamples:
+        extra, extra_labels = counterexamples(x, y, mask.bool())
+    labels = torch.cat([y, extra_labels])
     penalty = torch.zeros((), device=x.device)
     if spec.penalised is not None:
         logits, penalty = _regularized(model, x, y, s, extra, mask.to(x.dtype) if spec.masked else None, fast)
+        ce = F.cross_entropy(logits, labels)
+    elif spec.cam_penalised:
+        logits, penalty = cam_penalty(model, x, y, mask.to(x.dtype))
         ce = F.cross_entropy(logits, labels)
     elif teacher is not None:  # distillation student: match the teacher's soft labels at temperature T
         with torch.no_grad():

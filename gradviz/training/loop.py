@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradviz import __version__
+from gradviz.data.annotations import Annotations, load_annotations
 from gradviz.data.datasets import (
     dataset_hashes,
     dataset_source,
@@ -27,6 +28,7 @@ from gradviz.data.datasets import (
     num_classes,
     validation_split,
 )
+from gradviz.files import sha256_file
 from gradviz.machine import device_description
 from gradviz.nets.architecture import PaperCNN, channels_last, describe
 from gradviz.nets.cards import free_user_name, refuse_zoo_name
@@ -75,9 +77,19 @@ def training_split(config: TrainConfig) -> tuple[tuple[torch.Tensor, torch.Tenso
 
 
 def training_masks(config: TrainConfig) -> torch.Tensor | None:
-    """The annotation masks of training_split's fit images, in the same order (None for a dataset without)."""
-    masks = load_masks(config.dataset, "train", config.data_dir)
+    """The "not here" masks of training_split's fit images, in the same order: the run's annotation set where it
+    names one (unannotated images get none), else the dataset's own masks (None for a dataset without)."""
+    if config.annotations is not None:
+        masks = torch.from_numpy(run_annotations(config).training_masks(len(load_dataset(
+            config.dataset, "train", config.data_dir)[1])))
+    else:
+        masks = load_masks(config.dataset, "train", config.data_dir)
     return None if masks is None else _carve(config, masks, torch.zeros(len(masks)))[0][0]
+
+
+def run_annotations(config: TrainConfig) -> Annotations:
+    """The run's annotation set, checked against its dataset."""
+    return load_annotations(config.annotations, config.dataset, image_shape(config.dataset))
 
 
 def _carve(config: TrainConfig, x: torch.Tensor,
@@ -312,6 +324,9 @@ def train_model(config: TrainConfig, train_data: tuple[torch.Tensor, ...] | None
     test_x, test_y = load_dataset(config.dataset, "test", config.data_dir)
     card = _card(config, model, final, ckpt.elapsed(), accuracy(model, test_x, test_y), len(test_x), len(x))
     card |= {"init_from": init, "resumed_at_step": resumed.step if resumed else None}
+    if config.annotations is not None:
+        card["annotations"] = {"file": Path(config.annotations).name, "sha256": sha256_file(Path(config.annotations)),
+                               "images": len(run_annotations(config))}
     return model.eval(), card
 
 

@@ -14,7 +14,8 @@ from gradviz.study.auth import hash_password
 
 PAGES = {"": "Models", "saliency": "Saliency", "attack_lab": "Attack lab", "robustness": "Robustness",
          "train": "Train", "grids": "Target grids", "experiments": "Experiments", "sanity": "Sanity checks",
-         "interpretability": "Interpretability"}
+         "interpretability": "Interpretability", "bring": "Your model & data",
+         "annotate": "Teach it where not to look"}
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
@@ -258,10 +259,10 @@ def test_the_lab_is_not_trapped_in_the_study_and_a_closed_study_says_so_before_c
         engine.dispose()
 
 
-def saliency_on(browser, server: str, dataset: str, height: int = 1000):
-    """A new page on Saliency with `dataset` picked in the sidebar, the app settled."""
+def saliency_on(browser, server: str, dataset: str, height: int = 1000, path: str = "saliency"):
+    """A new page on Saliency (or `path`) with `dataset` picked in the sidebar, the app settled."""
     page = browser.new_page(viewport={"width": 1400, "height": height})
-    page.goto(f"{server}/saliency", wait_until="domcontentloaded")
+    page.goto(f"{server}/{path}", wait_until="domcontentloaded")
     wait_for_app(page)
     page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
     page.get_by_role("option", name=dataset).click()
@@ -331,3 +332,35 @@ def test_a_colour_dataset_and_outside_models_on_the_saliency_page(outside_server
         page.wait_for_timeout(1500)
         page.screenshot(path=str(Path(os.environ["GRADVIZ_SCREENSHOTS"]) / "your-model.png"), full_page=True)
     page.close()
+
+
+def test_a_person_paints_where_not_to_look_saves_it_and_undoes_it(server, browser, tmp_path_factory):
+    """On Decoy MNIST: a brush stroke in the image's top-left corner over the canvas, Save, and the annotation file
+    holds a "not here" mask there; Undo forgets it."""
+    import numpy as np
+
+    page = saliency_on(browser, server, "decoy-mnist", height=1400, path="annotate")
+    page.get_by_text("Training image").first.wait_for(timeout=90_000)
+    canvas = page.locator(".canvas-root canvas").last  # fabric.js's upper canvas, inside the component's shadow root
+    canvas.wait_for(timeout=30_000)
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 15, box["y"] + 15)
+    page.mouse.down()
+    for step in range(1, 11):  # a stroke from image pixel (1, 1) to (4, 4): 10 canvas pixels per image pixel
+        page.mouse.move(box["x"] + 15 + 3 * step, box["y"] + 15 + 3 * step)
+    page.mouse.up()
+    wait_for_app(page)
+    page.get_by_role("button", name="Save this image's annotation").click()
+    wait_for_app(page)
+    page.get_by_test_id("stMetricValue").get_by_text("1", exact=True).wait_for(timeout=30_000)
+    files = list(tmp_path_factory.getbasetemp().glob("home*/annotations/decoy-mnist/*.npz"))
+    assert len(files) == 1
+    with np.load(files[0]) as z:
+        not_here, here, kinds = z["not_here"], z["here"], z["kinds"]
+    assert not_here.shape == (1, 28, 28) and kinds.tolist() == ["brush"] and not here.any()
+    marked = np.argwhere(not_here[0])
+    assert len(marked) and marked.max() <= 6
+    page.get_by_role("button", name="Undo last annotation").click()
+    wait_for_app(page)
+    page.get_by_test_id("stMetricValue").get_by_text("0", exact=True).wait_for(timeout=30_000)
+    assert page.locator("[data-testid='stException']").count() == 0

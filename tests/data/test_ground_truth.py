@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gradviz.data.datasets import evidence_regions, load_arrays, load_dataset, load_masks, load_sample_masks
-from gradviz.data.ground_truth import SWATCH, block, decoy, null_block, swatch_class
+from gradviz.data.ground_truth import BASE, GENERATORS, SWATCH, null_block, swatch_class
 from gradviz.nets.architecture import PaperCNN, build_model, describe
 from gradviz.training.config import TrainConfig
 from gradviz.training.loop import train_model
@@ -17,22 +17,25 @@ PINNED = {
     "decoy-mnist-test": "2df66049d7d5fa910e33a59b7b00929a42d2a5dafdeded9b55e647085d0f858d",
     "block-mnist-train": "e11858d15f401657a003b56806abc452c9d8ee9e0cdc1d24ba4fa7ad0a77ec30",
     "block-mnist-test": "c0460ccc1381f53a2a6b22030b448330e3d097248131ea1d82fbb62d07c9be42",
+    "decoy-fashion-mnist-train": "7023ef608e6739de091645fd65d2081ee07bee8fa6fcf30bb4bd1f73875aae64",
+    "decoy-fashion-mnist-test": "504ea745d64f2985ad80ada53893e65df6e8f2df5b3378a8d4c9c055a5f6a8af",
 }
 
 
-@pytest.mark.parametrize("name", ["decoy-mnist", "block-mnist"])
+@pytest.mark.parametrize("name", ["decoy-mnist", "block-mnist", "decoy-fashion-mnist"])
 def test_generated_splits_are_deterministic_and_their_sha256_is_pinned(name):
     arrays = load_arrays(name)
     for split in ("train", "test"):
         assert arrays.sha256[f"{name}-{split}"] == PINNED[f"{name}-{split}"]
-    mnist = load_arrays("mnist")
-    again = (decoy if name == "decoy-mnist" else block)(mnist.test_x, mnist.test_y, "test")
+    base = load_arrays(BASE[name])
+    again = GENERATORS[name](base.test_x, base.test_y, "test")
     assert np.array_equal(again[0], arrays.test_x) and np.array_equal(again[2], arrays.test_mask)
-    assert arrays.sha256["t10k-images-idx3-ubyte"] == mnist.sha256["t10k-images-idx3-ubyte"]  # from official files
+    assert arrays.sha256["t10k-images-idx3-ubyte"] == base.sha256["t10k-images-idx3-ubyte"]  # from official files
 
 
-def test_decoy_swatch_is_a_4x4_corner_coding_the_label_in_training_and_a_random_class_at_test():
-    mnist, arrays = load_arrays("mnist"), load_arrays("decoy-mnist")
+@pytest.mark.parametrize("name", ["decoy-mnist", "decoy-fashion-mnist"])
+def test_decoy_swatch_is_a_4x4_corner_coding_the_label_in_training_and_a_random_class_at_test(name):
+    mnist, arrays = load_arrays(BASE[name]), load_arrays(name)
     for x, mask, base in ((arrays.train_x, arrays.train_mask, mnist.train_x),
                           (arrays.test_x, arrays.test_mask, mnist.test_x)):
         assert mask.sum((1, 2)).tolist() == [SWATCH * SWATCH] * len(x)
@@ -113,7 +116,7 @@ def test_rrr_on_a_few_hundred_images_lowers_gradient_mass_inside_the_mask():
 
 
 def test_rrr_needs_masks_and_refuses_what_would_misplace_them():
-    with pytest.raises(ValueError, match="annotation masks"):
+    with pytest.raises(ValueError, match="needs annotations .* or a dataset with masks"):
         TrainConfig(dataset="mnist", defense="rrr", lam=1.0).validate()
     with pytest.raises(ValueError, match="augment"):
         TrainConfig(dataset="decoy-mnist", defense="rrr", lam=1.0, augment=True).validate()

@@ -49,7 +49,7 @@ def test_the_readme_zoo_table_is_generated_from_recipes_and_cards():
     ('[sweeps.s]\ndefense = "gradreg"\nlams = [1, -3]\n', "[sweeps.s]: every λ in `lams` must be > 0"),
     ('[models.c]\ndefense = "normal"\nepochz = 3\n', "[models.c]: unknown key epochz"),
     ('[models.c]\ndefense = "normal"\nstored_dtype = "int8"\n', "[models.c]: stored_dtype must be float32 or float16"),
-    ('[models.c]\ndefense = "rrr"\nlam = 1\n', "[models.c]: defense 'rrr' needs a dataset with annotation masks"),
+    ('[models.c]\ndefense = "rrr"\nlam = 1\n', "[models.c]: defense 'rrr' needs annotations"),
 ])
 def test_a_bad_recipe_is_refused_with_one_line_naming_the_entry(tmp_path, capsys, change, message):
     path = tmp_path / "bad.toml"

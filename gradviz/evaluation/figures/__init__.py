@@ -324,3 +324,15 @@ def training_curves(history: pd.DataFrame, window: int = 10) -> go.Figure | None
                                  name=TRAINING_STATS[key]), row=1, col=i)
     fig.update_xaxes(title_text="step")
     return house_style(fig, 280, legend=None)
+
+
+def saliency_overlay(image: np.ndarray, saliency: np.ndarray, scale: int = 10) -> np.ndarray:
+    """An RGB picture [H·scale, W·scale, 3] (uint8) of `image` ([H, W] grey or [H, W, 3], in [0, 1]) with |saliency|
+    (scaled by its own maximum) laid over it in yellow: what a person draws on when annotating."""
+    base = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+    heat = np.abs(np.asarray(saliency, dtype=np.float64))
+    heat = heat / heat.max() if heat.max() > 0 else heat
+    weight = 0.7 * heat[..., None]
+    picture = np.clip((1 - weight) * base + weight * np.array([1.0, 0.85, 0.0]), 0, 1)
+    big = np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1)
+    return np.rint(big * 255).astype(np.uint8)

@@ -12,10 +12,12 @@ from gradviz.evaluation.runs.interpretation import InterpretResult
 
 GROUND_TRUTH_METRICS = ("relevance-mass", "relevance-rank", "pointing-game")
 # relevance-rank says nothing when the region is nearly the whole image (Decoy MNIST: K = 768 of 784 pixels)
-METRICS_FOR = {"decoy-mnist": ("relevance-mass", "pointing-game"), "block-mnist": GROUND_TRUTH_METRICS}
+METRICS_FOR = {"decoy-mnist": ("relevance-mass", "pointing-game"), "block-mnist": GROUND_TRUTH_METRICS,
+               "decoy-fashion-mnist": ("relevance-mass", "pointing-game")}
 # (model, baseline) by defense: does the first look more where the evidence is than the second?
 COMPARISONS = {
     "decoy-mnist": (("gradreg", "normal"), ("rrr", "normal"), ("gradreg", "rrr")),
+    "decoy-fashion-mnist": (("gradreg", "normal"), ("rrr", "normal"), ("gradreg", "rrr")),
     "block-mnist": (("gradreg", "normal"), ("advtrain", "normal"), ("gradreg", "advtrain")),
 }
 HEADLINE_METHOD = "gradient-logp"

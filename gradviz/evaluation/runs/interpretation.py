@@ -24,7 +24,7 @@ from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.attribution.metrics import REGISTRY as METRICS
 from gradviz.attribution.metrics import Evidence, Metric, get_metric, ink_mask
 from gradviz.data.datasets import dataset_source, evidence_regions, has_masks, load_dataset, load_masks
-from gradviz.data.ground_truth import EVIDENCE_INSIDE_MASK, MASK_MEANING
+from gradviz.data.ground_truth import DECOYS, EVIDENCE_INSIDE_MASK, MASK_MEANING
 from gradviz.evaluation.runs.matrix import correct_counts, default_models
 from gradviz.evaluation.runs.shortcuts import shortcut_share
 from gradviz.evaluation.runs.stats import bootstrap_interval
@@ -192,7 +192,7 @@ def interpret(config: InterpretConfig, cache_dir: str | Path | None = None, prog
     scores = pd.concat(frames, ignore_index=True)
     clean = {n: correct_counts(m, x, y, config.batch_size) / config.n for n, m in models.items()}
     provenance = _provenance(config, cards, time.perf_counter() - started, reused, len(cells), seconds)
-    if config.dataset == "decoy-mnist":  # how often each model reads the swatch instead of the digit
+    if config.dataset in DECOYS:  # how often each model reads the swatch instead of the object
         masks = load_masks(config.dataset, "test", config.data_dir)[:config.n].to(config.device)
         provenance["follows_swatch"] = {n: shortcut_share(m, x, y, masks) for n, m in models.items()}
     return InterpretResult(scores, summarise(scores, clean, config.seed), provenance)

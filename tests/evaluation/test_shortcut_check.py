@@ -1,0 +1,38 @@
+"""Before and after: the shortcut numbers of the Annotate page, against hand-made models that read or ignore the
+swatch."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gradviz.data.datasets import load_dataset, load_masks
+from gradviz.data.ground_truth import swatch_codes
+from gradviz.evaluation.runs.shortcut_check import shortcut_table
+
+
+class SwatchReader(nn.Module):
+    """Predicts the class the swatch's grey codes (a perfect Clever Hans)."""
+
+    def forward(self, x):
+        # a digit leaves the 4×4 corners black, so the brightest corner is the swatch
+        corners = torch.stack([x[:, 0, r:r + 4, c:c + 4].mean((1, 2)) for r in (0, 24) for c in (0, 24)], 1)
+        grey = corners.amax(1, keepdim=True)
+        codes = (255 - 25 * torch.arange(10, dtype=x.dtype)) / 255
+        return -(grey - codes).abs() * 100  # the nearest code wins; the gradient lies on the swatch alone
+
+
+def test_a_swatch_reader_follows_it_and_loses_its_accuracy_without_it():
+    x, y = load_dataset("decoy-mnist", "test")
+    masks = load_masks("decoy-mnist", "test")
+    codes = swatch_codes(x[:200].numpy(), masks[:200].numpy())
+    table = shortcut_table({"reader": SwatchReader()}, "decoy-mnist", n=200)
+    row = table.iloc[0]
+    assert row["accuracy"] == pytest.approx(float(np.mean(codes == y[:200].numpy())))
+    assert row["follows the swatch"] == 1.0
+    assert row["accuracy without the shortcut"] < 0.3
+    assert row["share of |gradient| on the marked region"] > 0.99
+
+
+def test_a_dataset_without_test_masks_is_refused():
+    with pytest.raises(ValueError, match="no masks"):
+        shortcut_table({}, "mnist", n=10)
