@@ -121,10 +121,10 @@ with left:
     x = torch.from_numpy(xs[image_id:image_id + 1]).to(DEVICE)
     y = torch.tensor([int(ys[image_id])], device=DEVICE)
     saliency = input_gradient(net, x, y, "logp")[0].abs().amax(0).cpu().numpy()
-    st.markdown(f"Training image **#{image_id}** ({names[int(ys[image_id])]}), {position + 1} of {len(ranking)} · "
-                + ("already annotated: saving replaces it" if image_id in done else "not annotated yet"))
     result = canvas(figures.saliency_overlay(figures.display(x), saliency, SCALE), tool,
                     STROKE_COLOURS["not_here" if mark == "not here" else "here"], f"annotate_{dataset}_{image_id}")
+    st.markdown(f"Training image **#{image_id}** ({names[int(ys[image_id])]}), {position + 1} of {len(ranking)} · "
+                + ("already annotated: saving replaces it" if image_id in done else "not annotated yet"))
 with right:
     drawn = result.image_data if result is not None else None
     if st.button("Save this image's annotation", type="primary", icon=":material/save:", width="stretch",

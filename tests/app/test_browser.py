@@ -335,11 +335,13 @@ def test_a_colour_dataset_and_outside_models_on_the_saliency_page(outside_server
 
 
 def test_a_person_paints_where_not_to_look_saves_it_and_undoes_it(server, browser, tmp_path_factory):
-    """On Decoy MNIST: a brush stroke in the image's top-left corner over the canvas, Save, and the annotation file
-    holds a "not here" mask there; Undo forgets it."""
+    """On MNIST (the default dataset): a brush stroke in the image's top-left corner over the canvas, Save, and the
+    annotation file holds a "not here" mask there; Undo forgets it."""
     import numpy as np
 
-    page = saliency_on(browser, server, "decoy-mnist", height=1400, path="annotate")
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(f"{server}/annotate", wait_until="domcontentloaded")
+    wait_for_app(page)
     page.get_by_text("Training image").first.wait_for(timeout=90_000)
     canvas = page.locator(".canvas-root canvas").last  # fabric.js's upper canvas, inside the component's shadow root
     canvas.wait_for(timeout=30_000)
@@ -353,7 +355,7 @@ def test_a_person_paints_where_not_to_look_saves_it_and_undoes_it(server, browse
     page.get_by_role("button", name="Save this image's annotation").click()
     wait_for_app(page)
     page.get_by_test_id("stMetricValue").get_by_text("1", exact=True).wait_for(timeout=30_000)
-    files = list(tmp_path_factory.getbasetemp().glob("home*/annotations/decoy-mnist/*.npz"))
+    files = list(tmp_path_factory.getbasetemp().glob("home[0-9]*/annotations/mnist/*.npz"))
     assert len(files) == 1
     with np.load(files[0]) as z:
         not_here, here, kinds = z["not_here"], z["here"], z["kinds"]
