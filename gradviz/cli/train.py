@@ -27,10 +27,11 @@ def add_parser(sub) -> None:
     p.add_argument("--init-from", default=None, help="start from this model's weights (a zoo or user model name)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
-    p.add_argument("--width", type=int, default=ZOO_WIDTH, help="FC width (the paper's is 1024)")
-    p.add_argument("--layers", choices=LAYER_STYLES, default="zoo",
+    p.add_argument("--width", type=int, default=None,
+                   help=f"FC width (the paper's is 1024; default: --init-from's, else {ZOO_WIDTH})")
+    p.add_argument("--layers", choices=LAYER_STYLES, default=None,
                    help="zoo: the committed zoo's layers; reference: the authors' code exactly (no bias before "
-                        "batch norm, no γ, ε 1e-3, Xavier init)")
+                        "batch norm, no γ, ε 1e-3, Xavier init); default: --init-from's, else zoo")
     p.add_argument("--model", default=None,
                    help="another architecture: package.module:Callable (built afresh, e.g. torchvision.models:resnet18) "
                         "or a registered model's name (fine-tuned from its weights; gradviz models add)")
@@ -97,7 +98,19 @@ def config_from(args):
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda asked for, but this torch build sees no CUDA device")
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    return TrainConfig(**given | {"lam": lam, "device": device})
+    return TrainConfig(**given | {"lam": lam, "device": device} | _architecture_of(args))
+
+
+def _architecture_of(args) -> dict:
+    """--width and --layers as given, else those of the --init-from model (a fine-tune keeps its architecture),
+    else the zoo's."""
+    source = {}
+    if args.init_from and (args.width is None or args.layers is None):
+        from gradviz.nets.store import load_model
+
+        source = load_model(args.init_from)[1].get("architecture", {})
+    return {"width": args.width if args.width is not None else int(source.get("width", ZOO_WIDTH)),
+            "layers": args.layers if args.layers is not None else source.get("layers", "zoo")}
 
 
 def run(args) -> int:

@@ -43,3 +43,16 @@ def test_an_outside_architecture_is_fine_tuned_by_its_registered_name(tmp_path):
     before_weights = torch.cat([p.flatten() for p in model.parameters()])
     after_weights = torch.cat([p.flatten() for p in load_model("mlp-fixed")[0].parameters()])
     assert after["defense"] == "counterexamples" and not torch.equal(before_weights, after_weights)
+
+
+def test_the_cli_fine_tunes_from_annotations_keeping_the_init_models_architecture(tmp_path, capsys):
+    from gradviz.cli.main import main
+
+    path = _annotations(tmp_path)
+    assert main(["train", "--dataset", "decoy-mnist", "--defense", "rrr", "--lam", "0.0154", "--annotations", path,
+                 "--init-from", "decoy-mnist-normal", "--steps", "2", "--train-subset", "64", "--name", "cli-fixed",
+                 "--device", "cpu"]) == 0
+    _, card = load_model("cli-fixed")
+    assert card["architecture"]["width"] == 32 and card["annotations"]["file"] == "a.npz"
+    assert main(["train", "--dataset", "mnist", "--defense", "normal", "--annotations", path, "--steps", "1"]) == 2
+    assert "--annotations go with a defense that uses them" in capsys.readouterr().err
