@@ -9,7 +9,8 @@ from gradviz.training.config import TrainConfig
 from gradviz.training.defenses import MASKED, defense_spec
 
 FINE_TUNE_LR = 1e-3
-SUGGESTED_LAM = {"rrr": 0.0154, "rrr-g": 1.0}  # RRR: the decoy zoo's λ (1000 / 255², Ross et al. 2017); RRR-G on peak-scaled maps
+# RRR: the decoy zoo's λ (1000 / 255², Ross et al. 2017); RRR-G: 1 on peak-scaled maps (gradviz.training.cam_penalty)
+SUGGESTED_LAM = {"rrr": 0.0154, "rrr-g": 1.0}
 
 
 def fine_tune_config(card: dict, annotations: str, defense: str, steps: int, lam: float | None = None,
