@@ -6,6 +6,7 @@ In study mode (GRADVIZ_MODE=study, what deploy/ runs) the Explore pages are not 
 """
 import streamlit as st
 
+from app_pages.errors import run_page as run
 from gradviz.study.deployment import study_only
 
 st.set_page_config(page_title="gradviz", page_icon=":material/insights:", layout="wide")
@@ -18,12 +19,12 @@ if any(k in qp for k in ("PROLIFIC_PID", "pid", "participant")):
     def to_study() -> None:
         st.switch_page(study, query_params=st.query_params.to_dict())
 
-    st.navigation([st.Page(to_study, title="Study", default=True, visibility="hidden"), study],
-                  position="hidden").run()
+    run(st.navigation([st.Page(to_study, title="Study", default=True, visibility="hidden"), study],
+                      position="hidden"))
 elif study_only():
-    st.navigation({"Human study": [study, researcher]}).run()
+    run(st.navigation({"Human study": [study, researcher]}))
 else:
-    st.navigation({
+    run(st.navigation({
         "Explore": [
             st.Page("app_pages/models.py", title="Models", icon=":material/table_view:", default=True),
             st.Page("app_pages/saliency.py", title="Saliency", icon=":material/gradient:"),
@@ -38,4 +39,4 @@ else:
             st.Page("app_pages/experiments.py", title="Experiments", icon=":material/lab_panel:"),
         ],
         "Human study": [study, researcher],
-    }).run()
+    }))

@@ -51,8 +51,23 @@ def job_status(state_key: str, doing: str, unit: str, finished: str) -> None:
         st.progress(job.fraction, text=f"{doing}: {job.message or 'starting…'} ({job.done}/{job.total} {unit})")
     elif job.state == "done":
         st.success(f"{finished} finished: {job.result}")
+        if st.session_state.get(f"{state_key}_refreshed") != job.id:  # once: the page's results now include it
+            st.session_state[f"{state_key}_refreshed"] = job.id
+            st.rerun(scope="app")
     else:
         st.error(f"{finished} {job.state}: {job.error}")
+
+
+def submit_once(state_key: str, settings: object, name: str, fn) -> bool:
+    """Queue `fn` as this session's job under `state_key`, unless that job is still going with the same `settings`:
+    a second Enter or click does not start the same run twice. True when queued."""
+    job = job_runner().jobs.get(st.session_state.get(state_key, ""))
+    if job is not None and job.state in ("queued", "running") and st.session_state.get(f"{state_key}_settings") == settings:
+        st.info("The same run is already going; its progress is below.", icon=":material/hourglass_top:")
+        return False
+    st.session_state[state_key] = submit_job(name, fn).id
+    st.session_state[f"{state_key}_settings"] = settings
+    return True
 
 
 def submit_job(name: str, fn) -> JobHandle:

@@ -1,12 +1,13 @@
 """Interpretability page: explanation quality, measured — model × method × metric with 95% intervals, a radar over
 categories, the best- and worst-scored images of any cell, and new runs in the background."""
+from dataclasses import asdict
 from datetime import datetime
 
 import numpy as np
 import streamlit as st
 import torch
 
-from app_pages.common import DEVICE, job_status, models_named, pick_dataset, submit_job
+from app_pages.common import DEVICE, cards_of, job_status, models_named, pick_dataset, submit_once
 from gradviz.attribution.methods import DEFAULT_METHODS, get_method
 from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.attribution.metrics import REGISTRY as METRICS
@@ -32,9 +33,9 @@ st.caption("Is a model's map faithful, robust, concentrated, dependent on what t
 dataset = pick_dataset()
 
 with st.expander("Run a new analysis", expanded=False):
-    with st.form("interpret"):
-        models = st.multiselect("Models", default_models(dataset), default=default_models(dataset),
-                                key="i_models")
+    with st.form("interpret", enter_to_submit=False):
+        models = st.multiselect("Models", list(cards_of(dataset)), default=default_models(dataset), key="i_models",
+                                help="the zoo, the paper-scale pair and your own models of this dataset")
         methods = st.multiselect("Saliency methods", list(METHODS), default=list(DEFAULT_METHODS),
                                  format_func=lambda m: METHODS[m].label, key="i_methods")
         metrics = st.multiselect("Metrics", list(METRICS), default=list(METRICS),
@@ -55,7 +56,7 @@ with st.expander("Run a new analysis", expanded=False):
                                    on_progress=lambda d, t, m: job.report(d, t, m))
                 return write_interpretation(result, out)
 
-            st.session_state["interpret_job"] = submit_job(f"interpret {dataset}", work).id
+            submit_once("interpret_job", asdict(config), f"interpret {dataset}", work)
 
 
 job_status("interpret_job", "Scoring", "cells", "Analysis")

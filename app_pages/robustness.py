@@ -1,9 +1,10 @@
 """Robustness page: accuracy-vs-ε curves, the source×target matrix, white-box vs transfer, masking flags."""
+from dataclasses import asdict
 from datetime import datetime
 
 import streamlit as st
 
-from app_pages.common import DEVICE, job_status, pick_dataset, submit_job
+from app_pages.common import DEVICE, cards_of, job_status, pick_dataset, submit_once
 from gradviz.attacks.registry import REGISTRY, attack_title
 from gradviz.evaluation import figures
 from gradviz.evaluation.report.claims import facts_of, verdicts
@@ -22,7 +23,10 @@ st.title("Robustness")
 dataset = pick_dataset()
 
 with st.expander("Run a new evaluation", expanded=False):
-    with st.form("evaluate"):
+    with st.form("evaluate", enter_to_submit=False):
+        models = st.multiselect("Models", list(cards_of(dataset)), default=default_models(dataset), key="r_models",
+                                help="each is attacked and each attacks the others: the zoo, the paper-scale pair "
+                                     "and your own models of this dataset")
         attacks = st.multiselect("Attacks", list(REGISTRY), default=["fgsm", "tgsm"],
                                  format_func=lambda a: REGISTRY[a].label,
                                  help="Pixel-budget attacks (JSMA) ignore ε and report success rates instead.")
@@ -32,12 +36,12 @@ with st.expander("Run a new evaluation", expanded=False):
     if submitted:
         try:
             eps = [float(v) for v in eps_text.split(",") if v.strip()]
-            if not eps or not attacks or any(e < 0 or e > 1 for e in eps):
-                raise ValueError("choose at least one attack and ε values between 0 and 1")
+            if not eps or not attacks or not models or any(e < 0 or e > 1 for e in eps):
+                raise ValueError("choose at least one model, one attack and ε values between 0 and 1")
         except ValueError as exc:
             st.error(f"Cannot start: {exc}")
         else:
-            config = EvalConfig(dataset=dataset, models=default_models(dataset), attacks=attacks, eps=eps,
+            config = EvalConfig(dataset=dataset, models=models, attacks=attacks, eps=eps,
                                 n=int(n), device=DEVICE)
             out = user_results_dir() / f"{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
 
@@ -46,7 +50,7 @@ with st.expander("Run a new evaluation", expanded=False):
                                   on_progress=lambda d, t, m: job.report(d, t, m))
                 return write_results(result, out)
 
-            st.session_state["eval_job"] = submit_job(f"evaluate {dataset}", work).id
+            submit_once("eval_job", asdict(config), f"evaluate {dataset}", work)
 
 
 job_status("eval_job", "Evaluating", "blocks", "Evaluation")
@@ -84,9 +88,9 @@ if dataset == "mnist" and attack in PAPER_CURVES_FROM_NORMAL:
 eps_values = sorted(rows.eps.unique())
 eps = st.select_slider("ε for the matrix", eps_values, value=min(eps_values, key=lambda e: abs(e - 0.3)),
                        key="matrix_eps")
-c1, c2 = st.columns(2)
-c1.plotly_chart(figures.transfer_heatmap(rows, attack, eps), width="stretch", key="heatmap")
-c2.plotly_chart(figures.whitebox_transfer_figure(rows, attack), width="stretch", key="wb")
+# One under the other, each the page's width: side by side, six model names under the heatmap ran into each other.
+st.plotly_chart(figures.transfer_heatmap(rows, attack, eps), width="stretch", key="heatmap")
+st.plotly_chart(figures.whitebox_transfer_figure(rows, attack), width="stretch", key="wb")
 st.subheader("Gradient masking")
 if result.masking.empty:
     st.write("This result folder has no masking check.")

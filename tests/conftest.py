@@ -25,6 +25,7 @@ def user_models(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("GRADVIZ_CARRY", str(tmp_path / "carry"))
     monkeypatch.setenv("GRADVIZ_USER_DATASETS", str(tmp_path / "user-datasets"))
     monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path / "home"))  # annotations, the study's SQLite file
+    monkeypatch.setenv("GRADVIZ_DEBUG", "1")  # an app page's unexpected error fails its test (app.run)
     return folder
 
 

@@ -366,3 +366,44 @@ def test_a_person_paints_where_not_to_look_saves_it_and_undoes_it(server, browse
     wait_for_app(page)
     page.get_by_test_id("stMetricValue").get_by_text("0", exact=True).wait_for(timeout=30_000)
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+PLOT_COLOURS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => (p.data || []).map(t =>
+    [t.name || '', typeof (t.line && t.line.color) === 'string' ? t.line.color
+                   : typeof (t.marker && t.marker.color) === 'string' ? t.marker.color : '']))"""
+TICK_BOXES = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(p =>
+    ['xtick', 'ytick'].map(kind => Array.from(p.querySelectorAll('.' + kind + ' text'))
+        .filter(t => t.textContent.trim() && t.getBoundingClientRect().width > 0)
+        .map(t => { const r = t.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom, t.textContent]; })))"""
+
+
+def overlapping_ticks(plots) -> list[tuple[str, str]]:
+    """Pairs of tick labels of one axis of one figure whose boxes overlap by more than a pixel each way."""
+    pairs = []
+    for figure, axes in enumerate(plots):
+        for axis, boxes in zip("xy", axes):
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1:]:
+                    if min(a[2], b[2]) - max(a[0], b[0]) > 1 and min(a[3], b[3]) - max(a[1], b[1]) > 1:
+                        pairs.append((f"figure {figure} {axis}", a[4], b[4]))
+    return pairs
+
+
+@pytest.mark.parametrize("path,answer", [("robustness", "Which of the paper's claims held"),
+                                         ("interpretability", "Answer.")])
+def test_a_comparison_page_answers_on_top_with_one_colour_per_model_and_readable_ticks(server, browser, path, answer):
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    page.goto(f"{server}/{path}", wait_until="domcontentloaded")
+    wait_for_app(page)
+    page.get_by_text(answer).first.wait_for(timeout=90_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=90_000)
+    page.wait_for_timeout(1500)  # plotly lays out its ticks after the first paint
+    assert page.locator("[data-testid='stException']").count() == 0
+    colours: dict[str, set] = {}
+    for traces in page.evaluate(PLOT_COLOURS):
+        for name, colour in traces:
+            if name.startswith(("mnist-", "fashion-mnist-")) and colour:
+                colours.setdefault(name, set()).add(colour)
+    assert all(len(c) == 1 for c in colours.values()), colours
+    overlaps = overlapping_ticks(page.evaluate(TICK_BOXES))
+    assert not overlaps, overlaps

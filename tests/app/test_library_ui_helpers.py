@@ -150,3 +150,23 @@ def test_the_saliency_command_refuses_settings_of_another_method(tmp_path, capsy
 
     assert main(["saliency", "--method", "saliency", "--param", "smoothgrad.samples=4", "--out", str(tmp_path)]) == 2
     assert "--param names smoothgrad, but the method is saliency" in capsys.readouterr().err
+
+
+def test_an_unexpected_page_error_is_one_line_with_an_id_that_the_log_holds(monkeypatch, caplog):
+    import pytest
+
+    from app_pages.errors import run_page
+
+    class Broken:
+        title = "Broken"
+
+        def run(self):
+            raise KeyError("a bug")
+
+    monkeypatch.delenv("GRADVIZ_DEBUG", raising=False)
+    error_id = run_page(Broken())
+    assert len(error_id) == 8 and f"gradviz error {error_id} on page 'Broken'" in caplog.text
+    assert "KeyError: 'a bug'" in caplog.text
+    monkeypatch.setenv("GRADVIZ_DEBUG", "1")
+    with pytest.raises(KeyError):
+        run_page(Broken())

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import io
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -69,6 +70,16 @@ def wrap_label(text: str, width: int = 16) -> str:
             line = ""
         line += part
     return "<br>".join([*lines, line])
+
+
+def without_common_prefix(names: list[str]) -> tuple[list[str], str]:
+    """Names less the hyphen-ended prefix they all share ("mnist-"), and that prefix: tick labels of several
+    models side by side stay short enough not to run into each other."""
+    prefix = os.path.commonprefix(names) if len(names) > 1 else ""
+    prefix = prefix[:prefix.rfind("-") + 1]
+    if any(n == prefix or not n[len(prefix):] for n in names):
+        prefix = ""
+    return [n[len(prefix):] for n in names], prefix
 
 
 def house_style(fig: go.Figure, height: int, title: str | None = None, legend: str | None = "above") -> go.Figure:
@@ -141,11 +152,13 @@ def matrix_at(rows: pd.DataFrame, attack: str, eps: float) -> pd.DataFrame:
 def transfer_heatmap(rows: pd.DataFrame, attack: str, eps: float) -> go.Figure:
     """The matrix as a heatmap; the diagonal is white-box."""
     m = matrix_at(rows, attack, eps)
-    fig = go.Figure(go.Heatmap(z=m.values, x=[wrap_label(c) for c in m.columns], y=list(m.index), zmin=0, zmax=1,
+    targets, prefix = without_common_prefix(list(m.columns))
+    fig = go.Figure(go.Heatmap(z=m.values, x=[wrap_label(c, 12) for c in targets], y=list(m.index), zmin=0, zmax=1,
                                colorscale="Viridis", text=[[f"{v:.2f}" for v in row] for row in m.values],
                                texttemplate="%{text}", colorbar=dict(title="accuracy", thickness=12)))
-    fig.update_layout(xaxis_title="evaluated on (target)", yaxis_title="made on (source)", yaxis_autorange="reversed",
-                      xaxis_tickangle=0)
+    fig.update_layout(xaxis_title=f"evaluated on (target{', ' + prefix + '…' if prefix else ''})",
+                      yaxis_title="made on (source)", yaxis_autorange="reversed",
+                      xaxis_tickangle=0, xaxis_automargin=True)  # wrapped, not rotated: they never overlap
     return house_style(fig, 460, f"{attack_title(attack)} at ε = {eps:g}<br><sup>rows made on, columns evaluated "
                                  "on; the diagonal is white-box</sup>", legend=None)
 
