@@ -34,7 +34,7 @@ from gradviz.training.fine_tune import SUGGESTED_LAM, fine_tune_config
 from gradviz.training.loop import train_and_save
 
 POOL = 300  # training images the page ranks for annotation
-SCALE = 10  # canvas pixels per image pixel
+CANVAS = 280  # about this many pixels on the canvas's longer side: a 28×28 digit at 10 canvas pixels a pixel
 TOOLS = {"Brush": "freedraw", "Box": "rect", "Lasso": "polygon"}
 KIND = {"freedraw": "brush", "rect": "box", "polygon": "lasso"}
 
@@ -64,7 +64,7 @@ def stored(dataset: str, model: str) -> Annotations:
     return Annotations(dataset, height, width, model=model)
 
 
-def canvas(background: np.ndarray, tool: str, colour: tuple[int, int, int], key: str):
+def canvas(background: np.ndarray, tool: str, colour: tuple[int, int, int], scale: int, key: str):
     try:
         from streamlit_drawable_canvas import st_canvas
     except ImportError:
@@ -73,7 +73,7 @@ def canvas(background: np.ndarray, tool: str, colour: tuple[int, int, int], key:
     from PIL import Image
 
     r, g, b = colour
-    return st_canvas(fill_color=f"rgba({r}, {g}, {b}, 0.5)", stroke_width=SCALE * 2, stroke_color=f"rgb({r}, {g}, {b})",
+    return st_canvas(fill_color=f"rgba({r}, {g}, {b}, 0.5)", stroke_width=scale * 2, stroke_color=f"rgb({r}, {g}, {b})",
                      background_image=Image.fromarray(background), height=background.shape[0],
                      width=background.shape[1], drawing_mode=tool, key=key, update_streamlit=True,
                      return_image_data=True)
@@ -121,8 +121,9 @@ with left:
     x = torch.from_numpy(xs[image_id:image_id + 1]).to(DEVICE)
     y = torch.tensor([int(ys[image_id])], device=DEVICE)
     saliency = input_gradient(net, x, y, "logp")[0].abs().amax(0).cpu().numpy()
-    result = canvas(figures.saliency_overlay(figures.display(x), saliency, SCALE), tool,
-                    STROKE_COLOURS["not_here" if mark == "not here" else "here"], f"annotate_{dataset}_{image_id}")
+    scale = max(1, CANVAS // max(height, width))  # whole canvas pixels per image pixel, so marks map back exactly
+    result = canvas(figures.saliency_overlay(figures.display(x), saliency, scale), tool,
+                    STROKE_COLOURS["not_here" if mark == "not here" else "here"], scale, f"annotate_{dataset}_{image_id}")
     st.markdown(f"Training image **#{image_id}** ({names[int(ys[image_id])]}), {position + 1} of {len(ranking)} · "
                 + ("already annotated: saving replaces it" if image_id in done else "not annotated yet"))
 with right:
