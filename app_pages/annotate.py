@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app_pages.common import DEVICE, cards_of, job_status, models_named, pick_dataset, submit_job
+from app_pages.common import DEVICE, cards_or_stop, job_status, models_named, pick_dataset, submit_job
 from gradviz.attribution.candidates import ORDERS, annotation_order
 from gradviz.attribution.measures import input_gradient
 from gradviz.data.annotations import (
@@ -84,10 +84,7 @@ st.caption("Paint where the model must not look over its input gradient (yellow)
            "penalises the input gradient there, RRR-G the Grad-CAM map, counterexamples show the model copies "
            "with the marked region randomised. Marked images get the penalty; the rest plain cross-entropy.")
 dataset = pick_dataset()
-cards = cards_of(dataset)
-if not cards:
-    st.warning(f"No models for {dataset}. Train one on the Train page first.")
-    st.stop()
+cards = cards_or_stop(dataset)
 model_name = st.selectbox("Model to fix", list(cards), key=f"annotate_model_{dataset}", persist_state="session")
 card = cards[model_name]
 net = models_named([model_name], dataset)[model_name]

@@ -127,13 +127,19 @@ def pick_dataset() -> str:
     return st.sidebar.selectbox("Dataset", dataset_names(), key="dataset", persist_state="session")
 
 
-def pick_models(dataset: str, label: str = "Models to compare", key: str = "models",
-                max_selections: int = 6) -> list[str]:
+def cards_or_stop(dataset: str) -> dict[str, dict]:
+    """`cards_of(dataset)`, or a message saying how to get a model and the page stops there."""
     cards = cards_of(dataset)
-    names = list(cards)
-    if not names:
+    if not cards:
         st.warning(f"No models for {dataset}. Train one on the Train page or with `python -m gradviz train`.")
         st.stop()
+    return cards
+
+
+def pick_models(dataset: str, label: str = "Models to compare", key: str = "models",
+                max_selections: int = 6) -> list[str]:
+    cards = cards_or_stop(dataset)
+    names = list(cards)
     # Distilled is left out of the default: its Σ log p gradients are ~10× the others' and would wash out a
     # shared colour scale, hiding the normal-vs-gradreg contrast the paper is about. One click adds it.
     st.session_state.setdefault(f"{key}_{dataset}", default_models(cards, ("normal", "advtrain", "gradreg-uniform",

@@ -8,7 +8,15 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from app_pages.common import DEVICE, LiveProgress, attack_controls, cards_of, models_named, pick_dataset, sample
+from app_pages.common import (
+    DEVICE,
+    LiveProgress,
+    attack_controls,
+    cards_or_stop,
+    models_named,
+    pick_dataset,
+    sample,
+)
 from gradviz.attacks.grids import (
     PAPER_GRID_ATTACK,
     PAPER_ITERATION,
@@ -35,10 +43,7 @@ st.caption("Each row is a test digit of one class, each column the class it is p
            "a distilled model's barely move (its gradients vanish).")
 dataset = pick_dataset()
 names = class_names(dataset)
-cards = cards_of(dataset)
-if not cards:
-    st.warning(f"No models for {dataset}. Train one on the Train page or with `python -m gradviz train`.")
-    st.stop()
+cards = cards_or_stop(dataset)
 st.session_state.setdefault(f"grid_models_{dataset}", default_models(cards, ("normal", "distilled", "gradreg")))
 
 left, right = st.columns([2, 1])

@@ -2,7 +2,7 @@
 import numpy as np
 import streamlit as st
 
-from app_pages.common import cards_of, pick_dataset, sample, sanity_check
+from app_pages.common import cards_or_stop, pick_dataset, sample, sanity_check
 from gradviz.attribution.methods import DEFAULT_METHODS
 from gradviz.attribution.methods import REGISTRY as METHODS
 from gradviz.attribution.sanity import FAIL_SIMILARITY
@@ -15,10 +15,7 @@ st.caption("A saliency map should depend on what the model learned. Here the mod
            "(Adebayo et al., *Sanity Checks for Saliency Maps*, NeurIPS 2018). A method whose maps stay alike "
            "shows the image, not the model, and is flagged.")
 dataset = pick_dataset()
-cards = cards_of(dataset)
-if not cards:
-    st.warning(f"No models for {dataset}. Train one on the Train page or with `python -m gradviz train`.")
-    st.stop()
+cards = cards_or_stop(dataset)
 c1, c2, c3 = st.columns([1, 2, 1])
 names = list(cards)
 model = c1.selectbox("Model", names, index=names.index(f"{dataset}-normal") if f"{dataset}-normal" in names else 0,
