@@ -6,11 +6,12 @@ or on those it is most sure of. The object is the dataset's evidence region wher
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from gradviz.attribution.measures import input_gradient
-from gradviz.attribution.metrics import ink_mask
+from gradviz.attribution.metrics import ink_mask, relevance_mass
 
 ORDERS = {"off-object": "saliency most off the object first", "confident": "most confident first"}
 
@@ -24,10 +25,8 @@ def off_object_share(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         xs, ys = x[start:start + batch_size], y[start:start + batch_size]
         obj = ink_mask(xs) if region is None else region[start:start + batch_size].to(xs.device)
         grad = input_gradient(model, xs, ys, "logp").abs().sum(1)
-        total = grad.flatten(1).sum(1)
-        outside = (grad * ~obj).flatten(1).sum(1)
-        shares.append(torch.where(total > 0, outside / total.clamp_min(1e-30), torch.zeros_like(total)))
-    return torch.cat(shares)
+        shares.append(np.nan_to_num(relevance_mass(grad, ~obj), nan=0.0))  # NaN: an all-zero gradient
+    return torch.from_numpy(np.concatenate(shares))
 
 
 @torch.no_grad()

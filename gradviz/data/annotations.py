@@ -179,10 +179,16 @@ def from_generated_masks(dataset: str, masks: np.ndarray, image_ids: np.ndarray)
     """Annotations of `image_ids` made from a dataset's own masks ([N, H, W] or [N, 1, H, W] aligned with its train
     split): how the interaction-efficiency runs annotate N images through the same path a person's strokes take."""
     masks = np.asarray(masks, dtype=bool).reshape(len(masks), *np.asarray(masks).shape[-2:])
-    annotations = Annotations(dataset, masks.shape[1], masks.shape[2], model="")
-    for image_id in np.asarray(image_ids, dtype=np.int64):
-        annotations.add(int(image_id), masks[image_id], kind="generated")
-    return annotations
+    ids = np.asarray(image_ids, dtype=np.int64)
+    _, last = np.unique(ids[::-1], return_index=True)  # an id given twice counts once, where it came last (as add)
+    ids = ids[np.sort(len(ids) - 1 - last)]
+    not_here = masks[ids]
+    if not not_here.reshape(len(ids), -1).any(1).all():
+        raise AnnotationError("mark at least one pixel where the model must not look")
+    # Built whole, not by `add` per image: adding copies every array, which is quadratic in the set's size.
+    return Annotations(dataset, masks.shape[1], masks.shape[2], model="", image_ids=ids, not_here=not_here,
+                       here=np.zeros_like(not_here), created=np.full(len(ids), time.time()),
+                       kinds=np.full(len(ids), "generated", dtype="<U9"))
 
 
 STROKE_COLOURS = {"not_here": (255, 0, 0), "here": (0, 200, 0)}  # what the page paints each kind of region in
