@@ -27,13 +27,17 @@ from gradviz.data.annotations import (
 )
 from gradviz.data.datasets import class_names, evidence_regions, has_masks, image_shape, load_dataset
 from gradviz.evaluation import figures
-from gradviz.evaluation.runs.shortcut_check import shortcut_table
+from gradviz.evaluation.figures.annotation_curve import METRIC_TITLES, curve_figure
+from gradviz.evaluation.report.annotation_curve import CURVE_FILE, curve_answer, read_curve, summary_text
+from gradviz.evaluation.runs.shortcut_check import change_sentence, shortcut_table
 from gradviz.nets.cards import free_user_name
+from gradviz.paths import result_folders_holding
 from gradviz.training.defenses import DEFENSE_SPECS, MASKED
-from gradviz.training.fine_tune import SUGGESTED_LAM, fine_tune_config
+from gradviz.training.fine_tune import fine_tune_config
 from gradviz.training.loop import train_and_save
 
 POOL = 300  # training images the page ranks for annotation
+COMPARED = 500  # test images of the before/after table
 CANVAS = 280  # about this many pixels on the canvas's longer side: a 28×28 digit at 10 canvas pixels a pixel
 TOOLS = {"Brush": "freedraw", "Box": "rect", "Lasso": "polygon"}
 KIND = {"freedraw": "brush", "rect": "box", "polygon": "lasso"}
@@ -167,8 +171,10 @@ defense = st.selectbox("Penalty", sorted(MASKED), format_func=lambda d: DEFENSE_
                        help="Each cites its paper on the Models page's defense list.")
 with st.form("fine_tune", enter_to_submit=False):
     c1, c2 = st.columns(2)
-    steps = c1.number_input("Steps", 10, 20000, 300, 10, key="annotate_steps")
-    lam = c2.number_input("λ", 0.0, 1e6, SUGGESTED_LAM.get(defense, 0.0), format="%.4g", key="annotate_lam",
+    steps = c1.number_input("Steps", 10, 20000, 500, 10, key="annotate_steps",
+                            help="The annotation curve (below) fine-tunes 500 steps of 64 images.")
+    lam = c2.number_input("λ", 0.0, 1e6, DEFENSE_SPECS[defense].suggested_lam or 0.0, format="%.4g",
+                          key=f"annotate_lam_{defense}",
                           disabled=not DEFENSE_SPECS[defense].takes_lam)
     name = free_user_name(f"{model_name}-{defense}-annotated")
     started = st.form_submit_button(f"Fine-tune into {name}", type="primary", disabled=not len(annotations))
@@ -185,6 +191,18 @@ if started:
     st.session_state["annotate_job"] = submit_job(f"fine-tune {name}", work).id
 job_status("annotate_job", "Fine-tuning", "steps", "Fine-tuning")
 
+curves = {label: folder for label, folder in result_folders_holding(CURVE_FILE).items()
+          if read_curve(folder)["dataset"] == dataset}
+if curves:
+    with st.expander("How many annotations does it take?"):
+        label = st.selectbox("Curve", list(curves), key="annotate_curve") if len(curves) > 1 else next(iter(curves))
+        record = read_curve(curves[label])
+        st.markdown(curve_answer(record))
+        metric = st.radio("Show", list(METRIC_TITLES), format_func=METRIC_TITLES.get, horizontal=True,
+                          key="annotate_curve_metric")
+        st.plotly_chart(curve_figure(record, metric), width="stretch", key="annotate_curve_figure")
+        st.markdown(summary_text(record))
+
 st.divider()
 st.subheader("Before and after")
 after_options = [n for n, c in cards.items() if (c.get("init_from") or {}).get("name") == model_name
@@ -195,7 +213,8 @@ if not after_options:
 after = st.selectbox("Fine-tuned model", after_options, key="annotate_after")
 pair = models_named([model_name, after], dataset)
 if has_masks(dataset):
-    table = shortcut_table(pair, dataset, n=500, device=DEVICE)
+    table = shortcut_table(pair, dataset, n=COMPARED, device=DEVICE)
+    st.markdown(change_sentence(table, model_name, after, COMPARED))
     st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f")
                                                         for c in table.columns if c != "model"})
 test_x, test_y = load_dataset(dataset, "test")

@@ -13,9 +13,11 @@ from app_pages.common import (
     LiveProgress,
     attack_controls,
     cards_or_stop,
+    job_status,
     models_named,
     pick_dataset,
     sample,
+    submit_once,
 )
 from gradviz.attacks.grids import (
     PAPER_GRID_ATTACK,
@@ -33,6 +35,7 @@ from gradviz.data.datasets import class_names
 from gradviz.data.images import to_png
 from gradviz.evaluation import figures
 from gradviz.nets.catalog import default_models
+from gradviz.progress import Estimate
 
 KEPT = {"grid": 8, "views": 256}  # per process: grids (tens of MB each) and cross-model views of one iteration
 
@@ -84,27 +87,42 @@ def kept(kind: str) -> tuple[OrderedDict, threading.Lock]:
 
 
 def remember(kind: str, key: tuple, make):
+    found = recall(kind, key)
+    if found is not None:
+        return found
+    made = make()  # outside the lock: another session may be computing its own grid
+    keep(kept(kind), KEPT[kind], key, made)
+    return made
+
+
+def recall(kind: str, key: tuple):
     store, lock = kept(kind)
     with lock:
         found = store.get(key)
         if found is not None:
             store.move_to_end(key)
-            return found
-    made = make()  # outside the lock: another session may be computing its own grid
+        return found
+
+
+def keep(shelf: tuple[OrderedDict, threading.Lock], limit: int, key: tuple, made) -> None:
+    """Put `made` on a shelf of `kept` (taken in the script's thread: a job's thread has no Streamlit context)."""
+    store, lock = shelf
     with lock:
         store[key] = made
-        while len(store) > KEPT[kind]:
+        while len(store) > limit:
             store.popitem(last=False)
-    return made
+
+
+def grid_rows(indices: tuple[int, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = (torch.from_numpy(a) for a in sample(dataset))
+    if indices is None:
+        return first_of_each_class(x, y, classes=len(class_names(dataset)))
+    return x[list(indices)], y[list(indices)]
 
 
 def compute_grid(names: list[str], indices: tuple[int, ...] | None) -> tuple[TargetGrid, float]:
     """One batched computation per model, every iteration kept, with a progress bar while it runs."""
-    x, y = (torch.from_numpy(a) for a in sample(dataset))
-    if indices is None:
-        x, y = first_of_each_class(x, y, classes=len(class_names(dataset)))
-    else:
-        x, y = x[list(indices)], y[list(indices)]
+    x, y = grid_rows(indices)
     bar = LiveProgress(f"{entry.label}: every row on every model", upper_bound=not entry.eps_bounded)
     start = time.perf_counter()
     grid = target_grid(models_named(names, dataset), x.to(DEVICE), y, attack, eps, params, progress=bar)
@@ -112,9 +130,35 @@ def compute_grid(names: list[str], indices: tuple[int, ...] | None) -> tuple[Tar
     return grid, time.perf_counter() - start
 
 
+def grid_in_background(names: list[str], indices: tuple[int, ...] | None, key: tuple) -> None:
+    """A slow attack's grid (JSMA: minutes on a CPU) as a background job: the page stays usable, shows the job's
+    progress, and draws the grid once the job has put it where `recall` finds it."""
+    x, y = grid_rows(indices)
+    models = models_named(names, dataset)  # loaded here: the job's thread has no Streamlit context
+    settings, shelf = (attack, eps, tuple(sorted(params.items()))), kept("grid")
+
+    def work(job, x=x, y=y, models=models, key=key) -> str:
+        estimate, start = Estimate(), time.perf_counter()
+
+        def progress(done: int, total: int, what: str = "") -> None:
+            job.report(done, total, f"{what} · {estimate.describe(done, total, upper_bound=True)}")
+
+        grid = target_grid(models, x.to(DEVICE), y, settings[0], settings[1], dict(settings[2]), progress=progress)
+        keep(shelf, KEPT["grid"], key, (grid, time.perf_counter() - start))
+        return f"{len(models)} model(s) × {len(x)} rows"
+
+    submit_once("grid_job", key, f"{entry.label} grid", work)
+
+
 hashes = tuple((n, cards[n]["sha256"]) for n in chosen)
 rows_key = tuple(indices) if indices is not None else None
 grid_key = (dataset, hashes, rows_key, attack, eps, tuple(sorted(params.items())))
+if entry.multi_step and entry.iterates is None and recall("grid", grid_key) is None:  # JSMA: no path, minutes
+    st.info(f"{entry.label} takes minutes on a CPU, so this grid is computed in the background: the rest of the "
+            "dashboard stays usable and the grid appears here when it is done.", icon=":material/hourglass_top:")
+    grid_in_background(chosen, rows_key, grid_key)
+    job_status("grid_job", f"{entry.label} grid", "steps at most", f"{entry.label} grid")
+    st.stop()
 grid, seconds = remember("grid", grid_key, lambda: compute_grid(chosen, rows_key))
 
 if grid.iterations > 1:
@@ -127,8 +171,9 @@ if grid.iterations > 1:
                           help=f"The paper's MNIST grids show iteration {PAPER_ITERATION}.")
 else:
     iteration = 1
-    st.caption(f"{attack_title(attack)} grids show the original and the final images"
-               + (" (each cell stops when its model predicts the target)." if entry.multi_step else "."))
+    st.caption(f"{attack_title(attack)} grids show each cell's final image"
+               + (": each cell stops when its model predicts the target, so there are no iterations to scrub."
+                  if entry.multi_step else ": one step, so there are no iterations to scrub."))
 show_all = st.toggle("Every model's prediction in the hover and a table", value=True, key="grid_all",
                      persist_state="session")
 
@@ -165,7 +210,8 @@ st.plotly_chart(figures.target_grid_figure({n: mosaic(grid.cells(n, iteration)) 
 st.caption(f"{len(grid.labels)} rows × {len(column_names)} {'targets' if grid.targeted else 'column'} × "
            f"{len(chosen)} models, "
            f"{'all ' + str(grid.iterations) + ' iterations ' if grid.iterations > 1 else ''}computed once on "
-           f"**{DEVICE}** in {seconds:.1f} s; moving the iteration slider only redraws.")
+           f"**{DEVICE}** in {seconds:.1f} s" + ("; moving the iteration slider only redraws." if grid.iterations > 1
+                                                 else "."))
 
 if show_all:
     it = min(iteration, grid.iterations)

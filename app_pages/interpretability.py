@@ -93,7 +93,7 @@ if view.empty:
     st.stop()
 st.plotly_chart(score_heatmap(view), width="stretch", key="interp_heatmap")
 st.caption("Colour ranks each column from worst (dark) to best (yellow) whichever way the metric points (↑: higher "
-           "is better); text: mean [95% interval].")
+           "is better); text: the mean (hover a cell for its 95% interval).")
 
 radar_method = st.radio("Radar for method", list(dict.fromkeys(summary["method"])), horizontal=True,
                         key="interp_radar")

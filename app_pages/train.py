@@ -76,8 +76,11 @@ with st.form("train"):
         if setting.choices:
             chosen[name] = column.selectbox(setting.label, setting.choices, key=f"t_{name}", help=setting.help)
         else:
-            chosen[name] = column.number_input(setting.label, setting.low, setting.high, setting.suggested,
-                                               key=f"t_{name}", help=setting.help)
+            own = DEFENSE_SPECS[defense].suggested_lam if name == "lam" else None  # RRR's λ is not Grad Reg's
+            chosen[name] = column.number_input(setting.label, setting.low, setting.high,
+                                               setting.suggested if own is None else own, format="%.4g",
+                                               key=f"t_{name}" if own is None else f"t_{name}_{defense}",
+                                               help=setting.help)
     length = c1.number_input(f"Number of {unit}", 1, 100_000, 1 if unit == "epochs" else 500, step=1,
                              key=f"t_length_{unit}")
     batch = c2.number_input("Batch size", 8, 1024, 128, step=8)

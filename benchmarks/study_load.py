@@ -56,11 +56,11 @@ def wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 60, cafile: 
     raise RuntimeError(f"{proc.args[0]} did not become healthy at {url}: {proc.stderr.read().decode()[-2000:]}")
 
 
-def start_streamlit(env: dict, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on localhost; returns once /_stcore/health answers ok."""
+def start_streamlit(env: dict, port: int | None = None, app: str = "app.py") -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` (or another script) on localhost; returns once /_stcore/health answers ok."""
     port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
+        [sys.executable, "-m", "streamlit", "run", app, "--server.headless", "true", "--server.address",
          "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none",
          "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

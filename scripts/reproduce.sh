@@ -36,10 +36,15 @@ $PY -m gradviz interpret --dataset decoy-mnist --n 1000 --metrics relevance-mass
   --out docs/results/decoy-mnist-ground-truth
 $PY -m gradviz interpret --dataset block-mnist --n 1000 --metrics relevance-mass,relevance-rank,pointing-game \
   $METHODS --out docs/results/block-mnist-ground-truth
+# How many annotations does it take? 60 fine-tunes per decoy dataset on Ray (resumable: run it again after a stop).
+$PY -m gradviz zoo curve decoy-mnist --write docs/results/decoy-mnist-annotation-curve
+$PY -m gradviz zoo curve decoy-fashion-mnist --write docs/results/decoy-fashion-mnist-annotation-curve
 $PY -m gradviz reproduce --mnist docs/results/mnist --mnist-beyond docs/results/mnist-mifgsm \
   --fashion docs/results/fashion-mnist \
   --interpretation docs/results/mnist-interpretability --interpretation docs/results/fashion-mnist-interpretability \
   --ground-truth docs/results/decoy-mnist-ground-truth --ground-truth docs/results/block-mnist-ground-truth \
   --paper-scale docs/results/mnist-paper-scale \
   --autoattack docs/results/mnist-autoattack --autoattack docs/results/mnist-paper-scale-autoattack \
+  --annotation-curve docs/results/decoy-mnist-annotation-curve \
+  --annotation-curve docs/results/decoy-fashion-mnist-annotation-curve \
   --preamble docs/reproduction_preamble.md --out docs/REPRODUCTION.md

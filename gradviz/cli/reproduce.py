@@ -27,6 +27,8 @@ def add_parser(sub) -> None:
     r.add_argument("--autoattack", action="append", default=[], metavar="FOLDER",
                    help="result folder of an evaluate run holding autoattack (the section 'Robustness checked with "
                         "AutoAttack'), repeatable")
+    r.add_argument("--annotation-curve", action="append", default=[], metavar="FOLDER",
+                   help="folder of `zoo curve --write` (the section 'How many annotations does it take?'), repeatable")
     r.add_argument("--preamble", default=None, help="Markdown file with the prose that precedes the tables")
     r.add_argument("--out", default="docs/REPRODUCTION.md")
 
@@ -40,7 +42,7 @@ def run(args) -> int:
 
     preamble = Path(args.preamble).read_text() if args.preamble else ""
     path = write_reproduction(args.mnist, args.fashion, args.out, preamble, args.mnist_beyond, args.interpretation,
-                              args.ground_truth, args.autoattack, args.paper_scale)
+                              args.ground_truth, args.autoattack, args.paper_scale, args.annotation_curve)
     print(f"written {path}")
     return 0
 

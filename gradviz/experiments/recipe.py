@@ -17,12 +17,17 @@ from pathlib import Path
 from gradviz.nets.store import STORED_DTYPES
 from gradviz.paths import RECIPE_DIR, UnsafeNameError, safe_name
 from gradviz.training.config import TrainConfig, comparable_settings
+from gradviz.training.defenses import defense_spec
 from gradviz.training.penalties import from_reference_lambda
 
 SETTING_KEYS = set(TrainConfig().settings()) - {"dataset"}  # the dataset is the file's
 MODEL_KEYS = SETTING_KEYS | {"lam_ref", "in_zoo", "transfer_source", "stored_dtype"}
 SWEEP_KEYS = (SETTING_KEYS - {"lam", "seed", "init_from"}) | {"lams", "seeds"}
-TOP_KEYS = {"dataset", "transfer_source", "eval_n", "checkpoints_per_epoch", "defaults", "models", "sweeps"}
+TOP_KEYS = {"dataset", "transfer_source", "eval_n", "checkpoints_per_epoch", "defaults", "models", "sweeps",
+            "annotation_curve"}
+CURVE_SETTINGS = {"steps", "batch_size", "lr", "lr_schedule"}
+CURVE_KEYS = CURVE_SETTINGS | {"start", "counts", "seeds", "penalties", "baselines", "test_images"}
+ALL_IMAGES = "all"
 DEFAULT_HOLDOUT = 5000
 
 
@@ -68,6 +73,21 @@ class SweepEntry:
 
 
 @dataclass(frozen=True)
+class CurveEntry:
+    """How many annotations does it take? Every penalty × annotated-image count × seed fine-tunes `start` (a
+    [models] entry that learned the shortcut) with annotations made from the dataset's own masks; the baselines
+    (plain cross-entropy, Grad Reg) fine-tune it as long with none."""
+
+    start: str
+    counts: tuple[int | None, ...]  # None: every training image
+    seeds: tuple[int, ...]
+    penalties: dict[str, float]  # a masked defense → its λ (0 for one without)
+    baselines: dict[str, float]  # an unmasked defense → its λ
+    settings: dict  # steps, batch size, learning rate (and schedule) of every run
+    test_images: int | None = None  # score on the first this many test images (None: all)
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A parsed, checked recipe."""
 
@@ -78,6 +98,7 @@ class Recipe:
     checkpoints_per_epoch: int
     models: dict[str, ModelEntry]
     sweeps: dict[str, SweepEntry]
+    curve: CurveEntry | None = None
 
 
 def recipe_path(name_or_path: str | Path) -> Path:
@@ -120,8 +141,9 @@ def parse_recipe(data: dict, path: Path) -> Recipe:
                               "[models] entry")
         if entry.transfer_source == name:
             raise RecipeError(f"{path}: [models.{name}]: a model cannot be its own transfer source")
+    curve = _curve(data["annotation_curve"], base, models, path) if "annotation_curve" in data else None
     return Recipe(path, data["dataset"], source, int(data.get("eval_n", 1000)),
-                  int(data.get("checkpoints_per_epoch", 1)), models, sweeps)
+                  int(data.get("checkpoints_per_epoch", 1)), models, sweeps, curve)
 
 
 def _unknown(entry: dict, allowed: set[str], where: str) -> None:
@@ -185,6 +207,42 @@ def _sweep(name: str, entry: dict, base: TrainConfig, path: Path) -> SweepEntry:
     _checked(replace(sweep.base, defense="normal"), where)
     _checked(sweep.candidates()[0], where)  # the others differ only in λ > 0 and seed
     return sweep
+
+
+def _curve(entry: dict, base: TrainConfig, models: dict[str, ModelEntry], path: Path) -> CurveEntry:
+    where = f"{path}: [annotation_curve]"
+    _unknown(entry, CURVE_KEYS, where)
+    if entry.get("start") not in models:
+        raise RecipeError(f"{where}: start {entry.get('start')!r} is not a [models] entry")
+    counts = tuple(None if c == ALL_IMAGES else c for c in entry.get("counts", []))
+    if not counts or any(c is not None and (not isinstance(c, int) or c < 1) for c in counts):
+        raise RecipeError(f"{where}: counts must be a non-empty list of whole numbers ≥ 1 or {ALL_IMAGES!r}")
+    seeds = tuple(int(v) for v in entry.get("seeds", [base.seed]))
+    penalties, baselines = dict(entry.get("penalties", {})), dict(entry.get("baselines", {}))
+    if not penalties:
+        raise RecipeError(f"{where}: name at least one penalty (penalties = {{rrr = 0.0154}})")
+    settings = {k: entry[k] for k in CURVE_SETTINGS if k in entry}
+    test_images = entry.get("test_images")
+    if test_images is not None and (not isinstance(test_images, int) or test_images < 1):
+        raise RecipeError(f"{where}: test_images must be a whole number ≥ 1 (leave it out for the whole test set)")
+    start = models[entry["start"]].config
+    for defense, lam, as_penalty in [*((d, v, True) for d, v in penalties.items()),
+                                     *((d, v, False) for d, v in baselines.items())]:
+        try:
+            masked = defense_spec(defense).masked
+        except ValueError as exc:
+            raise RecipeError(f"{where}: {exc}") from exc
+        if masked != as_penalty:
+            raise RecipeError(f"{where}: {defense!r} belongs in " + ("penalties (it uses annotations)" if masked
+                                                                     else "baselines (it uses no annotations)"))
+        config = replace(start, defense=defense, lam=float(lam), init_from=None, name=None, **settings,
+                         annotations=None if not masked else "annotations.npz")
+        try:
+            config.validate()
+        except ValueError as exc:
+            raise RecipeError(f"{where}: {defense}: {exc}") from exc
+    return CurveEntry(entry["start"], counts, seeds, {k: float(v) for k, v in penalties.items()},
+                      {k: float(v) for k, v in baselines.items()}, settings, test_images)
 
 
 def _check_parents(models: dict[str, ModelEntry], path: Path) -> None:

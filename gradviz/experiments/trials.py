@@ -21,12 +21,17 @@ from torch import nn
 
 from gradviz.attacks.linf import single_step_sweep
 from gradviz.data.datasets import channels, image_shape, load_dataset, num_classes
+from gradviz.evaluation.runs.shortcut_check import ShortcutData
 from gradviz.nets.checkpoints import CheckpointError, model_from_checkpoint, read_metadata
 from gradviz.nets.store import atomic_write, load_model, round_to_stored, save_model
 from gradviz.training.config import TrainConfig, run_steps, steps_per_epoch, total_steps
 from gradviz.training.loop import accuracy, train_model, training_masks, training_split
 
 MONITOR_EPS = (0.1, 0.2, 0.3, 0.4, 0.5)
+EVALUATIONS = ("monitor", "shortcut")
+SHORTCUT_METRICS = {"accuracy": "accuracy", "accuracy without the shortcut": "shortcut_free_accuracy",
+                    "share of |gradient| on the marked region": "wrong_region_share",
+                    "follows the swatch": "follows_shortcut"}
 STALE_SECONDS = 600  # a "running" trial on another host silent this long was interrupted
 
 
@@ -48,6 +53,7 @@ class Trial:
     checkpoints_per_epoch: int = 1
     group: dict = field(default_factory=dict)  # sweep, λ and seed, for tables and plots
     stored_dtype: str = "float32"  # the precision the finished model is saved at
+    evaluation: str = "monitor"  # "shortcut": also the shortcut check on the first eval_n test images (0: all)
 
     def config(self, device: str = "cpu") -> TrainConfig:
         """The run's config; recipes opt in to the penalty's fast path, which takes our own PaperCNN on the CPU and
@@ -263,6 +269,16 @@ def as_stored(model: nn.Module, card: dict, stored_dtype: str) -> dict:
             "clean_test_accuracy": accuracy(model, x, y)}
 
 
+def _final_evaluation(trial: Trial, config: TrainConfig, model: nn.Module) -> dict:
+    """What a trial measures once it is done, beyond the monitor: the shortcut check for annotation curves."""
+    if trial.evaluation == "monitor":
+        return {}
+    if trial.evaluation != "shortcut":
+        raise ValueError(f"unknown trial evaluation {trial.evaluation!r}; use {' or '.join(EVALUATIONS)}")
+    measured = ShortcutData.load(config.dataset, trial.eval_n or None, config.device).measure(model.eval())
+    return {key: measured[label] for label, key in SHORTCUT_METRICS.items()}
+
+
 def _train(trial: Trial, config: TrainConfig, reporter: Reporter, checkpoint: Path) -> dict:
     fit, held = training_split(config)
     phase_steps, steps = total_steps(config, len(fit[0])), run_steps(config, len(fit[0]))
@@ -289,7 +305,7 @@ def _train(trial: Trial, config: TrainConfig, reporter: Reporter, checkpoint: Pa
                               checkpoint=checkpoint, checkpoint_every=every, resume=True, on_checkpoint=on_checkpoint)
     card = as_stored(model, card, trial.stored_dtype)
     final = {"step": steps, "steps": steps, "epoch": steps / per_epoch, "resumed_from_step": resumed_from,
-             "time": time.time(), **meter.take(), **monitor(model),
+             "time": time.time(), **meter.take(), **monitor(model), **_final_evaluation(trial, config, model),
              "clean_test_accuracy": card["clean_test_accuracy"], "final": True}
     card_path = save_model(model, {**card, **({"experiment": trial.group} if trial.group else {})}, trial.out_dir)
     checkpoint.unlink(missing_ok=True)

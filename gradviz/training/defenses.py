@@ -76,6 +76,7 @@ class Defense:
     cam_penalised: bool = False  # penalises the true class's Grad-CAM map inside the mask (RRR-G)
     counterexamples: bool = False  # adds copies of the annotated images with the masked region randomised
     reference: str = ""  # where it comes from
+    suggested_lam: float | None = None  # where a form's λ starts for this defense (None: the λ setting's own)
 
     @property
     def distils(self) -> bool:
@@ -97,10 +98,13 @@ DEFENSE_SPECS = {d.name: d for d in (
             reference="Papernot et al. 2016, IEEE S&P, arXiv:1511.04508"),
     Defense("gradreg+advtrain", "Grad Reg (y) + adversarial training", (*_PENALTY, "eps"),
             penalised=cross_entropy_losses, adversarial=True, reference=_ROSS_2018),
+    # RRR's λ: the reference code's 1000 on 0–255 pixels, 1000 / 255² on ours. RRR-G's (on peak-scaled maps,
+    # gradviz.training.cam_penalty): the best of 0.1…10⁴ on held-out Decoy MNIST digits (recipes/decoy-mnist.toml).
     Defense("rrr", "RRR (masked penalty)", _PENALTY, penalised=log_probability_sums, masked=True,
-            reference="Ross, Hughes & Doshi-Velez 2017 (right for the right reasons), IJCAI, arXiv:1703.03717"),
+            reference="Ross, Hughes & Doshi-Velez 2017 (right for the right reasons), IJCAI, arXiv:1703.03717",
+            suggested_lam=0.0154),
     Defense("rrr-g", "RRR-G (masked Grad-CAM penalty)", ("lam", "lam_warmup"), masked=True, cam_penalised=True,
-            reference="Schramowski et al. 2020, Nature Machine Intelligence, arXiv:2001.05371"),
+            reference="Schramowski et al. 2020, Nature Machine Intelligence, arXiv:2001.05371", suggested_lam=100.0),
     Defense("counterexamples", "Counterexamples (masked region randomised)", masked=True, counterexamples=True,
             reference="Teso & Kersting 2019 (explanatory interactive learning), AIES, arXiv:1805.08578"),
 )}

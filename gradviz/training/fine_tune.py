@@ -9,8 +9,6 @@ from gradviz.training.config import TrainConfig
 from gradviz.training.defenses import MASKED, defense_spec
 
 FINE_TUNE_LR = 1e-3
-# RRR: the decoy zoo's λ (1000 / 255², Ross et al. 2017); RRR-G: 1 on peak-scaled maps (gradviz.training.cam_penalty)
-SUGGESTED_LAM = {"rrr": 0.0154, "rrr-g": 1.0}
 
 
 def fine_tune_config(card: dict, annotations: str, defense: str, steps: int, lam: float | None = None,
@@ -19,7 +17,7 @@ def fine_tune_config(card: dict, annotations: str, defense: str, steps: int, lam
     images `annotations` marks (plain cross-entropy on the rest)."""
     if defense not in MASKED:
         raise ValueError(f"fine-tuning from annotations takes {', '.join(sorted(MASKED))}, not {defense!r}")
-    lam = SUGGESTED_LAM.get(defense, 0.0) if lam is None else lam
+    lam = (defense_spec(defense).suggested_lam or 0.0) if lam is None else lam
     common = {"dataset": card["dataset"], "defense": defense, "lam": lam if defense_spec(defense).takes_lam else 0.0,
               "steps": steps, "batch_size": batch_size, "lr": FINE_TUNE_LR, "annotations": annotations,
               "name": name, "device": device}

@@ -48,8 +48,9 @@ def test_imported_annotations_are_counted_and_fine_tune_a_model_compared_before_
     at.run()
     assert not at.exception, at.exception
     assert at.selectbox(key="annotate_after").value == job.result == "decoy-mnist-normal-counterexamples-annotated"
-    table = at.dataframe[0].value
+    table = at.dataframe[-1].value
     assert list(table.model) == ["decoy-mnist-normal", job.result]
+    assert any(f"**{job.result}**" in m.value and "accuracy without the shortcut" in m.value for m in at.markdown)
     assert table["share of |gradient| on the marked region"].between(0, 1).all()
 
 
@@ -60,3 +61,18 @@ def test_a_bad_import_is_refused_with_its_reason(tmp_path):
     next(b for b in at.button if b.label == "Add the imported annotations").click().run()
     assert any("bad.npz: not an annotation file" in e.value for e in at.error)
     assert at.metric[0].value == "0"
+
+
+def test_the_committed_annotation_curve_answers_and_plots_for_its_dataset():
+    from gradviz.evaluation.report.annotation_curve import read_curve
+    from gradviz.paths import COMMITTED_RESULTS
+
+    record = read_curve(COMMITTED_RESULTS / "decoy-mnist-annotation-curve")
+    at = _on_decoy()
+    answer = next(m.value for m in at.markdown if m.value.startswith("On decoy-mnist without the shortcut"))
+    assert f"reaches {next(e for e in record['summary'] if e['curve'] == 'normal')['shortcut_free_accuracy']:.3f}" in answer
+    assert len([c for c in at.get("plotly_chart") if "how many annotations does it take" in c.proto.spec]) == 1
+    at.radio(key="annotate_curve_metric").set_value("wrong_region_share").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="dataset").set_value("mnist").run()  # no curve for a dataset without masks: no section
+    assert not any(m.value.startswith("On mnist without") for m in at.markdown)

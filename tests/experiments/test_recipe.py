@@ -27,7 +27,7 @@ init_from = "a"
 """
 
 
-@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist", "decoy-mnist", "block-mnist"])
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist", "decoy-mnist", "decoy-fashion-mnist", "block-mnist"])
 def test_every_committed_card_records_the_training_config_of_its_recipe_entry(dataset):
     recipe = load_recipe(dataset)
     assert card_mismatches(recipe) == {}
@@ -39,7 +39,7 @@ def test_the_readme_zoo_table_is_generated_from_recipes_and_cards():
     start, end = README_MARKERS
     readme = (ROOT / "README.md").read_text()
     assert readme.split(start, 1)[1].split(end, 1)[0].strip() == zoo_table(
-        [load_recipe(d) for d in ("mnist", "fashion-mnist", "decoy-mnist", "block-mnist")])
+        [load_recipe(d) for d in ("mnist", "fashion-mnist", "decoy-mnist", "decoy-fashion-mnist", "block-mnist")])
 
 
 @pytest.mark.parametrize("change, message", [

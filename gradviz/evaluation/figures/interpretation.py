@@ -13,12 +13,10 @@ from gradviz.evaluation.figures import PALETTE, house_style, model_colours, wrap
 
 def goodness(summary: pd.DataFrame) -> pd.Series:
     """Each row's mean rescaled per metric to 0 (worst of the table) … 1 (best), whichever way is good."""
-    def scaled(block: pd.DataFrame) -> pd.Series:
-        low, high = block["mean"].min(), block["mean"].max()
-        span = (block["mean"] - low) / (high - low) if high > low else block["mean"] * 0 + 0.5
-        return span if bool(block["higher_is_better"].iloc[0]) else 1 - span
-
-    return summary.groupby("metric", group_keys=False, sort=False)[["mean", "higher_is_better"]].apply(scaled)
+    by_metric = summary.groupby("metric", sort=False)["mean"]
+    low, high = by_metric.transform("min"), by_metric.transform("max")
+    span = ((summary["mean"] - low) / (high - low)).where(high > low, 0.5)
+    return span.where(summary["higher_is_better"].astype(bool), 1 - span)
 
 
 def _metric_order(summary: pd.DataFrame) -> list[str]:
@@ -27,30 +25,37 @@ def _metric_order(summary: pd.DataFrame) -> list[str]:
     return known + [m for m in present if m not in known]
 
 
+CELL_FONT = 13  # pixels: a cell's mean stays readable at the page's width
+
+
 def score_heatmap(summary: pd.DataFrame) -> go.Figure:
-    """Rows: model · method; columns: metrics grouped by category. Colour: 1 = best in its column; text: the mean
-    and its 95% interval."""
+    """Rows: model · method; columns: metrics grouped by category. Colour: 1 = best in its column; text: the mean,
+    large enough to read (its 95% interval in the hover: two lines of small print per cell were unreadable)."""
     frame = summary.assign(goodness=goodness(summary), row=summary["model"] + " · " + summary["method"])
     metrics = _metric_order(frame)
     rows = list(dict.fromkeys(frame["row"]))
     colour = frame.pivot_table(index="row", columns="metric", values="goodness", sort=False).reindex(rows)[metrics]
     indexed = frame.set_index(["row", "metric"])
-    text = [[_cell_text(indexed, r, m) for m in metrics] for r in rows]
+    cells = [[_cell_text(indexed, r, m) for m in metrics] for r in rows]
     labels = [f"{m}<br>({'↑' if REGISTRY[m].higher_is_better else '↓'} {REGISTRY[m].category})"
               if m in REGISTRY else m for m in metrics]
-    fig = go.Figure(go.Heatmap(z=colour.to_numpy(), x=labels, y=rows, text=text, texttemplate="%{text}",
-                               colorscale="Viridis", zmin=0, zmax=1, textfont=dict(size=9),
+    fig = go.Figure(go.Heatmap(z=colour.to_numpy(), x=labels, y=rows, text=[[c[0] for c in r] for r in cells],
+                               customdata=[[c[1] for c in r] for r in cells], texttemplate="%{text}",
+                               colorscale="Viridis", zmin=0, zmax=1, textfont=dict(size=CELL_FONT),
                                colorbar=dict(title="best = 1", thickness=12),
-                               hovertemplate="%{y}<br>%{x}<br>%{text}<extra></extra>"))
+                               hovertemplate="%{y}<br>%{x}<br>mean %{text} %{customdata}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
-    return house_style(fig, 120 + 28 * len(rows), "Explanation quality (colour: rank within each metric)", None)
+    return house_style(fig, 140 + 34 * len(rows), "Explanation quality (colour: rank within each metric)", None)
 
 
-def _cell_text(indexed: pd.DataFrame, row: str, metric: str) -> str:
+def _cell_text(indexed: pd.DataFrame, row: str, metric: str) -> tuple[str, str]:
+    """(the mean, its 95% interval) as a cell shows them."""
     if (row, metric) not in indexed.index:
-        return ""
+        return "", ""
     r = indexed.loc[(row, metric)]
-    return f"{r['mean']:.2f}<br>[{r['ci_low']:.2f}, {r['ci_high']:.2f}]" if np.isfinite(r["mean"]) else "—"
+    if not np.isfinite(r["mean"]):
+        return "—", ""
+    return f"{r['mean']:.2f}", f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
 
 
 def category_radar(summary: pd.DataFrame, method: str) -> go.Figure:

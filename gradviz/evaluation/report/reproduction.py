@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from gradviz.attacks.registry import REGISTRY, attack_title
+from gradviz.evaluation.report.annotation_curve import annotation_curve_lines
 from gradviz.evaluation.report.autoattack import autoattack_lines
 from gradviz.evaluation.report.claims import (
     ORDER,
@@ -218,13 +219,15 @@ def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str |
                        interpretation: list[str | Path] | None = None,
                        ground_truth: list[str | Path] | None = None,
                        autoattack: list[str | Path] | None = None,
-                       paper_scale: str | Path | None = None) -> Path:
+                       paper_scale: str | Path | None = None,
+                       annotation_curves: list[str | Path] | None = None) -> Path:
     """Write the report; `preamble` is prose (setup, differences) placed before the generated tables;
     `mnist_beyond`: result folders of attacks beyond the paper on the same MNIST models and images;
     `interpretation`: folders of `interpret` runs (the section "Interpretability, measured");
     `ground_truth`: `interpret` runs on Decoy / Block MNIST (the section "Ground truth");
     `autoattack`: `evaluate` runs holding AutoAttack (the section "Robustness checked with AutoAttack");
-    `paper_scale`: the `evaluate` run of the paper-scale pair (the section "The headline at paper scale")."""
+    `paper_scale`: the `evaluate` run of the paper-scale pair (the section "The headline at paper scale");
+    `annotation_curves`: folders of `zoo curve --write` (the section "How many annotations does it take?")."""
     result = read_results(mnist)
     prov = result.provenance
     lines = ["# Reproduction of Ross & Doshi-Velez (AAAI 2018)", "",
@@ -254,6 +257,7 @@ def write_reproduction(mnist: str | Path, fashion: str | Path | None, out: str |
     lines += autoattack_lines(autoattack or [])
     lines += interpretation_lines(interpretation or [])
     lines += ground_truth_lines(ground_truth or [])
+    lines += annotation_curve_lines(annotation_curves or [])
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

@@ -43,16 +43,45 @@ def without_shortcut(dataset: str, x: torch.Tensor, masks: torch.Tensor, n: int)
 
 def shortcut_table(models: dict[str, nn.Module], dataset: str, n: int = 1000, device: str = "cpu") -> pd.DataFrame:
     """One row per model: the four numbers of the module docstring on the first `n` test images of `dataset`."""
-    masks = load_masks(dataset, "test")
-    if masks is None:
-        raise ValueError(f"{dataset} has no masks on its test images: nothing says where a model must not look")
-    x, y = load_dataset(dataset, "test")
-    x, y, masks = x[:n].to(device), y[:n].to(device), masks[:n].to(device)
-    plain = without_shortcut(dataset, x, masks, n)
-    rows = []
-    for name, model in models.items():
-        rows.append({"model": name, "accuracy": correct_counts(model, x, y, 250) / len(x),
-                     "accuracy without the shortcut": correct_counts(model, plain, y, 250) / len(x),
-                     "share of |gradient| on the marked region": wrong_region_share(model, x, y, masks),
-                     "follows the swatch": shortcut_share(model, x, y, masks) if dataset in DECOYS else float("nan")})
-    return pd.DataFrame(rows)
+    data = ShortcutData.load(dataset, n, device)
+    return pd.DataFrame([{"model": name, **data.measure(model)} for name, model in models.items()])
+
+
+class ShortcutData:
+    """The test images of a masked dataset with and without the shortcut, loaded once for any number of models."""
+
+    def __init__(self, dataset: str, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor):
+        self.dataset, self.x, self.y, self.masks = dataset, x, y, masks
+        self.plain = without_shortcut(dataset, x, masks, len(x))
+
+    @classmethod
+    def load(cls, dataset: str, n: int | None = None, device: str = "cpu") -> ShortcutData:
+        """The first `n` test images (all of them when None)."""
+        masks = load_masks(dataset, "test")
+        if masks is None:
+            raise ValueError(f"{dataset} has no masks on its test images: nothing says where a model must not look")
+        x, y = load_dataset(dataset, "test")
+        n = len(x) if n is None else n
+        return cls(dataset, x[:n].to(device), y[:n].to(device), masks[:n].to(device))
+
+    def measure(self, model: nn.Module) -> dict[str, float]:
+        """The four numbers of the module docstring for one model."""
+        n = len(self.x)
+        return {"accuracy": correct_counts(model, self.x, self.y, 250) / n,
+                "accuracy without the shortcut": correct_counts(model, self.plain, self.y, 250) / n,
+                "share of |gradient| on the marked region": wrong_region_share(model, self.x, self.y, self.masks),
+                "follows the swatch": (shortcut_share(model, self.x, self.y, self.masks) if self.dataset in DECOYS
+                                       else float("nan"))}
+
+
+def change_sentence(table: pd.DataFrame, before: str, after: str, n: int) -> str:
+    """The before/after answer in one sentence: what fine-tuning did to accuracy without the shortcut and to the
+    share of the gradient on the marked region."""
+    rows = table.set_index("model")
+    free, share = "accuracy without the shortcut", "share of |gradient| on the marked region"
+    gained = rows.at[after, free] - rows.at[before, free]
+    verdict = "uses the shortcut less" if gained > 0 and rows.at[after, share] < rows.at[before, share] else (
+        "does not clearly use the shortcut less")
+    return (f"**{after}** {verdict} than {before}: accuracy without the shortcut {rows.at[before, free]:.3f} → "
+            f"{rows.at[after, free]:.3f}, share of |gradient| on the marked region {rows.at[before, share]:.3f} → "
+            f"{rows.at[after, share]:.3f} (the first {n:,} test images).")
