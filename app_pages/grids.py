@@ -35,7 +35,7 @@ from gradviz.data.datasets import class_names
 from gradviz.data.images import to_png
 from gradviz.evaluation import figures
 from gradviz.nets.catalog import default_models
-from gradviz.progress import Estimate
+from gradviz.progress import PartsEstimate
 
 KEPT = {"grid": 8, "views": 256}  # per process: grids (tens of MB each) and cross-model views of one iteration
 
@@ -138,10 +138,10 @@ def grid_in_background(names: list[str], indices: tuple[int, ...] | None, key: t
     settings, shelf = (attack, eps, tuple(sorted(params.items()))), kept("grid")
 
     def work(job, x=x, y=y, models=models, key=key) -> str:
-        estimate, start = Estimate(), time.perf_counter()
+        estimate, start = PartsEstimate(len(models), "model"), time.perf_counter()
 
         def progress(done: int, total: int, what: str = "") -> None:
-            job.report(done, total, f"{what} · {estimate.describe(done, total, upper_bound=True)}")
+            job.report(done, total, f"{what}: {estimate.describe(done, total, what)}")
 
         grid = target_grid(models, x.to(DEVICE), y, settings[0], settings[1], dict(settings[2]), progress=progress)
         keep(shelf, KEPT["grid"], key, (grid, time.perf_counter() - start))

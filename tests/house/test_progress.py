@@ -40,3 +40,25 @@ def test_news_from_inside_a_long_unit_is_printed_without_finishing_it(capsys):
     assert "block 0/4" in err and "250/1000 images" in err and "estimating" in err
     bar.set_postfix_str("quiet", refresh=False)
     assert capsys.readouterr().err == ""
+
+
+def test_a_grid_estimate_stays_steady_when_each_model_stops_early(monkeypatch):
+    """JSMA on 4 models: each model's part has a budget of 100 steps but ends after 20 (10 s). A step-based estimate
+    says hundreds of seconds, then drops as each model ends; once one model has finished, this one says 10 s for
+    each model still to come."""
+    import gradviz.progress as progress
+
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    estimate = progress.PartsEstimate(4, "model")
+    now[0] = 5.0
+    assert estimate.describe(10, 400, "a").endswith("at most ~195 s left")  # nothing finished: the bound
+    lefts = []
+    for k, name in enumerate("bcd", start=1):
+        now[0] = 10.0 * k  # the next model's first step: the one before took 10 s
+        estimate.describe(k * 100 + 1, 400, name)
+        now[0] = 10.0 * k + 5  # halfway through it
+        text = estimate.describe(k * 100 + 10, 400, name)
+        assert text.startswith(f"model {k + 1} of 4") and "finished models took 10 s each" in text
+        lefts.append(float(text.split("~")[1].split(" s left")[0]))
+    assert lefts == [25.0, 15.0, 5.0]  # 10 s a model still to come, less the half done of the current one

@@ -25,6 +25,8 @@ def _metric_order(summary: pd.DataFrame) -> list[str]:
     return known + [m for m in present if m not in known]
 
 
+SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "star"]
+DASHES = ["solid", "dash", "dot", "dashdot"]
 CELL_FONT = 13  # pixels: a cell's mean stays readable at the page's width
 
 
@@ -79,8 +81,11 @@ def sanity_curves(layers: list[str], similarities: dict[str, np.ndarray], thresh
     fig = go.Figure()
     for i, (method, sims) in enumerate(similarities.items()):
         mean = np.nanmean(sims, axis=1)
+        # colour, marker and dash all differ: two methods whose curves coincide (IG and Input×Gradient on a ReLU
+        # net) stay visible as two
         fig.add_trace(go.Scatter(x=["trained", *layers], y=[1.0, *mean], mode="lines+markers", name=method,
-                                 line=dict(color=PALETTE[i % len(PALETTE)])))
+                                 line=dict(color=PALETTE[i % len(PALETTE)], dash=DASHES[i % len(DASHES)]),
+                                 marker=dict(symbol=SYMBOLS[i % len(SYMBOLS)], size=9)))
     fig.add_hline(y=threshold, line_dash="dot", annotation_text="flag above (mean over the cascade)",
                   annotation_position="top left")
     fig.update_yaxes(title="rank correlation of |map|", range=[-0.2, 1.05])
