@@ -38,15 +38,20 @@ def test_a_dataset_without_test_masks_is_refused():
         shortcut_table({}, "mnist", n=10)
 
 
-def test_the_before_after_sentence_says_which_way_the_shortcut_went():
+def test_the_before_after_sentence_says_which_way_the_shortcut_went_beyond_noise():
     import pandas as pd
 
     from gradviz.evaluation.runs.shortcut_check import change_sentence
 
-    table = pd.DataFrame([{"model": "a", "accuracy without the shortcut": 0.70,
-                           "share of |gradient| on the marked region": 0.10},
-                          {"model": "b", "accuracy without the shortcut": 0.93,
-                           "share of |gradient| on the marked region": 0.02}])
-    assert change_sentence(table, "a", "b", 500).startswith("**b** uses the shortcut less than a: accuracy without "
-                                                            "the shortcut 0.700 → 0.930")
-    assert "does not clearly use the shortcut less" in change_sentence(table, "b", "a", 500)
+    def table(after_free: float, after_share: float) -> pd.DataFrame:
+        return pd.DataFrame([{"model": "a", "accuracy without the shortcut": 0.70,
+                              "share of |gradient| on the marked region": 0.10},
+                             {"model": "b", "accuracy without the shortcut": after_free,
+                              "share of |gradient| on the marked region": after_share}])
+
+    assert change_sentence(table(0.93, 0.02), "a", "b", 500).startswith(
+        "**b** uses the shortcut less than a: accuracy without the shortcut 0.700 → 0.930")
+    assert "does worse without the shortcut than" in change_sentence(table(0.60, 0.12), "a", "b", 500)
+    # 0.70 → 0.72 on 500 images is within two standard errors (±0.057): no claim either way
+    assert "is not clearly different (within ±0.057) from a" in change_sentence(table(0.72, 0.09), "a", "b", 500)
+    assert "uses the shortcut less" in change_sentence(table(0.72, 0.09), "a", "b", 10_000)  # ±0.013 on 10,000

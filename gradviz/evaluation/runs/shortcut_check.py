@@ -8,6 +8,8 @@ prediction follows a decoy's swatch where it codes another class (Schramowski et
 """
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import torch
 from torch import nn
@@ -75,13 +77,20 @@ class ShortcutData:
 
 
 def change_sentence(table: pd.DataFrame, before: str, after: str, n: int) -> str:
-    """The before/after answer in one sentence: what fine-tuning did to accuracy without the shortcut and to the
-    share of the gradient on the marked region."""
+    """The before/after answer in one sentence: what fine-tuning did to accuracy without the shortcut (a change is
+    called only beyond two standard errors of a difference of two accuracies on `n` images) and to the share of
+    the gradient on the marked region."""
     rows = table.set_index("model")
     free, share = "accuracy without the shortcut", "share of |gradient| on the marked region"
-    gained = rows.at[after, free] - rows.at[before, free]
-    verdict = "uses the shortcut less" if gained > 0 and rows.at[after, share] < rows.at[before, share] else (
-        "does not clearly use the shortcut less")
-    return (f"**{after}** {verdict} than {before}: accuracy without the shortcut {rows.at[before, free]:.3f} → "
-            f"{rows.at[after, free]:.3f}, share of |gradient| on the marked region {rows.at[before, share]:.3f} → "
-            f"{rows.at[after, share]:.3f} (the first {n:,} test images).")
+    old, new = rows.at[before, free], rows.at[after, free]
+    mean = (old + new) / 2
+    noise = 2 * math.sqrt(max(2 * mean * (1 - mean) / n, 1e-12))
+    if new - old > noise and rows.at[after, share] < rows.at[before, share]:
+        verdict = "uses the shortcut less than"
+    elif old - new > noise:
+        verdict = "does worse without the shortcut than"
+    else:
+        verdict = f"is not clearly different (within ±{noise:.3f}) from"
+    return (f"**{after}** {verdict} {before}: accuracy without the shortcut {old:.3f} → {new:.3f}, share of "
+            f"|gradient| on the marked region {rows.at[before, share]:.3f} → {rows.at[after, share]:.3f} (the first "
+            f"{n:,} test images).")
