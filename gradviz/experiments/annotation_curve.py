@@ -126,13 +126,14 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def mean_interval(values: list[float]) -> tuple[float, tuple[float, float]]:
-    """The mean and its 95% Student-t interval over seeds ((nan, nan) from one seed: no spread to go by)."""
+    """The mean and its 95% Student-t interval over seeds, clipped to [0, 1] ((nan, nan) from one seed: no spread
+    to go by)."""
     data = np.asarray(values, dtype=float)
     mean = float(data.mean())
     if len(data) < 2:
         return mean, (float("nan"), float("nan"))
     half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(data) - 1) * data.std(ddof=1) / np.sqrt(len(data)))
-    return mean, (mean - half, mean + half)
+    return mean, (max(mean - half, 0.0), min(mean + half, 1.0))  # every curve metric is a share in [0, 1]
 
 
 def write_curve(recipe: Recipe, trials: list[Trial], folder: str | Path) -> Path:

@@ -109,6 +109,7 @@ def test_the_interval_over_seeds_is_student_t():
     assert mean == pytest.approx(0.6)
     assert high - mean == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-5)  # t(0.975, 2) · s / √n
     assert all(math.isnan(v) for v in mean_interval([0.4])[1])
+    assert mean_interval([0.99, 1.0, 0.9])[1][1] == 1.0  # a share's interval stops at 1
 
 
 def test_zoo_curve_dry_run_lists_the_trials_and_trains_nothing(tmp_path, capsys):

@@ -11,6 +11,8 @@ from gradviz.evaluation.figures import house_style
 
 PENALTY_COLOURS = {"rrr": "#0072B2", "rrr-g": "#D55E00", "counterexamples": "#009E73", "normal": "#7f7f7f",
                    "gradreg": "#CC79A7"}
+LABELS = {"normal": "plain cross-entropy, no annotations", "gradreg": "Grad Reg (y), no annotations", "rrr": "RRR",
+          "rrr-g": "RRR-G", "counterexamples": "counterexamples"}
 METRIC_TITLES = {"shortcut_free_accuracy": "accuracy without the shortcut",
                  "wrong_region_share": "share of |gradient| on the swatch"}
 
@@ -38,13 +40,13 @@ def curve_figure(record: dict, metric: str = "shortcut_free_accuracy") -> go.Fig
     for name in record["baselines"]:
         x, mean, _, _ = curve_points(record, name, metric)
         if mean:
-            fig.add_trace(go.Scatter(x=[left, right], y=[mean[0]] * 2, mode="lines", name=name,
+            fig.add_trace(go.Scatter(x=[left, right], y=[mean[0]] * 2, mode="lines", name=LABELS.get(name, name),
                                      line={"dash": "dash", "color": PENALTY_COLOURS.get(name)}))
     for name in record["penalties"]:
         x, mean, low, high = curve_points(record, name, metric)
         upper = [h - m if not math.isnan(h) else 0 for h, m in zip(high, mean)]
         lower = [m - lo if not math.isnan(lo) else 0 for lo, m in zip(low, mean)]
-        fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=name,
+        fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=LABELS.get(name, name),
                                  line={"color": PENALTY_COLOURS.get(name)},
                                  error_y={"type": "data", "array": upper, "arrayminus": lower}))
     fig.update_xaxes(type="log", title="annotated training images")
@@ -64,12 +66,14 @@ def write_curve_svg(record: dict, path: str | Path, metric: str = "shortcut_free
     for name in record["baselines"]:
         _, mean, _, _ = curve_points(record, name, metric)
         if mean:
-            ax.hlines(mean[0], left, right, colors=PENALTY_COLOURS.get(name), linestyles="dashed", label=name)
+            ax.hlines(mean[0], left, right, colors=PENALTY_COLOURS.get(name), linestyles="dashed",
+                      label=LABELS.get(name, name))
     for name in record["penalties"]:
         x, mean, low, high = curve_points(record, name, metric)
         errors = [[m - lo if not math.isnan(lo) else 0 for lo, m in zip(low, mean)],
                   [h - m if not math.isnan(h) else 0 for h, m in zip(high, mean)]]
-        ax.errorbar(x, mean, yerr=errors, marker="o", capsize=3, color=PENALTY_COLOURS.get(name), label=name)
+        ax.errorbar(x, mean, yerr=errors, marker="o", capsize=3, color=PENALTY_COLOURS.get(name),
+                    label=LABELS.get(name, name))
     ax.set_xscale("log")
     ax.set_xlabel("annotated training images")
     ax.set_ylabel(METRIC_TITLES.get(metric, metric))

@@ -12,7 +12,7 @@ FIGURE_FILE = "curve.svg"
 COLUMNS = {"shortcut_free_accuracy": "Accuracy without the shortcut (test set, no swatch)",
            "wrong_region_share": "Share of |∇ log p| on the swatch",
            "follows_shortcut": "Predictions that follow the swatch where it codes another class"}
-TITLES = {"normal": "plain cross-entropy (no annotations)", "gradreg": "Grad Reg (y) (no annotations)",
+TITLES = {"normal": "plain cross-entropy", "gradreg": "Grad Reg (y)",
           "rrr": "RRR (Ross et al. 2017)", "rrr-g": "RRR-G (Grad-CAM; Schramowski et al. 2020)",
           "counterexamples": "counterexamples (Teso & Kersting 2019)"}
 
@@ -30,16 +30,16 @@ def _cell(entry: dict | None, metric: str) -> str:
 
 
 def metric_table(record: dict, metric: str) -> list[str]:
-    """Rows: the start model, each baseline, each penalty; columns: annotated images."""
+    """Rows: the start model, each baseline (in the "none" column), each penalty (one column per count)."""
     counts = record["counts"]
     by_key = {(e["curve"], e["annotated"]): e for e in record["summary"]}
     start = record.get("start_metrics", {})
-    rows = [[f"{record['start']} (start)", *[f"{start[metric]:.3f}" if metric in start else "–"] * len(counts)]]
-    for name in record["baselines"]:
-        rows.append([TITLES.get(name, name), *[_cell(by_key.get((name, "0")), metric)] * len(counts)])
-    for name in record["penalties"]:
-        rows.append([TITLES.get(name, name), *[_cell(by_key.get((name, c)), metric) for c in counts]])
-    return markdown_table(["", *[f"N = {c}" for c in counts]], rows)
+    blank = ["–"] * len(counts)
+    rows = [[f"{record['start']} (start)", f"{start[metric]:.3f}" if metric in start else "–", *blank]]
+    rows += [[TITLES.get(name, name), _cell(by_key.get((name, "0")), metric), *blank] for name in record["baselines"]]
+    rows += [[TITLES.get(name, name), "–", *[_cell(by_key.get((name, c)), metric) for c in counts]]
+             for name in record["penalties"]]
+    return markdown_table(["", "no annotations", *[f"N = {c}" for c in counts]], rows)
 
 
 def fewest_that_beat(record: dict, penalty: str, baseline: str = "normal",
@@ -98,7 +98,8 @@ def annotation_curve_lines(folders: list[str | Path]) -> list[str]:
                          {**record["penalties"], **record["baselines"]}.items() if v)
         lines += [f"### {record['dataset']} ({record['finished']}/{record['runs']} runs, "
                   f"{settings.get('steps')} steps of {settings.get('batch_size')} images each, seeds "
-                  f"{', '.join(map(str, record['seeds']))}; {lams}; {record['seconds'] / 60:.0f} min of training on "
+                  f"{', '.join(map(str, record['seeds']))}; {lams}; {record['seconds'] / 60:.0f} min of training "
+                  "summed over runs, on "
                   f"{' / '.join(record['devices'])})", ""]
         if (Path(folder) / FIGURE_FILE).is_file():
             lines += [f"![Accuracy without the shortcut against annotated images, {record['dataset']}]"
