@@ -422,25 +422,29 @@ def test_a_person_marks_five_decoy_digits_fine_tunes_and_sees_before_and_after(s
     page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
     page.get_by_role("option", name="decoy-mnist", exact=True).click()
     wait_for_app(page)
-    page.get_by_test_id("stSelectbox").filter(has_text="Model to fix").last.click(timeout=90_000)
+    model_box = page.get_by_test_id("stSelectbox").filter(has_text="Model to fix")
+    expect(model_box).to_have_count(1, timeout=90_000)  # the MNIST page's box gone, the decoy page's drawn
+    model_box.click()
     page.get_by_role("option", name="decoy-mnist-normal", exact=True).click()  # the model that learned the swatch
     wait_for_app(page)
     page.get_by_text("Training image").first.wait_for(timeout=90_000)
     save = page.get_by_role("button", name="Save this image's annotation")
     for count in range(1, 6):
         expect(save).to_be_disabled(timeout=30_000)  # a fresh canvas for the next image: nothing drawn yet
-        for attempt in range(3):  # a canvas just mounted may not listen yet: paint again until the stroke arrives
+        for attempt in range(5):  # a canvas just mounted may not listen yet: paint again until the stroke arrives
             page.wait_for_timeout(500)
             _paint_corner(page)
             try:
                 expect(save).to_be_enabled(timeout=10_000)
                 break
             except AssertionError:
-                assert attempt < 2, f"the stroke on image {count} never reached the server"
+                assert attempt < 4, f"the stroke on image {count} never reached the server"
         save.click()
         wait_for_app(page)
         page.get_by_test_id("stMetricValue").get_by_text(str(count), exact=True).wait_for(timeout=30_000)
-    page.get_by_test_id("stSelectbox").filter(has_text="Penalty").last.click()
+    penalty_box = page.get_by_test_id("stSelectbox").filter(has_text="Penalty")
+    expect(penalty_box).to_have_count(1, timeout=30_000)
+    penalty_box.click()
     page.get_by_role("option", name="RRR (masked penalty)", exact=True).click()
     wait_for_app(page)
     steps = page.get_by_role("spinbutton", name="Steps")
