@@ -1,7 +1,6 @@
 """`python -m gradviz zoo build | sweep | status | carry | adopt | table`: the recipes on the command line."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -182,7 +181,7 @@ def _sweep(recipe, args) -> int:
 
 def _curve(recipe, args) -> int:
     from gradviz.evaluation.report.annotation_curve import summary_text
-    from gradviz.experiments.annotation_curve import curve_folder, curve_trials, write_curve
+    from gradviz.experiments.annotation_curve import curve_folder, curve_record, curve_trials, write_curve
     from gradviz.experiments.recipe import RecipeError
 
     trials = curve_trials(recipe, args.results, _out(args), write_annotations=not args.dry_run)
@@ -193,10 +192,10 @@ def _curve(recipe, args) -> int:
     todo = [t for t in trials if not args.only or t.group["curve"] in args.only]
     code = _run(todo, recipe, args, f"{recipe.dataset}-curve")
     if not args.dry_run:
+        record = curve_record(recipe, trials)
         for folder in filter(None, [curve_folder(recipe, args.results), args.write]):
-            path = write_curve(recipe, trials, folder)
-            print(f"written {path}", file=sys.stderr)
-        print(summary_text(json.loads(path.read_text())))
+            print(f"written {write_curve(record, folder)}", file=sys.stderr)
+        print(summary_text(record))
     return code
 
 

@@ -24,7 +24,7 @@ from gradviz.evaluation.report.annotation_curve import CURVE_FILE, FIGURE_FILE
 from gradviz.evaluation.runs.shortcut_check import ShortcutData
 from gradviz.experiments.plan import Layout, layout
 from gradviz.experiments.recipe import ALL_IMAGES, CurveEntry, Recipe, RecipeError
-from gradviz.experiments.trials import SHORTCUT_METRICS, Trial, finished_result
+from gradviz.experiments.trials import Trial, finished_result, shortcut_metrics
 from gradviz.files import atomic_write
 from gradviz.nets.store import load_model
 from gradviz.paths import ZOO_DIR
@@ -136,23 +136,26 @@ def mean_interval(values: list[float]) -> tuple[float, tuple[float, float]]:
     return mean, (max(mean - half, 0.0), min(mean + half, 1.0))  # every curve metric is a share in [0, 1]
 
 
-def write_curve(recipe: Recipe, trials: list[Trial], folder: str | Path) -> Path:
-    """curve.json (rows, summary and provenance) in `folder`: what the report, the page and the figure read."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+def curve_record(recipe: Recipe, trials: list[Trial]) -> dict:
+    """What curve.json holds: rows, summary and provenance, with the start model measured once."""
     curve = the_curve(recipe)
     rows = curve_rows(trials)
     start, _ = load_model(trials[0].settings["init_from"])
-    start_metrics = ShortcutData.load(recipe.dataset, curve.test_images).measure(start.eval())
-    record = {"dataset": recipe.dataset, "start": curve.start, "settings": curve.settings,
-              "penalties": curve.penalties, "baselines": curve.baselines, "seeds": list(curve.seeds),
-              "counts": [count_label(c) for c in curve.counts], "test_images": curve.test_images,
-              "runs": len(trials), "finished": len(rows),
-              "seconds": sum(r["seconds"] for r in rows), "devices": sorted({r["device"] for r in rows}),
-              "start_metrics": {key: start_metrics[label] for label, key in SHORTCUT_METRICS.items()},
-              "rows": rows, "summary": summarise(rows)}
+    return {"dataset": recipe.dataset, "start": curve.start, "settings": curve.settings,
+            "penalties": curve.penalties, "baselines": curve.baselines, "seeds": list(curve.seeds),
+            "counts": [count_label(c) for c in curve.counts], "test_images": curve.test_images,
+            "runs": len(trials), "finished": len(rows),
+            "seconds": sum(r["seconds"] for r in rows), "devices": sorted({r["device"] for r in rows}),
+            "start_metrics": shortcut_metrics(ShortcutData.load(recipe.dataset, curve.test_images), start),
+            "rows": rows, "summary": summarise(rows)}
+
+
+def write_curve(record: dict, folder: str | Path) -> Path:
+    """curve.json (and its figure, once a run finished) in `folder`: what the report, the page and the SVG read."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / CURVE_FILE
     atomic_write(path, lambda p: p.write_text(json.dumps(record, indent=1)))
-    if rows:
+    if record["rows"]:
         write_curve_svg(record, folder / FIGURE_FILE)
     return path

@@ -275,7 +275,12 @@ def _final_evaluation(trial: Trial, config: TrainConfig, model: nn.Module) -> di
         return {}
     if trial.evaluation != "shortcut":
         raise ValueError(f"unknown trial evaluation {trial.evaluation!r}; use {' or '.join(EVALUATIONS)}")
-    measured = ShortcutData.load(config.dataset, trial.eval_n or None, config.device).measure(model.eval())
+    return shortcut_metrics(ShortcutData.load(config.dataset, trial.eval_n or None, config.device), model)
+
+
+def shortcut_metrics(data: ShortcutData, model: nn.Module) -> dict[str, float]:
+    """The shortcut check's numbers under the keys trials and curves record them by."""
+    measured = data.measure(model.eval())
     return {key: measured[label] for label, key in SHORTCUT_METRICS.items()}
 
 

@@ -55,3 +55,18 @@ def test_the_before_after_sentence_says_which_way_the_shortcut_went_beyond_noise
     # 0.70 → 0.72 on 500 images is within two standard errors (±0.057): no claim either way
     assert "is not clearly different (within ±0.057) from a" in change_sentence(table(0.72, 0.09), "a", "b", 500)
     assert "uses the shortcut less" in change_sentence(table(0.72, 0.09), "a", "b", 10_000)  # ±0.013 on 10,000
+
+
+def test_the_shortcut_check_takes_any_module_mapping_images_to_logits():
+    """Not only our CNN: an nn.Sequential MLP gets the same four numbers, each a share in [0, 1]."""
+    import torch
+    from torch import nn
+
+    from gradviz.evaluation.runs.shortcut_check import ShortcutData
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+    measured = ShortcutData.load("decoy-mnist", 100).measure(mlp.eval())
+    assert set(measured) == {"accuracy", "accuracy without the shortcut", "share of |gradient| on the marked region",
+                             "follows the swatch"}
+    assert all(0.0 <= v <= 1.0 for v in measured.values())

@@ -11,7 +11,7 @@ import pytest
 from gradviz.cli.main import main
 from gradviz.data.annotations import load_annotations
 from gradviz.evaluation.report.annotation_curve import annotation_curve_lines, read_curve
-from gradviz.experiments.annotation_curve import curve_trials, mean_interval, write_curve
+from gradviz.experiments.annotation_curve import curve_record, curve_trials, mean_interval, write_curve
 from gradviz.experiments.plan import build_trials
 from gradviz.experiments.recipe import RecipeError, load_recipe
 from gradviz.experiments.trials import LocalReporter, execute_trial
@@ -88,7 +88,7 @@ def test_a_tiny_curve_runs_resumes_and_reports(tmp_path):
     assert execute_trial(trials[-1], LocalReporter()) == before[trials[-1].name]  # finished: not trained again
 
     folder = tmp_path / "published"
-    record = read_curve(write_curve(recipe, trials, folder).parent)
+    record = read_curve(write_curve(curve_record(recipe, trials), folder).parent)
     assert record["finished"] == record["runs"] == 10
     assert (folder / "curve.svg").read_text().lstrip().startswith("<?xml")
     cells = {(e["curve"], e["annotated"]): e for e in record["summary"]}

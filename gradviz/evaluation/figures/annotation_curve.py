@@ -28,6 +28,12 @@ def curve_points(record: dict, name: str, metric: str) -> tuple[list[int], list[
     return x, mean, low, high
 
 
+def _error_bars(mean: list[float], low: list[float], high: list[float]) -> tuple[list[float], list[float]]:
+    """(below, above) each mean, 0 where an interval is missing (one seed)."""
+    return ([m - lo if not math.isnan(lo) else 0 for lo, m in zip(low, mean)],
+            [h - m if not math.isnan(h) else 0 for h, m in zip(high, mean)])
+
+
 def _span(record: dict) -> tuple[int, int]:
     images = [e["images"] for e in record["summary"] if not e["baseline"]]
     return min(images), max(images)
@@ -44,8 +50,7 @@ def curve_figure(record: dict, metric: str = "shortcut_free_accuracy") -> go.Fig
                                      line={"dash": "dash", "color": PENALTY_COLOURS.get(name)}))
     for name in record["penalties"]:
         x, mean, low, high = curve_points(record, name, metric)
-        upper = [h - m if not math.isnan(h) else 0 for h, m in zip(high, mean)]
-        lower = [m - lo if not math.isnan(lo) else 0 for lo, m in zip(low, mean)]
+        lower, upper = _error_bars(mean, low, high)
         fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=LABELS.get(name, name),
                                  line={"color": PENALTY_COLOURS.get(name)},
                                  error_y={"type": "data", "array": upper, "arrayminus": lower}))
@@ -70,9 +75,7 @@ def write_curve_svg(record: dict, path: str | Path, metric: str = "shortcut_free
                       label=LABELS.get(name, name))
     for name in record["penalties"]:
         x, mean, low, high = curve_points(record, name, metric)
-        errors = [[m - lo if not math.isnan(lo) else 0 for lo, m in zip(low, mean)],
-                  [h - m if not math.isnan(h) else 0 for h, m in zip(high, mean)]]
-        ax.errorbar(x, mean, yerr=errors, marker="o", capsize=3, color=PENALTY_COLOURS.get(name),
+        ax.errorbar(x, mean, yerr=list(_error_bars(mean, low, high)), marker="o", capsize=3, color=PENALTY_COLOURS.get(name),
                     label=LABELS.get(name, name))
     ax.set_xscale("log")
     ax.set_xlabel("annotated training images")

@@ -42,11 +42,16 @@ def metric_table(record: dict, metric: str) -> list[str]:
     return markdown_table(["", "no annotations", *[f"N = {c}" for c in counts]], rows)
 
 
+def _baseline(record: dict, name: str) -> dict | None:
+    """A baseline's summary entry (it has one: no annotation count)."""
+    return next((e for e in record["summary"] if e["curve"] == name), None)
+
+
 def fewest_that_beat(record: dict, penalty: str, baseline: str = "normal",
                      metric: str = "shortcut_free_accuracy") -> dict | None:
     """The penalty's entry with the fewest annotated images whose interval lies wholly above the baseline's (None:
     no count does)."""
-    base = next((e for e in record["summary"] if e["curve"] == baseline), None)
+    base = _baseline(record, baseline)
     if base is None:
         return None
     bar = base[f"{metric}_interval"][1] if not math.isnan(base[f"{metric}_interval"][1]) else base[metric]
@@ -56,7 +61,7 @@ def fewest_that_beat(record: dict, penalty: str, baseline: str = "normal",
 
 def curve_answer(record: dict) -> str:
     """One sentence per penalty: from how many annotated images it beats plain cross-entropy without the shortcut."""
-    base = next((e for e in record["summary"] if e["curve"] == "normal"), None)
+    base = _baseline(record, "normal")
     if base is None:
         return ""
     parts = []
