@@ -24,7 +24,9 @@ if any(k in qp for k in ("PROLIFIC_PID", "pid", "participant")):
 elif study_only():
     run(st.navigation({"Human study": [study, researcher]}))
 else:
-    run(st.navigation({
+    from app_pages.warm_up import warm_up
+
+    explore = {
         "Explore": [
             st.Page("app_pages/models.py", title="Models", icon=":material/table_view:", default=True),
             st.Page("app_pages/saliency.py", title="Saliency", icon=":material/gradient:"),
@@ -39,4 +41,8 @@ else:
             st.Page("app_pages/experiments.py", title="Experiments", icon=":material/lab_panel:"),
         ],
         "Human study": [study, researcher],
-    }))
+    }
+    try:
+        run(st.navigation(explore))
+    finally:  # after the page (also one that stopped early): the next page finds torch and the figures imported
+        warm_up()

@@ -46,10 +46,10 @@ KIND = {"freedraw": "brush", "rect": "box", "polygon": "lasso"}
 @st.cache_data(max_entries=8, show_spinner="Ranking training images for annotation…")
 def ranked(dataset: str, model: str, sha256: str, order: str) -> np.ndarray:
     """Indices of the first POOL training images in annotation order, for one model file (keyed by its hash)."""
-    x, y = load_dataset(dataset, "train")
+    x, y = (torch.from_numpy(a) for a in train_images(dataset))
     regions = evidence_regions(dataset, "train")
     net = models_named([model], dataset)[model]
-    return annotation_order(net, x[:POOL].to(DEVICE), y[:POOL].to(DEVICE), order,
+    return annotation_order(net, x.to(DEVICE), y.to(DEVICE), order,
                             None if regions is None else regions[:POOL].to(DEVICE)).cpu().numpy()
 
 

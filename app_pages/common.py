@@ -8,6 +8,7 @@ import streamlit as st
 import torch
 from PIL import Image
 
+from app_pages.background import remember, shelf
 from gradviz import list_models, load_model
 from gradviz.attacks.registry import Attack
 from gradviz.attribution.sanity import SanityResult, cascading_check
@@ -24,6 +25,7 @@ from gradviz.study.auth import session_expired
 from gradviz.study.deployment import study_only
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+SANITY_KEPT = 256  # (model, method, images) checks kept per process: each holds its maps, under 1 MB
 SOURCES = ("Test sample", "Upload", "Draw")
 
 
@@ -91,13 +93,24 @@ def sample_masks(dataset: str) -> np.ndarray | None:
     return None if masks is None else masks[:, 0].numpy()
 
 
-@st.cache_data(max_entries=64, show_spinner="Randomising the model layer by layer…")
+def sanity_key(dataset: str, sha256: str, method: str, n: int) -> tuple:
+    """Where a sanity check sits on its shelf: keyed by the model's hash, so a retrained model is checked again."""
+    return dataset, sha256, method, n
+
+
 def sanity_check(dataset: str, model: str, sha256: str, method: str, n: int = 16) -> SanityResult:
     """The cascading randomisation check of one model and method (default settings) on the first n images of
-    the test sample; keyed by the model's hash, so a retrained model is checked again."""
+    the test sample, from the shelf the Sanity checks page fills, or computed here."""
+    def make() -> SanityResult:
+        net = models_named([model], dataset)[model]
+        return cascading_check(net, *sample_tensors(dataset, n), method)
+    return remember(shelf("sanity", SANITY_KEPT), sanity_key(dataset, sha256, method, n), make)
+
+
+def sample_tensors(dataset: str, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n images of the committed test sample and their labels, on the pages' device."""
     xs, ys = sample(dataset)
-    net = models_named([model], dataset)[model]
-    return cascading_check(net, torch.from_numpy(xs[:n]).to(DEVICE), torch.from_numpy(ys[:n]).to(DEVICE), method)
+    return torch.from_numpy(xs[:n]).to(DEVICE), torch.from_numpy(ys[:n]).to(DEVICE)
 
 
 def cards_of(dataset: str) -> dict[str, dict]:

@@ -1,23 +1,20 @@
 """Target grids: the paper's figures of every class pushed towards every class, per model, with an iteration scrubber."""
 import json
-import threading
 import time
-from collections import OrderedDict
 
 import pandas as pd
 import streamlit as st
 import torch
 
+from app_pages.background import in_background, remember, shelf, stop_if_cancelled
 from app_pages.common import (
     DEVICE,
     LiveProgress,
     attack_controls,
     cards_or_stop,
-    job_status,
     models_named,
     pick_dataset,
     sample,
-    submit_once,
 )
 from gradviz.attacks.grids import (
     PAPER_GRID_ATTACK,
@@ -79,40 +76,6 @@ if entry.eps_bounded and eps == 1.0:
     st.caption("ε = 1 keeps no ε-ball (every image is within it): the paper's unprojected grids.")
 
 
-@st.cache_resource
-def kept(kind: str) -> tuple[OrderedDict, threading.Lock]:
-    """Computed grids or cross-model views, newest last, shared by every session: the scrubber and the toggles
-    never recompute them."""
-    return OrderedDict(), threading.Lock()
-
-
-def remember(kind: str, key: tuple, make):
-    found = recall(kind, key)
-    if found is not None:
-        return found
-    made = make()  # outside the lock: another session may be computing its own grid
-    keep(kept(kind), KEPT[kind], key, made)
-    return made
-
-
-def recall(kind: str, key: tuple):
-    store, lock = kept(kind)
-    with lock:
-        found = store.get(key)
-        if found is not None:
-            store.move_to_end(key)
-        return found
-
-
-def keep(shelf: tuple[OrderedDict, threading.Lock], limit: int, key: tuple, made) -> None:
-    """Put `made` on a shelf of `kept` (taken in the script's thread: a job's thread has no Streamlit context)."""
-    store, lock = shelf
-    with lock:
-        store[key] = made
-        while len(store) > limit:
-            store.popitem(last=False)
-
-
 def grid_rows(indices: tuple[int, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = (torch.from_numpy(a) for a in sample(dataset))
     if indices is None:
@@ -130,36 +93,38 @@ def compute_grid(names: list[str], indices: tuple[int, ...] | None) -> tuple[Tar
     return grid, time.perf_counter() - start
 
 
-def grid_in_background(names: list[str], indices: tuple[int, ...] | None, key: tuple) -> None:
-    """A slow attack's grid (JSMA: minutes on a CPU) as a background job: the page stays usable, shows the job's
-    progress, and draws the grid once the job has put it where `recall` finds it."""
+def grid_in_background(names: list[str], indices: tuple[int, ...] | None, key: tuple) -> tuple[TargetGrid, float] | None:
+    """A multi-step attack's grid (iterated TGSM: seconds a model; JSMA: minutes) made in the background: the page
+    settles at once, shows the job's progress, and draws the grid when it is done. None until then."""
     x, y = grid_rows(indices)
     models = models_named(names, dataset)  # loaded here: the job's thread has no Streamlit context
-    settings, shelf = (attack, eps, tuple(sorted(params.items()))), kept("grid")
+    settings = (attack, eps, dict(params))
 
-    def work(job, x=x, y=y, models=models, key=key) -> str:
+    def make(job, x=x, y=y, models=models) -> tuple[TargetGrid, float]:
         estimate, start = PartsEstimate(len(models), "model"), time.perf_counter()
 
         def progress(done: int, total: int, what: str = "") -> None:
+            stop_if_cancelled(job)
             job.report(done, total, f"{what}: {estimate.describe(done, total, what)}")
 
-        grid = target_grid(models, x.to(DEVICE), y, settings[0], settings[1], dict(settings[2]), progress=progress)
-        keep(shelf, KEPT["grid"], key, (grid, time.perf_counter() - start))
-        return f"{len(models)} model(s) × {len(x)} rows"
+        grid = target_grid(models, x.to(DEVICE), y, *settings, progress=progress)
+        return grid, time.perf_counter() - start
 
-    submit_once("grid_job", key, f"{entry.label} grid", work)
+    hint = (f"{entry.label} takes minutes on a CPU" if entry.iterates is None
+            else f"{len(models)} model(s) × {len(x)} rows, every iteration kept")
+    return in_background(shelf("grid", KEPT["grid"]), key, make, f"{entry.label} grid", hint)
 
 
 hashes = tuple((n, cards[n]["sha256"]) for n in chosen)
 rows_key = tuple(indices) if indices is not None else None
 grid_key = (dataset, hashes, rows_key, attack, eps, tuple(sorted(params.items())))
-if entry.multi_step and entry.iterates is None and recall("grid", grid_key) is None:  # JSMA: no path, minutes
-    st.info(f"{entry.label} takes minutes on a CPU, so this grid is computed in the background: the rest of the "
-            "dashboard stays usable and the grid appears here when it is done.", icon=":material/hourglass_top:")
-    grid_in_background(chosen, rows_key, grid_key)
-    job_status("grid_job", f"{entry.label} grid", "steps at most", f"{entry.label} grid")
-    st.stop()
-grid, seconds = remember("grid", grid_key, lambda: compute_grid(chosen, rows_key))
+if entry.multi_step:
+    made = grid_in_background(chosen, rows_key, grid_key)
+    if made is None:
+        st.stop()
+    grid, seconds = made
+else:
+    grid, seconds = remember(shelf("grid", KEPT["grid"]), grid_key, lambda: compute_grid(chosen, rows_key))
 
 if grid.iterations > 1:
     s1, s2 = st.columns([4, 1])
@@ -178,7 +143,7 @@ show_all = st.toggle("Every model's prediction in the hover and a table", value=
                      persist_state="session")
 
 models = models_named(chosen, dataset)
-views = remember("views", (*grid_key, min(iteration, grid.iterations)),
+views = remember(shelf("views", KEPT["views"]), (*grid_key, min(iteration, grid.iterations)),
                  lambda: cross_predictions(grid, models, iteration)) if show_all else {}
 row_names = [names[c] for c in grid.labels]
 

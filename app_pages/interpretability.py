@@ -1,7 +1,6 @@
 """Interpretability page: explanation quality, measured — model × method × metric with 95% intervals, a radar over
 categories, the best- and worst-scored images of any cell, and new runs in the background."""
 from dataclasses import asdict
-from datetime import datetime
 
 import numpy as np
 import streamlit as st
@@ -23,7 +22,7 @@ from gradviz.evaluation.runs.interpretation import (
     write_interpretation,
 )
 from gradviz.evaluation.runs.matrix import default_models
-from gradviz.paths import user_results_dir
+from gradviz.paths import new_results_folder, user_results_dir
 
 st.title("Interpretability")
 st.caption("Is a model's map faithful, robust, concentrated, dependent on what the model learned, on the object? "
@@ -49,7 +48,7 @@ with st.expander("Run a new analysis", expanded=False):
         else:
             config = InterpretConfig(dataset=dataset, models=models, methods=methods, metrics=metrics, n=int(n),
                                      device=DEVICE)
-            out = user_results_dir() / f"{dataset}-interpret-{datetime.now():%Y%m%d-%H%M%S}"
+            out = new_results_folder(f"{dataset}-interpret")
 
             def work(job, config=config, out=out):
                 result = interpret(config, cache_dir=user_results_dir() / "cache", progress=False,
@@ -81,9 +80,10 @@ if len(models) >= 2:
     others = [m for m in models if m != model]
     baseline = b.selectbox("better than those of", others, index=others.index(normal) if normal in others else 0,
                            key=f"interp_baseline_{choice}")
-    st.markdown(f"**Answer.** {answer(result, model, baseline)}")
+    counts = method_counts(result, model, baseline)
+    st.markdown(f"**Answer.** {answer(counts, model, baseline)}")
     with st.expander("Per method"):
-        st.dataframe(method_counts(result, model, baseline), hide_index=True)
+        st.dataframe(counts, hide_index=True)
 
 categories = list(dict.fromkeys(summary["category"]))
 shown = st.multiselect("Categories", categories, default=categories, key="interp_categories")

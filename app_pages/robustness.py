@@ -1,6 +1,5 @@
 """Robustness page: accuracy-vs-ε curves, the source×target matrix, white-box vs transfer, masking flags."""
 from dataclasses import asdict
-from datetime import datetime
 
 import streamlit as st
 
@@ -17,7 +16,7 @@ from gradviz.evaluation.runs.matrix import (
     write_results,
 )
 from gradviz.evaluation.runs.paper import PAPER_CURVES_FROM_NORMAL
-from gradviz.paths import user_results_dir
+from gradviz.paths import new_results_folder, user_results_dir
 
 st.title("Robustness")
 dataset = pick_dataset()
@@ -43,7 +42,7 @@ with st.expander("Run a new evaluation", expanded=False):
         else:
             config = EvalConfig(dataset=dataset, models=models, attacks=attacks, eps=eps,
                                 n=int(n), device=DEVICE)
-            out = user_results_dir() / f"{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
+            out = new_results_folder(dataset)
 
             def work(job, config=config, out=out):
                 result = evaluate(config, cache_dir=user_results_dir() / "cache", progress=False,

@@ -2,8 +2,8 @@
 import streamlit as st
 import torch
 
+from app_pages.background import in_background, shelf
 from app_pages.common import (
-    DEVICE,
     cards_of,
     models_named,
     param_widget,
@@ -11,8 +11,8 @@ from app_pages.common import (
     pick_image,
     pick_models,
     picked_sample_index,
-    sample,
     sample_masks,
+    sample_tensors,
     sanity_check,
 )
 from gradviz.attribution.measures import gradient_norms, mask_share, zero_share
@@ -22,6 +22,7 @@ from gradviz.data.datasets import class_names, has_masks
 from gradviz.data.ground_truth import DECOYS, MASK_MEANING, swatch_class
 from gradviz.evaluation import figures
 
+NORMS_KEPT = 32  # gradient norms of a set of models on the test sample, per process
 DECOY_DEMO = ("decoy-mnist-normal", "decoy-mnist-rrr", "decoy-mnist-gradreg")
 
 st.title("Saliency")
@@ -111,14 +112,12 @@ if truth is not None:
 st.subheader("Gradient norms on the test sample")
 
 
-@st.cache_data(max_entries=16, show_spinner="Computing gradient norms…")
-def norms_for(dataset: str, hashes: tuple[tuple[str, str], ...]):
-    xs, ys = sample(dataset)
-    chosen_models = models_named([n for n, _ in hashes], dataset)
-    return gradient_norms(chosen_models, torch.from_numpy(xs).to(DEVICE), torch.from_numpy(ys).to(DEVICE))
-
-
-norms = norms_for(dataset, tuple((n, cards[n]["sha256"]) for n in chosen))
+x_sample, y_sample = sample_tensors(dataset)
+norms = in_background(shelf("norms", NORMS_KEPT), (dataset, tuple((n, cards[n]["sha256"]) for n in models)),
+                      lambda job, nets=models, xs=x_sample, ys=y_sample: gradient_norms(nets, xs, ys),
+                      "Gradient norms", f"{len(models)} model(s) × {len(y_sample)} images × 3 gradients")
+if norms is None:
+    st.stop()
 st.plotly_chart(figures.norm_boxplot(norms), width="stretch", key="norms")
 zeros = zero_share(norms)
 zeros = zeros[zeros["zero"] > 0]

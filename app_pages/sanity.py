@@ -2,10 +2,20 @@
 import numpy as np
 import streamlit as st
 
-from app_pages.common import cards_or_stop, pick_dataset, sample, sanity_check
+from app_pages.background import in_background, shelf, stop_if_cancelled
+from app_pages.common import (
+    SANITY_KEPT,
+    cards_or_stop,
+    models_named,
+    pick_dataset,
+    sample,
+    sample_tensors,
+    sanity_check,
+    sanity_key,
+)
 from gradviz.attribution.methods import DEFAULT_METHODS
 from gradviz.attribution.methods import REGISTRY as METHODS
-from gradviz.attribution.sanity import FAIL_SIMILARITY
+from gradviz.attribution.sanity import FAIL_SIMILARITY, cascading_check
 from gradviz.data.datasets import class_names
 from gradviz.evaluation.figures.interpretation import sanity_curves, sanity_maps
 
@@ -28,6 +38,22 @@ if not methods:
     st.info("Pick at least one method.")
     st.stop()
 
+store = shelf("sanity", SANITY_KEPT)
+keys = {m: sanity_key(dataset, cards[model]["sha256"], m, n) for m in methods}
+missing = [m for m in methods if store.get(keys[m]) is None]
+if missing:  # IntegratedGradients and SmoothGrad on every randomised copy: seconds, so in the background
+    net, (xs, ys) = models_named([model], dataset)[model], sample_tensors(dataset, n)
+
+    def make(job, net=net, xs=xs, ys=ys) -> bool:
+        for done, method in enumerate(missing):
+            stop_if_cancelled(job)
+            job.report(done, len(missing), f"{METHODS[method].label} ({done + 1} of {len(missing)} methods)")
+            store.put(keys[method], cascading_check(net, xs, ys, method))
+        return True
+
+    if in_background(store, ("run", *keys[missing[0]][:2], tuple(missing), n), make, "The sanity check",
+                     f"{len(missing)} method(s) × {n} images × every randomised layer") is None:
+        st.stop()
 results = {m: sanity_check(dataset, model, cards[model]["sha256"], m, n) for m in methods}
 layers = next(iter(results.values())).layers
 st.plotly_chart(sanity_curves(layers, {m: r.similarity for m, r in results.items()}, FAIL_SIMILARITY),

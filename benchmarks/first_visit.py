@@ -2,8 +2,13 @@
 
 "First visit": a new `streamlit run app.py` with an empty home folder (no caches, no models of yours), one headless
 Chromium tab opened on the page, timed from the request until the page's script has finished (Streamlit's
-script state "notRunning") with no exception on the page. The baseline, measured the same way in the same run, is
-a one-line Streamlit app. The issue's budget is 5 s per page on an idle 2-core CPU.
+script state "notRunning") with no exception on the page: "settled", the page usable. A page whose slow part is
+computed in the background shows a placeholder there; "complete" is when the last placeholder has gone and the
+page has settled again. The baseline, measured the same way in the same run, is a one-line Streamlit app. The
+issue's budget is 5 s per page on an idle 2-core CPU.
+"From the Models page": the same fresh server opened at its home page (what `streamlit run app.py` shows first),
+then the page's link clicked 5 s after that has settled (the start-up warm-up is meant for this); timed from the
+click.
 Usage: python -m benchmarks.first_visit [PAGE ...]   (url paths; default: every page)
 """
 from __future__ import annotations
@@ -16,40 +21,86 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from app_pages.background import PENDING
 from benchmarks.study_load import CHROMIUM, CHROMIUM_ARGS, start_streamlit
 from gradviz.machine import cpu_name
 
-PAGES = ["", "saliency", "sanity", "interpretability", "attack_lab", "grids", "robustness", "train", "bring",
-         "annotate", "experiments", "study", "researcher"]
+PAGES = {"": "Models", "saliency": "Saliency", "sanity": "Sanity checks", "interpretability": "Interpretability",
+         "attack_lab": "Attack lab", "grids": "Target grids", "robustness": "Robustness", "train": "Train",
+         "bring": "Your model & data", "annotate": "Teach it where not to look", "experiments": "Experiments",
+         "study": "Study", "researcher": "Researcher"}  # url path → the page's heading
 BUDGET_S = 5.0
+READING_S = 5.0  # how long the person of `from_home` looks at the Models page before clicking
 HELLO = "import streamlit as st\nst.title('hello')\n"
 
 
-def settle_seconds(url: str, browser) -> float:
-    """From the request to the script finished; raises if the page shows an exception."""
+def settle_seconds(page, start: float) -> tuple[float, float]:
+    """Seconds since `start` until the page's script has finished, and until its last background placeholder has
+    gone; raises if the page shows an exception."""
+    idle = page.locator("[data-testid='stApp'][data-test-script-state='notRunning']")
+    idle.wait_for(state="attached", timeout=300_000)
+    settled = time.perf_counter() - start
+    placeholder = page.get_by_text(PENDING)
+    while placeholder.count():
+        placeholder.first.wait_for(state="detached", timeout=300_000)
+        idle.wait_for(state="attached", timeout=300_000)
+    complete = time.perf_counter() - start
+    if page.locator("[data-testid='stException']").count():
+        raise RuntimeError(f"{page.url} shows an exception")
+    return settled, complete
+
+
+def open_page(url: str, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    start = time.perf_counter()
     page.goto(url, wait_until="domcontentloaded")
     page.locator("[data-testid='stApp'][data-test-connection-state='CONNECTED']").wait_for(state="attached",
                                                                                            timeout=60_000)
-    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(state="attached",
-                                                                                        timeout=300_000)
-    elapsed = time.perf_counter() - start
-    if page.locator("[data-testid='stException']").count():
-        raise RuntimeError(f"{url} shows an exception")
-    page.close()
-    return elapsed
+    return page
 
 
-def first_visit(path: str, browser, app: str = "app.py") -> float:
-    with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "GRADVIZ_HOME": home, "GRADVIZ_DB_URL": f"sqlite:///{home}/study.sqlite"}
-        proc, url = start_streamlit(env, app=app)
-        try:
-            return settle_seconds(f"{url}/{path}", browser)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+def fresh_server(app: str = "app.py"):
+    """A new `streamlit run` with an empty home folder; (process, url, home folder to remove)."""
+    home = tempfile.TemporaryDirectory()
+    env = {**os.environ, "GRADVIZ_HOME": home.name, "GRADVIZ_DB_URL": f"sqlite:///{home.name}/study.sqlite"}
+    proc, url = start_streamlit(env, app=app)
+    return proc, url, home
+
+
+def stop(proc, home) -> None:
+    proc.terminate()
+    proc.wait(timeout=20)
+    home.cleanup()
+
+
+def first_visit(path: str, browser, app: str = "app.py") -> tuple[float, float]:
+    """The page's URL typed into a fresh server: nothing imported or computed yet."""
+    proc, url, home = fresh_server(app)
+    try:
+        start = time.perf_counter()
+        page = open_page(f"{url}/{path}", browser)
+        times = settle_seconds(page, start)
+        page.close()
+        return times
+    finally:
+        stop(proc, home)
+
+
+def from_home(path: str, browser) -> tuple[float, float]:
+    """What `streamlit run app.py` shows first is the Models page; a person reads it for READING_S, then clicks the
+    page's link in the navigation: timed from the click."""
+    proc, url, home = fresh_server()
+    try:
+        page = open_page(url, browser)
+        settle_seconds(page, time.perf_counter())
+        page.wait_for_timeout(READING_S * 1000)
+        start = time.perf_counter()
+        page.locator(f"[data-testid='stSidebarNav'] a[href$='/{path}']").first.click()
+        page.get_by_role("heading", name=PAGES[path]).first.wait_for(timeout=300_000)
+        times = settle_seconds(page, start)
+        page.close()
+        return times
+    finally:
+        stop(proc, home)
 
 
 def main(paths: list[str]) -> None:
@@ -57,15 +108,17 @@ def main(paths: list[str]) -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         hello = Path(tmp) / "hello.py"
         hello.write_text(HELLO)
-        base = first_visit("", browser, app=str(hello))
+        base, _ = first_visit("", browser, app=str(hello))
         print(f"{cpu_name()}, {os.cpu_count()} cores; a hello-world app settles in {base:.2f} s")
-        print("| page | first visit (s) | × hello app | within 5 s |\n|---|---|---|---|")
+        print("| page | URL typed: settled (s) | within 5 s | complete (s) | from the Models page: settled (s) | "
+              "complete (s) |\n|---|---|---|---|---|---|")
         for path in paths:
-            seconds = first_visit(path, browser)
-            print(f"| {path or 'models'} | {seconds:.2f} | {seconds / base:.1f} | "
-                  f"{'yes' if seconds <= BUDGET_S else 'no'} |", flush=True)
+            settled, complete = first_visit(path, browser)
+            clicked = from_home(path, browser) if path else (settled, complete)
+            print(f"| {path or 'models'} | {settled:.2f} | {'yes' if settled <= BUDGET_S else 'no'} | "
+                  f"{complete:.2f} | {clicked[0]:.2f} | {clicked[1]:.2f} |", flush=True)
         browser.close()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or PAGES)
+    main(sys.argv[1:] or list(PAGES))

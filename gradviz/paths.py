@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+from datetime import datetime
 from pathlib import Path
 
 from gradviz.names import whole_match
@@ -56,6 +58,24 @@ def carry_dir() -> Path:
 def user_results_dir() -> Path:
     """Evaluations a user starts from the dashboard."""
     return user_model_dir().parent / "results"
+
+
+_RESERVED: set[Path] = set()
+_RESERVING = threading.Lock()
+
+
+def new_results_folder(stem: str) -> Path:
+    """A folder under `user_results_dir()` that no other run has written or is about to write:
+    <stem>-<YYYYmmdd-HHMMSS>, then -2, -3… Two runs started within one second (two people, or two different runs
+    of one) would otherwise write into the same folder and the first result would be lost."""
+    base = user_results_dir() / f"{stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    with _RESERVING:
+        path, k = base, 1
+        while path.exists() or path in _RESERVED:
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+        _RESERVED.add(path)
+    return path
 
 
 def experiments_dir() -> Path:

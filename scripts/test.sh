@@ -20,4 +20,4 @@ if $fast; then
 fi
 GRADVIZ_TEST_PG_URL=$(bash scripts/start_postgres.sh | tail -1)
 export GRADVIZ_TEST_PG_URL
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q --durations=25 "$@"  # the slowest tests, to keep CI near 20 min

@@ -11,13 +11,28 @@ import torch
 SIMILARITIES = ("spearman", "ssim")
 
 
+def average_ranks(rows: np.ndarray) -> np.ndarray:
+    """Ranks 1…D within each row of [N, D], ties sharing their mean rank (scipy's `rankdata(method="average")`),
+    in numpy: importing scipy.stats costs a page's first visit more than a second."""
+    n, d = rows.shape
+    order = np.argsort(rows, axis=1, kind="stable")
+    ordered = np.take_along_axis(rows, order, 1)
+    starts = np.ones((n, d), dtype=bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    group = np.cumsum(starts, axis=1) - 1 + (np.arange(n) * d)[:, None]  # tie group, numbered across rows
+    position = np.broadcast_to(np.arange(1, d + 1, dtype=np.float64), (n, d))
+    mean_rank = np.bincount(group.ravel(), position.ravel(), n * d) / np.maximum(np.bincount(group.ravel(),
+                                                                                             minlength=n * d), 1)
+    ranks = np.empty((n, d))
+    np.put_along_axis(ranks, order, mean_rank[group], 1)
+    return ranks
+
+
 def spearman(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     """Spearman rank correlation of each pair of maps [N, H, W] (ties share their mean rank, as in scipy);
     0 where either map is constant (no ranking to compare)."""
-    from scipy.stats import rankdata  # here, not at the top: every CLI command reads the metric registry
-
-    ra = rankdata(a.flatten(1).double().cpu().numpy(), axis=1)
-    rb = rankdata(b.flatten(1).double().cpu().numpy(), axis=1)
+    ra = average_ranks(a.flatten(1).double().cpu().numpy())
+    rb = average_ranks(b.flatten(1).double().cpu().numpy())
     ra -= ra.mean(1, keepdims=True)
     rb -= rb.mean(1, keepdims=True)
     denominator = np.sqrt((ra * ra).sum(1) * (rb * rb).sum(1))

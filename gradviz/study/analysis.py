@@ -12,7 +12,6 @@ import json
 import krippendorff
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 from sqlalchemy import Engine, select
 
 from gradviz.study.db import participants, responses, stimuli
@@ -101,6 +100,8 @@ def agreement(ratings: pd.DataFrame) -> float:
 
 def size_correlations(ratings: pd.DataFrame) -> dict:
     """Spearman correlation of the rating with the perturbation's L2 norm and with SSIM to the clean image."""
+    from scipy.stats import spearmanr  # here: importing scipy.stats at the top costs the Researcher page ~1 s
+
     out = {}
     for column in ("l2", "ssim"):
         rho, p = spearmanr(ratings[column], ratings.rating) if len(ratings) > 2 else (np.nan, np.nan)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from page_helpers import page
+from page_helpers import page, pending, settle
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -198,7 +198,7 @@ def test_train_page_lists_an_interrupted_run_and_resumes_it(user_models):
 
 def test_target_grids_scrub_without_recomputing_and_export(user_zoo, monkeypatch):
     import gradviz.attacks.grids
-    from app_pages.common import job_runner
+    from app_pages.background import page_runner
 
     st.cache_resource.clear()  # grids kept by another test would hide the first computation
     views_made = []
@@ -225,20 +225,42 @@ def test_target_grids_scrub_without_recomputing_and_export(user_zoo, monkeypatch
     at.multiselect(key="grid_models_mnist").set_value(["mnist-gradreg"]).run()
     at.radio(key="grid_rows").set_value("Chosen images").run()
     at.multiselect(key="grid_images_mnist").set_value([0, 1]).run()
-    at.radio(key="grid_attack").set_value("jsma").run()  # minutes on a CPU: a background job, the page not blocked
+    at.radio(key="grid_attack").set_value("jsma").run()  # minutes on a CPU: in the background, the page not blocked
     assert not at.exception, at.exception
-    assert any("computed in the background" in i.value for i in at.info) and not at.get("plotly_chart")
-    job = job_runner().jobs[at.session_state["grid_job"]]
-    at.run()  # a rerun while it runs (Enter, a click) does not start it twice
-    assert at.session_state["grid_job"] == job.id
-    job_runner().wait(job, timeout=300)
-    assert job.state == "done", job.error
-    at.run()
+    assert pending(at) and any("takes minutes" in i.value for i in at.info) and not at.get("plotly_chart")
+    going = [j for j in page_runner().jobs.values() if j.finished is None and not j.cancelled]
+    assert len(going) == 1  # the itgsm grids asked for on the way here were cancelled: nobody waits for them
+    at.run()  # a rerun while it runs (Enter, a click, another session) does not start it twice
+    assert [j for j in page_runner().jobs.values() if j.finished is None and not j.cancelled] == going
+    settle(at)
     assert not at.exception, at.exception
     assert any("JSMA grids show each cell's final image" in c.value and "no iterations to scrub" in c.value
                for c in at.caption)
     assert len(at.get("plotly_chart")) == 1 and not any("iteration slider" in c.value for c in at.caption)
     at.radio(key="grid_attack").set_value("itgsm").run()
     assert at.slider(key="grid_itgsm_eps").value == 1.0  # the paper's unprojected grid
-    at.slider(key="grid_itgsm_eps").set_value(0.3).run()
+    settle(at.slider(key="grid_itgsm_eps").set_value(0.3).run())
     assert not at.exception and at.slider(key="grid_itgsm_steps").value == 25
+
+
+def test_the_first_page_starts_one_warm_up_that_reads_the_default_dataset(monkeypatch):
+    import sys
+
+    import app_pages.warm_up
+    from gradviz.data import datasets
+
+    monkeypatch.setattr(app_pages.warm_up, "DELAY_S", 0.0)
+    st.cache_resource.clear()
+    datasets.load_arrays.cache_clear()
+    at = page("models")
+    at.run()
+    assert not at.exception, at.exception
+    thread = app_pages.warm_up.warm_up()  # every run asked for it: still the one thread of the process
+    assert thread.name == "gradviz-warm-up"
+    thread.join(timeout=300)
+    assert not thread.is_alive() and all(name in sys.modules for name in app_pages.warm_up.HEAVY)
+    try:
+        datasets.load_arrays("mnist", verify=True)
+    except datasets.DatasetNotFound:
+        pytest.skip("no full MNIST here: the warm-up had nothing to read")
+    assert datasets._builtin.cache_info().hits >= 1  # the call above found what the warm-up had read

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from app_pages.background import PENDING
+from benchmarks.first_visit import PAGES as FIRST_VISIT_PAGES
 from benchmarks.study_load import CHROMIUM, CHROMIUM_ARGS, start_streamlit
 from gradviz.study.auth import hash_password
 
-PAGES = {"": "Models", "saliency": "Saliency", "attack_lab": "Attack lab", "robustness": "Robustness",
-         "train": "Train", "grids": "Target grids", "experiments": "Experiments", "sanity": "Sanity checks",
-         "interpretability": "Interpretability", "bring": "Your model & data",
-         "annotate": "Teach it where not to look"}
+PAGES = {path: title for path, title in FIRST_VISIT_PAGES.items() if path not in ("study", "researcher")}
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
@@ -65,8 +65,13 @@ def server_env(home: Path, study_url: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, study_url):
-    proc, url = start_server(server_env(tmp_path_factory.mktemp("home"), study_url))
+def server_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def server(server_home, study_url):
+    proc, url = start_server(server_env(server_home, study_url))
     yield url
     proc.terminate()
     proc.wait(timeout=20)
@@ -88,12 +93,21 @@ def wait_for_app(page) -> None:
                                                                                            timeout=90_000)
 
 
+def wait_for_background(page) -> None:
+    """Until the page's background computations have drawn their results (the placeholders gone)."""
+    placeholder = page.get_by_text(PENDING)
+    while placeholder.count():
+        placeholder.first.wait_for(state="detached", timeout=300_000)
+        wait_for_app(page)
+
+
 @pytest.mark.parametrize("path,title", list(PAGES.items()))
 def test_each_page_opens_without_an_error(server, browser, path, title):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{server}/{path}", wait_until="domcontentloaded")
     wait_for_app(page)
     page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
+    wait_for_background(page)  # the page redraws itself with the results: still no error
     assert page.locator("[data-testid='stException']").count() == 0
     assert page.get_by_text("Traceback").count() == 0
     if os.environ.get("GRADVIZ_SCREENSHOTS"):
@@ -501,3 +515,33 @@ def test_a_comparison_page_answers_on_top_with_one_colour_per_model_and_readable
     assert all(len(c) == 1 for c in colours.values()), colours
     overlaps = overlapping_ticks(page.evaluate(TICK_BOXES))
     assert not overlaps, overlaps
+
+
+def test_enter_does_not_start_a_run_and_a_second_click_while_it_runs_starts_nothing(server, server_home, browser):
+    """Robustness: Enter in "Test images" submits nothing; Start starts one evaluation; pressing Start again while
+    it runs says so and starts nothing; in the end the results folder holds one new evaluation."""
+    def evaluations() -> list[str]:
+        folder = server_home / "results"
+        return sorted(p.name for p in folder.iterdir() if re.fullmatch(r"mnist-\d{8}-\d{6}(-\d+)?", p.name)) \
+            if folder.is_dir() else []
+
+    before = evaluations()
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(f"{server}/robustness", wait_until="domcontentloaded")
+    wait_for_app(page)
+    page.get_by_text("Run a new evaluation").click()
+    images = page.get_by_label("Test images")
+    images.fill("50")
+    images.press("Enter")
+    page.wait_for_timeout(1500)
+    wait_for_app(page)
+    assert page.get_by_text("Evaluating:").count() == 0  # Enter did not submit the form
+    start = page.get_by_role("button", name="Start in the background")
+    start.click()
+    page.get_by_text("Evaluating:").first.wait_for(timeout=60_000)
+    start.click()
+    page.get_by_text("The same run is already going").first.wait_for(timeout=30_000)
+    page.get_by_text("Evaluation finished").first.wait_for(timeout=300_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert len(evaluations()) == len(before) + 1, evaluations()
+    page.close()

@@ -1,7 +1,7 @@
 """The pages on the ground-truth datasets: Decoy MNIST's Clever Hans demo, mask outlines, Block MNIST's 56×28
 images and two classes wherever MNIST goes."""
 import pytest
-from page_helpers import page
+from page_helpers import page, settle
 
 
 def _table(at):
@@ -11,7 +11,7 @@ def _table(at):
 
 def _on(name: str, dataset: str):
     at = page(name)
-    at.selectbox(key="dataset").set_value(dataset).run()
+    settle(at.selectbox(key="dataset").set_value(dataset).run())
     assert not at.exception, at.exception
     return at
 

@@ -3,7 +3,7 @@ trained normal and gradreg): colour images, the dataset's own class names, no di
 import json
 
 import pytest
-from page_helpers import page
+from page_helpers import page, settle
 
 from gradviz.data.adding import add_dataset
 from gradviz.data.colour_digits import write_colour_folder
@@ -25,7 +25,7 @@ def colour_pair(tmp_path):
 
 def _on(name: str):
     at = page(name)
-    at.selectbox(key="dataset").set_value("colour").run()
+    settle(at.selectbox(key="dataset").set_value("colour").run())
     assert not at.exception, at.exception
     return at
 

@@ -25,7 +25,7 @@ from gradviz.attribution.metrics import (
     unit_max,
 )
 from gradviz.attribution.randomisation import layer_groups, randomised_models
-from gradviz.attribution.similarity import spearman, ssim
+from gradviz.attribution.similarity import average_ranks, spearman, ssim
 from gradviz.nets.store import load_model
 
 N = 24
@@ -233,6 +233,16 @@ def test_similarities_against_scipy_and_skimage(setup):
                 for a, b in zip(maps.double().numpy(), other.double().numpy())]
     assert np.allclose(ssim(maps, other), expected)
     assert np.allclose(spearman(maps, maps * 2), 1.0) and np.allclose(ssim(maps, maps), 1.0)
+
+
+def test_average_ranks_match_scipy_with_ties_and_without():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(3)
+    tied = rng.integers(0, 4, (6, 50)).astype(np.float64)  # many ties, as in maps that are mostly zero
+    tied[2] = 0.0  # a constant row: every pixel shares the middle rank
+    for rows in (tied, rng.normal(size=(6, 50))):
+        assert np.array_equal(average_ranks(rows), rankdata(rows, axis=1))
 
 
 def test_random_logit_of_a_class_free_map_is_one(setup):

@@ -89,3 +89,23 @@ def test_data_sample_writes_what_the_committed_samples_hold(tmp_path, capsys):
         assert sorted(written.files) == sorted(committed.files), path.name
         for key in written.files:
             np.testing.assert_array_equal(written[key], committed[key], err_msg=f"{path.name}: {key}")
+
+
+def test_two_runs_started_in_one_second_get_two_results_folders(tmp_path, monkeypatch):
+    import datetime as dt
+
+    import gradviz.paths
+
+    class OneSecond(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 12, 7, 2, 30, 0)
+
+    monkeypatch.setattr(gradviz.paths, "datetime", OneSecond)
+    monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path))
+    monkeypatch.delenv("GRADVIZ_USER_MODELS", raising=False)
+    first, second = gradviz.paths.new_results_folder("mnist"), gradviz.paths.new_results_folder("mnist")
+    assert (first.name, second.name) == ("mnist-20261207-023000", "mnist-20261207-023000-2")
+    assert first.parent == tmp_path / "results"
+    (first.parent / "mnist-20261207-023000-3").mkdir(parents=True)  # one already written is not handed out either
+    assert gradviz.paths.new_results_folder("mnist").name == "mnist-20261207-023000-4"

@@ -18,7 +18,7 @@ from gradviz.evaluation.runs.interpretation import (
     read_interpretation,
     write_interpretation,
 )
-from gradviz.evaluation.runs.stats import bootstrap_interval
+from gradviz.evaluation.runs.stats import bootstrap_interval, bootstrap_intervals
 from gradviz.paths import user_results_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +33,12 @@ def test_bootstrap_interval_is_seeded_holds_the_mean_and_skips_nan():
     assert low < values.mean() < high and high - low < 0.3
     assert (low, high) == bootstrap_interval(values, seed=1)
     assert bootstrap_interval(np.append(values, np.nan), seed=1) == (low, high)
+    draws = np.random.default_rng(1).integers(0, 400, (2000, 400))  # the definition, written out
+    assert np.allclose((low, high), np.percentile(values[draws].mean(1), [2.5, 97.5]), rtol=0, atol=1e-12)
+    many = bootstrap_intervals([values, values[:7], np.array([np.nan]), values], seed=1)  # batched: the same
+    assert np.allclose([many[0], many[3], many[1]], [(low, high), (low, high), bootstrap_interval(values[:7], seed=1)],
+                       rtol=0, atol=1e-12)
+    assert all(np.isnan(many[2]))
     assert all(np.isnan(bootstrap_interval(np.array([np.nan]))))
 
 
@@ -184,7 +190,7 @@ def test_interpretability_page_reads_results_drills_down_and_starts_a_run(user_m
 
 
 def test_paired_differences_point_the_way_each_metric_is_good():
-    from gradviz.evaluation.report.interpretation_claims import paired_difference, verdict
+    from gradviz.evaluation.report.interpretation_claims import paired_differences, verdict
 
     images = np.arange(50)
     noise = np.random.default_rng(0).normal(0, 0.01, 50)
@@ -192,9 +198,9 @@ def test_paired_differences_point_the_way_each_metric_is_good():
                                       "score": 0.3 + noise}),
                         pd.DataFrame({"model": "base", "method": "g", "metric": "deletion", "image": images,
                                       "score": 0.5 + noise})])
-    diff, low, high, n = paired_difference(scores, "reg", "base", "g", "deletion")
+    diff, low, high, n = paired_differences(scores, "reg", "base").iloc[0][["better_by", "ci_low", "ci_high", "n"]]
     assert n == 50 and np.isclose(diff, 0.2) and low > 0 and verdict(low, high) == "supports"  # lower is better
-    diff, low, high, _ = paired_difference(scores, "base", "reg", "g", "deletion")
+    diff, low, high, _ = paired_differences(scores, "base", "reg").iloc[0][["better_by", "ci_low", "ci_high", "n"]]
     assert diff < 0 and verdict(low, high) == "contradicts"
     assert verdict(-0.1, 0.1) == "inconclusive"
 

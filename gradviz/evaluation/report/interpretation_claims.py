@@ -9,7 +9,7 @@ from gradviz.attribution.metrics import CATEGORIES
 from gradviz.attribution.metrics import REGISTRY as METRICS
 from gradviz.evaluation.report.tables import markdown_table
 from gradviz.evaluation.runs.interpretation import InterpretResult
-from gradviz.evaluation.runs.stats import bootstrap_interval
+from gradviz.evaluation.runs.stats import bootstrap_intervals
 
 # What each category says about the paper's claim that regularized input gradients are better explanations.
 CLAIM_PARTS = {
@@ -21,21 +21,23 @@ CLAIM_PARTS = {
 }
 
 
-def paired_difference(scores: pd.DataFrame, model: str, baseline: str, method: str, metric: str,
-                      seed: int = 0) -> tuple[float, float, float, int]:
-    """Mean over images of (model − baseline), oriented so that positive is better, with its 95% bootstrap
-    interval and the number of images both scored."""
-    def column(name: str) -> pd.Series:
-        cell = scores[(scores.model == name) & (scores.method == method) & (scores.metric == metric)]
-        return cell.set_index("image")["score"]
-
-    both = pd.concat([column(model), column(baseline)], axis=1, keys=["a", "b"]).dropna()
-    sign = 1.0 if METRICS[metric].higher_is_better else -1.0
-    diff = sign * (both["a"] - both["b"]).to_numpy(dtype=np.float64)
-    if len(diff) == 0:
-        return np.nan, np.nan, np.nan, 0
-    low, high = bootstrap_interval(diff, seed=seed)
-    return float(diff.mean()), low, high, len(diff)
+def paired_differences(scores: pd.DataFrame, model: str, baseline: str, seed: int = 0) -> pd.DataFrame:
+    """Per method and metric: the mean over images of (model − baseline), oriented so that positive is better,
+    with its 95% bootstrap interval and the number of images both scored (columns method, metric, better_by,
+    ci_low, ci_high, n). One pass over the scores for every cell."""
+    two = scores[scores.model.isin([model, baseline])]
+    wide = two.pivot(index=["method", "metric", "image"], columns="model", values="score")
+    cells, keys = [], []
+    for (method, metric), cell in wide.groupby(level=["method", "metric"], sort=False):
+        both = cell.reindex(columns=[model, baseline]).dropna()
+        sign = 1.0 if METRICS[metric].higher_is_better else -1.0
+        cells.append(sign * (both[model] - both[baseline]).to_numpy(dtype=np.float64))
+        keys.append((method, metric))
+    intervals = bootstrap_intervals(cells, seed=seed)
+    return pd.DataFrame([{"method": method, "metric": metric, "better_by": diff.mean() if len(diff) else np.nan,
+                          "ci_low": low, "ci_high": high, "n": len(diff)}
+                         for (method, metric), diff, (low, high) in zip(keys, cells, intervals)],
+                        columns=["method", "metric", "better_by", "ci_low", "ci_high", "n"])
 
 
 def verdict(low: float, high: float) -> str:
@@ -46,16 +48,21 @@ def verdict(low: float, high: float) -> str:
     return "inconclusive"
 
 
-def claim_table(result: InterpretResult, model: str, baseline: str, method: str) -> pd.DataFrame:
-    """One row per metric: both means, the paired difference (positive = `model` better) and the verdict."""
+def claim_table(result: InterpretResult, model: str, baseline: str, method: str,
+                paired: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per metric: both means, the paired difference (positive = `model` better) and the verdict.
+    `paired`: `paired_differences` of the two models, when the caller has it already."""
+    paired = paired_differences(result.scores, model, baseline) if paired is None else paired
+    cells = paired[paired.method == method].set_index("metric")
     s = result.summary[result.summary.method == method].set_index(["model", "metric"])["mean"]
     rows = []
     for metric in [m for m in METRICS if m in set(result.summary.metric)]:
-        diff, low, high, n = paired_difference(result.scores, model, baseline, method, metric)
+        diff, low, high, n = (cells.loc[metric, ["better_by", "ci_low", "ci_high", "n"]] if metric in cells.index
+                              else (np.nan, np.nan, np.nan, 0))
         rows.append({"category": METRICS[metric].category, "metric": metric,
                      "direction": "↑" if METRICS[metric].higher_is_better else "↓",
                      baseline: s.get((baseline, metric), np.nan), model: s.get((model, metric), np.nan),
-                     "better_by": diff, "ci_low": low, "ci_high": high, "n": n, "verdict": verdict(low, high)})
+                     "better_by": diff, "ci_low": low, "ci_high": high, "n": int(n), "verdict": verdict(low, high)})
     return pd.DataFrame(rows)
 
 
@@ -66,11 +73,13 @@ def _markdown_table(table: pd.DataFrame, model: str, baseline: str) -> list[str]
     return markdown_table(["claim part", "metric", baseline, model, f"{model} better by [95% CI]", "verdict"], rows)
 
 
-def method_counts(result: InterpretResult, model: str, baseline: str) -> pd.DataFrame:
+def method_counts(result: InterpretResult, model: str, baseline: str,
+                  paired: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per saliency method, how many metrics support, contradict or leave open `model` over `baseline`."""
+    paired = paired_differences(result.scores, model, baseline) if paired is None else paired
     rows = []
     for method in dict.fromkeys(result.summary.method):
-        table = claim_table(result, model, baseline, method)
+        table = claim_table(result, model, baseline, method, paired)
         counts = table.verdict.value_counts()
         rows.append({"method": method, **{v: int(counts.get(v, 0)) for v in
                                           ("supports", "contradicts", "inconclusive")}})
@@ -90,20 +99,20 @@ def interpretation_section(result: InterpretResult, regularized: str, baselines:
     for baseline in baselines:
         if baseline not in set(summary.model) or regularized not in set(summary.model):
             continue
-        table = claim_table(result, regularized, baseline, method)
+        paired = paired_differences(result.scores, regularized, baseline)
+        table = claim_table(result, regularized, baseline, method, paired)
         lines += [f"#### {regularized} against {baseline}: {method}", "",
                   *_markdown_table(table, regularized, baseline), ""]
-        counts = method_counts(result, regularized, baseline)
+        counts = method_counts(result, regularized, baseline, paired)
         lines += [f"Every method, {regularized} against {baseline} (metrics that support / contradict / leave "
                   "open the claim): " + "; ".join(f"{r.method} {r.supports}/{r.contradicts}/{r.inconclusive}"
                                                   for r in counts.itertuples()) + ".", ""]
     return lines
 
 
-def answer(result: InterpretResult, model: str, baseline: str, method: str = "gradient-logp") -> str:
-    """The page's one-sentence answer: on how many metrics `model`'s maps are better or worse than `baseline`'s
-    (paired 95% intervals apart from zero), for the paper's own map and over every method scored."""
-    counts = method_counts(result, model, baseline)
+def answer(counts: pd.DataFrame, model: str, baseline: str, method: str = "gradient-logp") -> str:
+    """The page's one-sentence answer from `method_counts`: on how many metrics `model`'s maps are better or worse
+    than `baseline`'s (paired 95% intervals apart from zero), for the paper's own map and over every method."""
     total = counts[["supports", "contradicts", "inconclusive"]].sum()
     own = counts[counts.method == method]
     lead = ""

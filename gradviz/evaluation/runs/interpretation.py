@@ -27,7 +27,7 @@ from gradviz.data.datasets import dataset_source, evidence_regions, has_masks, l
 from gradviz.data.ground_truth import DECOYS, EVIDENCE_INSIDE_MASK, MASK_MEANING
 from gradviz.evaluation.runs.matrix import correct_counts, default_models
 from gradviz.evaluation.runs.shortcuts import shortcut_share
-from gradviz.evaluation.runs.stats import bootstrap_interval
+from gradviz.evaluation.runs.stats import bootstrap_intervals
 from gradviz.machine import run_stamp
 from gradviz.nets.architecture import channels_last, class_count, frozen
 from gradviz.nets.cards import require_dataset
@@ -200,10 +200,11 @@ def interpret(config: InterpretConfig, cache_dir: str | Path | None = None, prog
 
 def summarise(scores: pd.DataFrame, clean: dict[str, float], seed: int = 0) -> pd.DataFrame:
     """Mean and 95% bootstrap interval per (model, method, metric); `undefined` counts images with no score."""
+    cells = [(key, block["score"].to_numpy(dtype=np.float64))
+             for key, block in scores.groupby(["model", "method", "metric"], sort=False)]
     rows = []
-    for (model, method, metric), block in scores.groupby(["model", "method", "metric"], sort=False):
-        values = block["score"].to_numpy(dtype=np.float64)
-        low, high = bootstrap_interval(values, seed=seed)
+    for ((model, method, metric), values), (low, high) in zip(
+            cells, bootstrap_intervals([v for _, v in cells], seed=seed)):
         defined = values[~np.isnan(values)]
         entry = METRICS.get(metric)
         rows.append({"model": model, "method": method, "metric": metric,
