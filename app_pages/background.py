@@ -46,9 +46,11 @@ class Shelf:
         with self._lock:
             for other, waiting in list(self._waiters.items()):
                 waiting.discard(asker)
-                if not waiting and other != key and other in self._pending:
-                    self._pending.pop(other).cancel()
+                if not waiting and other != key:
                     del self._waiters[other]
+                    left = self._pending.pop(other, None)
+                    if left is not None and left.finished is None:
+                        left.cancel()
             job = self._pending.get(key)
             if job is not None and job.state in ("failed", "cancelled"):
                 del self._pending[key]

@@ -14,7 +14,7 @@ import time
 
 import streamlit as st
 
-DELAY_S = 3.0  # the browser draws most pages within this after the server has finished them
+DELAY_S = 1.5  # the browser draws most pages within this after the server has finished them
 HEAVY = ("torch", "captum.attr", "pandas", "plotly.graph_objects", "gradviz.attacks.registry",
          "gradviz.attribution.methods", "gradviz.attribution.sanity", "gradviz.evaluation.figures",
          "gradviz.evaluation.runs.matrix", "gradviz.evaluation.runs.interpretation")
