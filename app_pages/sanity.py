@@ -44,14 +44,14 @@ missing = [m for m in methods if store.get(keys[m]) is None]
 if missing:  # IntegratedGradients and SmoothGrad on every randomised copy: seconds, so in the background
     net, (xs, ys) = models_named([model], dataset)[model], sample_tensors(dataset, n)
 
-    def make(job, net=net, xs=xs, ys=ys) -> bool:
-        for done, method in enumerate(missing):
+    def make(job, net=net, xs=xs, ys=ys, todo=tuple((m, keys[m]) for m in missing)) -> bool:
+        for done, (method, key) in enumerate(todo):
             stop_if_cancelled(job)
-            job.report(done, len(missing), f"{METHODS[method].label} ({done + 1} of {len(missing)} methods)")
-            store.put(keys[method], cascading_check(net, xs, ys, method))
+            job.report(done, len(todo), f"{METHODS[method].label} ({done + 1} of {len(todo)} methods)")
+            store.put(key, cascading_check(net, xs, ys, method))
         return True
 
-    if in_background(store, ("run", *keys[missing[0]][:2], tuple(missing), n), make, "The sanity check",
+    if in_background(store, ("run", dataset, cards[model]["sha256"], tuple(missing), n), make, "The sanity check",
                      f"{len(missing)} method(s) × {n} images × every randomised layer") is None:
         st.stop()
 results = {m: sanity_check(dataset, model, cards[model]["sha256"], m, n) for m in methods}

@@ -1,6 +1,7 @@
 """Shared fixtures: a private cache and user-model folder per test session, tiny models and data."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,19 +45,31 @@ def tiny_train(mnist_test):
 
 
 
+@pytest.fixture(scope="session")
+def trained_pairs(tmp_path_factory) -> Path:
+    """Where `saved_pair` keeps each pair it trained, so that tests asking for the same pair share one training."""
+    return tmp_path_factory.mktemp("trained-pairs")
+
+
 @pytest.fixture
-def saved_pair(user_models, tiny_train):
+def saved_pair(user_models, tiny_train, trained_pairs):
     """A factory: a normal and a gradreg (λ 1) model trained briefly on 512 digits and saved as the user models
-    PREFIX-normal and PREFIX-gradreg; returns [normal, gradreg]."""
+    PREFIX-normal and PREFIX-gradreg; returns [normal, gradreg]. A pair is trained once per test session (the same
+    settings give the same models) and copied into each test's own user-model folder."""
     from gradviz.nets.store import save_model
     from gradviz.training.config import TrainConfig
     from gradviz.training.loop import train_model
 
     def make(prefix: str, steps: int = 20, width: int = 8) -> list[str]:
-        for defense, lam in (("normal", 0.0), ("gradreg", 1.0)):
-            model, card = train_model(TrainConfig(defense=defense, lam=lam, steps=steps, batch_size=64, width=width,
-                                                  device="cpu", name=f"{prefix}-{defense}"), tiny_train,
-                                      progress=False)
-            save_model(model, card, user_models)
+        kept = trained_pairs / f"{prefix}-{steps}-{width}"
+        if not kept.is_dir():
+            for defense, lam in (("normal", 0.0), ("gradreg", 1.0)):
+                model, card = train_model(TrainConfig(defense=defense, lam=lam, steps=steps, batch_size=64,
+                                                      width=width, device="cpu", name=f"{prefix}-{defense}"),
+                                          tiny_train, progress=False)
+                save_model(model, card, kept)
+        user_models.mkdir(parents=True, exist_ok=True)
+        for file in kept.iterdir():
+            shutil.copy2(file, user_models / file.name)
         return [f"{prefix}-normal", f"{prefix}-gradreg"]
     return make

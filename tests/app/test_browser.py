@@ -469,7 +469,8 @@ def test_a_person_marks_five_decoy_digits_fine_tunes_and_sees_before_and_after(s
     page.get_by_text("Fine-tuned model").first.wait_for(timeout=180_000)  # the page reruns itself when the run ends
     wait_for_app(page)
     page.get_by_text("accuracy without the shortcut 0.").first.wait_for(timeout=60_000)  # the answer sentence
-    assert page.get_by_test_id("stDataFrame").count() >= 1
+    page.get_by_test_id("stDataFrame").first.wait_for(timeout=60_000)  # the table below it: its grid loads lazily
+    wait_for_app(page)
     assert page.locator("[data-testid='stException']").count() == 0
     assert page.locator(".js-plotly-plot").count() >= 4  # held-out maps before and after, on one scale
     if os.environ.get("GRADVIZ_SCREENSHOTS"):
