@@ -103,8 +103,7 @@ def in_background(store: Shelf, key: Hashable, make: Callable[[JobHandle], Any],
 
     def start() -> JobHandle:
         def work(job: JobHandle) -> str:
-            if job.cancelled:  # nobody waits for it any more
-                raise Cancelled(what)
+            stop_if_cancelled(job)  # nobody waits for it any more
             store.put(key, make(job))
             return "ready"
         return page_runner().submit(what, work)

@@ -31,6 +31,7 @@ PAGES = {"": "Models", "saliency": "Saliency", "sanity": "Sanity checks", "inter
          "bring": "Your model & data", "annotate": "Teach it where not to look", "experiments": "Experiments",
          "study": "Study", "researcher": "Researcher"}  # url path → the page's heading
 BUDGET_S = 5.0
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"  # the page's script has finished
 READING_S = 5.0  # how long the person of `from_home` looks at the Models page before clicking
 HELLO = "import streamlit as st\nst.title('hello')\n"
 
@@ -38,17 +39,21 @@ HELLO = "import streamlit as st\nst.title('hello')\n"
 def settle_seconds(page, start: float) -> tuple[float, float]:
     """Seconds since `start` until the page's script has finished, and until its last background placeholder has
     gone; raises if the page shows an exception."""
-    idle = page.locator("[data-testid='stApp'][data-test-script-state='notRunning']")
-    idle.wait_for(state="attached", timeout=300_000)
+    page.locator(IDLE).wait_for(state="attached", timeout=300_000)
     settled = time.perf_counter() - start
-    placeholder = page.get_by_text(PENDING)
-    while placeholder.count():
-        placeholder.first.wait_for(state="detached", timeout=300_000)
-        idle.wait_for(state="attached", timeout=300_000)
+    wait_for_background(page)
     complete = time.perf_counter() - start
     if page.locator("[data-testid='stException']").count():
         raise RuntimeError(f"{page.url} shows an exception")
     return settled, complete
+
+
+def wait_for_background(page) -> None:
+    """Until the page's background computations have drawn their results: no placeholder left, the page idle."""
+    placeholder = page.get_by_text(PENDING)
+    while placeholder.count():
+        placeholder.first.wait_for(state="detached", timeout=300_000)
+        page.locator(IDLE).wait_for(state="attached", timeout=300_000)
 
 
 def open_page(url: str, browser):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app_pages.background import PENDING
 from benchmarks.first_visit import PAGES as FIRST_VISIT_PAGES
+from benchmarks.first_visit import wait_for_background
 from benchmarks.study_load import CHROMIUM, CHROMIUM_ARGS, start_streamlit
 from gradviz.study.auth import hash_password
 
@@ -91,14 +91,6 @@ def wait_for_app(page) -> None:
     page.locator("[data-testid='stApp'][data-test-connection-state='CONNECTED']").wait_for(state="attached")
     page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(state="attached",
                                                                                            timeout=90_000)
-
-
-def wait_for_background(page) -> None:
-    """Until the page's background computations have drawn their results (the placeholders gone)."""
-    placeholder = page.get_by_text(PENDING)
-    while placeholder.count():
-        placeholder.first.wait_for(state="detached", timeout=300_000)
-        wait_for_app(page)
 
 
 @pytest.mark.parametrize("path,title", list(PAGES.items()))

@@ -3,11 +3,10 @@ localisation metrics of an `interpret` run and compared model against model, pai
 "Ground truth")."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from gradviz.data.ground_truth import EVIDENCE_INSIDE_MASK, MASK_MEANING
-from gradviz.evaluation.report.interpretation_claims import paired_differences, verdict
+from gradviz.evaluation.report.interpretation_claims import NO_CELL, paired_cells, paired_differences, verdict
 from gradviz.evaluation.report.tables import markdown_table
 from gradviz.evaluation.runs.interpretation import InterpretResult
 
@@ -56,10 +55,9 @@ def comparison_table(result: InterpretResult, dataset: str, method: str) -> pd.D
         if model not in names or baseline not in names:
             continue
         paired = paired_differences(result.scores, names[model], names[baseline])
-        cells = paired[paired.method == method].set_index("metric")
+        cells = paired_cells(paired, method)
         for metric in _metrics(result):
-            diff, low, high, n = (cells.loc[metric, ["better_by", "ci_low", "ci_high", "n"]]
-                                  if metric in cells.index else (np.nan, np.nan, np.nan, 0))
+            diff, low, high, n = cells.get(metric, NO_CELL)
             rows.append({"model": names[model], "baseline": names[baseline], "metric": metric, "better_by": diff,
                          "ci_low": low, "ci_high": high, "n": int(n), "verdict": verdict(low, high)})
     return pd.DataFrame(rows)

@@ -40,6 +40,14 @@ def paired_differences(scores: pd.DataFrame, model: str, baseline: str, seed: in
                         columns=["method", "metric", "better_by", "ci_low", "ci_high", "n"])
 
 
+NO_CELL = (np.nan, np.nan, np.nan, 0)  # a metric the two models were not both scored on
+
+
+def paired_cells(paired: pd.DataFrame, method: str) -> dict[str, tuple[float, float, float, int]]:
+    """One method's rows of `paired_differences` by metric: (better_by, ci_low, ci_high, n)."""
+    return {r.metric: (r.better_by, r.ci_low, r.ci_high, int(r.n)) for r in paired[paired.method == method].itertuples()}
+
+
 def verdict(low: float, high: float) -> str:
     if low > 0:
         return "supports"
@@ -53,12 +61,11 @@ def claim_table(result: InterpretResult, model: str, baseline: str, method: str,
     """One row per metric: both means, the paired difference (positive = `model` better) and the verdict.
     `paired`: `paired_differences` of the two models, when the caller has it already."""
     paired = paired_differences(result.scores, model, baseline) if paired is None else paired
-    cells = paired[paired.method == method].set_index("metric")
+    cells = paired_cells(paired, method)
     s = result.summary[result.summary.method == method].set_index(["model", "metric"])["mean"]
     rows = []
     for metric in [m for m in METRICS if m in set(result.summary.metric)]:
-        diff, low, high, n = (cells.loc[metric, ["better_by", "ci_low", "ci_high", "n"]] if metric in cells.index
-                              else (np.nan, np.nan, np.nan, 0))
+        diff, low, high, n = cells.get(metric, NO_CELL)
         rows.append({"category": METRICS[metric].category, "metric": metric,
                      "direction": "↑" if METRICS[metric].higher_is_better else "↓",
                      baseline: s.get((baseline, metric), np.nan), model: s.get((model, metric), np.nan),
